@@ -1,0 +1,170 @@
+"""The species catalogue: every organism pestid can name, shipped as package data.
+
+Validated on load: unique ids, parents that exist and are groups, both languages
+present, vector relations that point at diseases.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from enum import Enum
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pestid.errors import CatalogueError
+
+
+class Category(str, Enum):
+    insect = "insect"
+    mite = "mite"
+    mollusc = "mollusc"
+    rodent = "rodent"
+    fungus = "fungus"
+    bacterium = "bacterium"
+    virus = "virus"
+    natural_enemy = "natural_enemy"
+    healthy = "healthy"
+
+
+DISEASE_CATEGORIES = {Category.fungus, Category.bacterium, Category.virus}
+
+
+class Organism(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["organism", "group"] = "organism"
+    category: Category
+    parent: str | None = None
+    name_vi: str
+    name_en: str
+    scientific: str
+    advice_vi: str
+    advice_en: str
+    vector_of: tuple[str, ...] = ()
+
+    @field_validator("name_vi", "name_en", "scientific", "advice_vi", "advice_en")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @property
+    def is_natural_enemy(self) -> bool:
+        return self.category is Category.natural_enemy
+
+    def name(self, lang: str) -> str:
+        return self.name_vi if lang == "vi" else self.name_en
+
+    def advice(self, lang: str) -> str:
+        return self.advice_vi if lang == "vi" else self.advice_en
+
+
+class Catalogue:
+    """An immutable, validated set of organisms, looked up by id."""
+
+    def __init__(self, organisms: list[Organism]) -> None:
+        self._by_id: dict[str, Organism] = {}
+        for org in organisms:
+            if org.id in self._by_id:
+                raise CatalogueError(
+                    f"Mã loài '{org.id}' bị trùng trong danh mục.",
+                    f"Organism id '{org.id}' appears twice in the catalogue.",
+                )
+            self._by_id[org.id] = org
+        for org in organisms:
+            _check_links(org, self._by_id)
+
+    def __iter__(self) -> Iterator[Organism]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, organism_id: object) -> bool:
+        return organism_id in self._by_id
+
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def get(self, organism_id: str) -> Organism:
+        try:
+            return self._by_id[organism_id]
+        except KeyError:
+            near = ", ".join(self.closest(organism_id)) or "—"
+            raise CatalogueError(
+                f"Không có loài '{organism_id}' trong danh mục (gần giống: {near}).",
+                f"No organism '{organism_id}' in the catalogue (closest: {near}).",
+                code="unknown_label",
+            ) from None
+
+    def closest(self, text: str, n: int = 3) -> list[str]:
+        """Catalogue ids closest to ``text``, by id and English name."""
+        key = text.lower().replace("-", "_").replace(" ", "_")
+        by_name = {o.name_en.lower().replace(" ", "_"): o.id for o in self}
+        hits = difflib.get_close_matches(key, [*self._by_id, *by_name], n=n * 2, cutoff=0.5)
+        out: list[str] = []
+        for hit in hits:
+            oid = by_name.get(hit, hit)
+            if oid not in out:
+                out.append(oid)
+        return out[:n]
+
+    def parent_of(self, organism_id: str) -> Organism | None:
+        parent = self.get(organism_id).parent
+        return self._by_id[parent] if parent else None
+
+    def children_of(self, group_id: str) -> list[Organism]:
+        return [o for o in self if o.parent == group_id]
+
+    def search(self, text: str) -> list[Organism]:
+        """Organisms whose id or any name contains ``text`` (case-insensitive)."""
+        needle = text.casefold().strip()
+        return [
+            o
+            for o in self
+            if needle in " ".join((o.id, o.name_vi, o.name_en, o.scientific)).casefold()
+        ]
+
+
+def _check_links(org: Organism, by_id: dict[str, Organism]) -> None:
+    if org.parent is not None:
+        parent = by_id.get(org.parent)
+        if parent is None or parent.kind != "group":
+            raise CatalogueError(
+                f"Loài '{org.id}' có nhóm cha '{org.parent}' không tồn tại.",
+                f"Organism '{org.id}' names parent '{org.parent}', which is not a group in the catalogue.",
+            )
+    for target in org.vector_of:
+        disease = by_id.get(target)
+        if disease is None or disease.category not in DISEASE_CATEGORIES:
+            raise CatalogueError(
+                f"Loài '{org.id}' truyền '{target}', nhưng đó không phải bệnh trong danh mục.",
+                f"Organism '{org.id}' is a vector of '{target}', which is not a disease in the catalogue.",
+            )
+
+
+def parse_catalogue(text: str) -> Catalogue:
+    """Parse and validate catalogue YAML text."""
+    try:
+        data = yaml.safe_load(text) or {}
+        organisms = [Organism.model_validate(item) for item in data.get("organisms", [])]
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CatalogueError(
+            f"Danh mục loài không hợp lệ: {exc}",
+            f"The species catalogue is invalid: {exc}",
+        ) from exc
+    return Catalogue(organisms)
+
+
+@lru_cache(maxsize=1)
+def load_catalogue() -> Catalogue:
+    """The catalogue shipped with pestid (cached)."""
+    text = resources.files("pestid").joinpath("data/catalogue.yaml").read_text(encoding="utf-8")
+    return parse_catalogue(text)

@@ -1,0 +1,107 @@
+"""The one image decoder. Nothing else in pestid opens image files.
+
+``decode_image`` reads bytes, refuses what it cannot use with a one-sentence
+reason, applies EXIF orientation and returns an RGB ``PIL.Image``. The pixel
+limit is checked from the header, before any pixel is decoded, so a
+decompression bomb costs neither time nor memory.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pestid.errors import ImageDecodeError
+
+try:  # HEIC/HEIF phone photos
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:  # pragma: no cover - pillow-heif is a core dependency
+    HEIF_SUPPORTED = False
+
+DEFAULT_MAX_PIXELS = 64_000_000  # a 50 MP phone photo passes; bombs do not
+FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF", "GIF")
+
+# We enforce our own limit from the header; Pillow's own bomb check would only warn below 2x.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode image bytes to an upright RGB image, or raise ``ImageDecodeError``."""
+    if not data:
+        raise ImageDecodeError("Tệp rỗng.", "The file is empty.", code="empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageDecodeError(
+            "Tệp không phải là ảnh (JPEG, PNG, WebP hoặc HEIC).",
+            "The file is not an image (JPEG, PNG, WebP or HEIC).",
+            code="not_an_image",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a corrupt file
+        raise _corrupt(exc) from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError("Ảnh không có điểm ảnh nào.", "The image has no pixels.", code="corrupt")
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"Ảnh quá lớn ({width}×{height} điểm ảnh, tối đa {max_pixels:,}).",
+            f"The image is too large ({width}×{height} pixels, at most {max_pixels:,}).",
+            code="too_many_pixels",
+        )
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        return _to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _corrupt(exc) from None
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and decode an image file; a missing file is an ``ImageDecodeError`` too."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(
+            f"Không đọc được tệp {path}: {exc.strerror}.",
+            f"Cannot read {path}: {exc.strerror}.",
+            code="unreadable",
+        ) from None
+    return decode_image(data, max_pixels=max_pixels)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I;16") or image.mode == "I":
+        image = image.point(lambda v: v / 256).convert("L")
+    return image.convert("RGB")
+
+
+def _corrupt(exc: Exception) -> ImageDecodeError:
+    text = str(exc).lower()
+    if "truncated" in text or isinstance(exc, EOFError):
+        return ImageDecodeError(
+            "Ảnh bị cắt cụt (tệp chưa tải xong).",
+            "The image is truncated (the file is incomplete).",
+            code="truncated",
+        )
+    return ImageDecodeError(
+        "Ảnh bị hỏng, không giải mã được.",
+        "The image is corrupt and cannot be decoded.",
+        code="corrupt",
+    )
