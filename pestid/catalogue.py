@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 from typing import Literal
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pestid.errors import CatalogueError
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     insect = "insect"
     mite = "mite"
     mollusc = "mollusc"
@@ -126,11 +126,7 @@ class Catalogue:
     def search(self, text: str) -> list[Organism]:
         """Organisms whose id or any name contains ``text`` (case-insensitive)."""
         needle = text.casefold().strip()
-        return [
-            o
-            for o in self
-            if needle in " ".join((o.id, o.name_vi, o.name_en, o.scientific)).casefold()
-        ]
+        return [o for o in self if needle in " ".join((o.id, o.name_vi, o.name_en, o.scientific)).casefold()]
 
 
 def _check_links(org: Organism, by_id: dict[str, Organism]) -> None:

@@ -177,8 +177,9 @@ def data_stats(
         _print_json({**asdict(stats), "plot": str(png)})
         return
     table = Table(title=f"{stats.images} ảnh / images, {stats.classes} lớp / classes, {stats.groups} nhóm / groups")
-    columns = ("all", "train", "val", "test", "unsplit")
-    table.add_column("label")
+    present = {split for per_split in stats.per_class.values() for split in per_split}
+    columns = [c for c in ("all", "train", "val", "test", "unsplit") if c in present]
+    table.add_column("label", no_wrap=True)
     for column in columns:
         table.add_column(f"{column} img/grp", justify="right")
     for label, per_split in stats.per_class.items():

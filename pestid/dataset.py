@@ -46,7 +46,9 @@ def split_manifest(
 ) -> GroupingReport:
     manifest = read_manifest(manifest_path)
     config = GroupingConfig(
-        threshold=threshold if threshold is not None else manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD),
+        threshold=threshold
+        if threshold is not None
+        else manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD),
         max_group_size=max_group_size,
         token_pattern=manifest.meta.get("token_pattern"),
     )

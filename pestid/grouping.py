@@ -16,6 +16,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class GroupingReport:
     largest_group: int = 0
     joins: dict[str, int] = field(default_factory=dict)
     refused_joins: int = 0
-    mixed_label_groups: list[dict[str, object]] = field(default_factory=list)
+    mixed_label_groups: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _UnionFind:

@@ -25,7 +25,8 @@ except ImportError:  # pragma: no cover - pillow-heif is a core dependency
     HEIF_SUPPORTED = False
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 50 MP phone photo passes; bombs do not
-FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF", "GIF")
+Image.init()
+FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF", "GIF") if f in Image.OPEN)
 
 # We enforce our own limit from the header; Pillow's own bomb check would only warn below 2x.
 Image.MAX_IMAGE_PIXELS = None
@@ -40,6 +41,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
+        if _looks_like_image(data):
+            raise _corrupt(ValueError("unidentified")) from None
         raise ImageDecodeError(
             "Tệp không phải là ảnh (JPEG, PNG, WebP hoặc HEIC).",
             "The file is not an image (JPEG, PNG, WebP or HEIC).",
@@ -58,8 +61,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image) or image
-        return _to_rgb(image)
+        upright: Image.Image = ImageOps.exif_transpose(image) or image
+        return _to_rgb(upright)
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -90,6 +93,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16") or image.mode == "I":
         image = image.point(lambda v: v / 256).convert("L")
     return image.convert("RGB")
+
+
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(data: bytes) -> bool:
+    """Known image signatures, so a damaged photo is called corrupt, not 'not an image'."""
+    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp"
 
 
 def _corrupt(exc: Exception) -> ImageDecodeError:

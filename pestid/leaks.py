@@ -52,8 +52,10 @@ def check_leaks(
                 twins[splits[a]].add(a)
     report.images_with_twin_elsewhere = {s: len(v) for s, v in sorted(twins.items())}
     for k in sorted(cross, key=lambda k: int(dist[k]))[:worst]:
-        a, b = rows[int(i[k])], rows[int(j[k])]
-        report.worst.append({"distance": int(dist[k]), "a": a.path, "a_split": a.split, "b": b.path, "b_split": b.split})
+        ra, rb = rows[int(i[k])], rows[int(j[k])]
+        report.worst.append(
+            {"distance": int(dist[k]), "a": ra.path, "a_split": ra.split, "b": rb.path, "b_split": rb.split}
+        )
     report.crossing_name_token_pairs = _crossing_same_value_pairs(name_tokens(rows, token_pattern), splits)
     return report
 

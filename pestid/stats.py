@@ -33,9 +33,7 @@ def compute_stats(rows: Sequence[Row], *, warn_ratio: float = IMBALANCE_WARN_RAT
         images[row.label]["all"] += 1
         groups[row.label][split].add(row.group or row.sha256)
         groups[row.label]["all"].add(row.group or row.sha256)
-    stats = DatasetStats(
-        images=len(rows), classes=len(images), groups=len({r.group or r.sha256 for r in rows})
-    )
+    stats = DatasetStats(images=len(rows), classes=len(images), groups=len({r.group or r.sha256 for r in rows}))
     for label in sorted(images):
         stats.per_class[label] = {
             split: {"images": images[label][split], "groups": len(groups[label][split])}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine, on embedded defaults (local files, SQLite,
+# a local MLflow store): set up, make sample data, import, group and split,
+# check for leaks, then train, evaluate, export and serve.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PESTID=.venv/bin/pestid
+DATA=${PESTID_DATA_DIR:-data}
+
+echo "== 1. sample data, made by pestid itself"
+$PESTID data sample --out "$DATA/sample"
+echo "== 2. import, group near-duplicates, split, check, stats"
+$PESTID data import datasets/sample.yaml --root "$DATA/sample" --out "$DATA/manifests/sample-source.csv"
+$PESTID data split "$DATA/manifests/sample-source.csv" --out "$DATA/manifests/sample.csv"
+$PESTID data check "$DATA/manifests/sample.csv"
+$PESTID data stats "$DATA/manifests/sample.csv"

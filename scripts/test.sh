@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: set up, lint, type-check, then run every test.
+# pytest's exit code 5 ("no tests ran") is a failure here, as any non-zero code is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/setup-browser.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+set +e
+.venv/bin/python -m pytest "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure, not a pass." >&2
+fi
+exit "$code"

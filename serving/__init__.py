@@ -1,0 +1,1 @@
+"""Serving: the identification API and the farmer's web page."""

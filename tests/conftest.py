@@ -1,0 +1,99 @@
+"""Shared fixtures: images the tests make themselves, and the optional real datasets."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pestid.sample import make_original
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """../shared/datasets, or a skip with the reason."""
+    if not (SHARED / "ricepest6" / "manifest.csv").is_file():
+        pytest.skip(f"real datasets not present at {SHARED} (they are beside the repo in CI)")
+    return SHARED
+
+
+def jpeg_bytes(image: Image.Image, **save: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, **save)
+    return buffer.getvalue()
+
+
+def photo(label: str = "brown_planthopper", seed: int = 0, size: int = 96) -> Image.Image:
+    return make_original(label, random.Random(seed), size)
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A tiny PNG claiming a huge canvas: a decompression bomb (about 100 KB on disk)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 60×30 landscape stored sideways with EXIF orientation 6 (rotate 90° on display)."""
+    image = Image.new("RGB", (30, 60), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return jpeg_bytes(image, exif=exif.tobytes())
+
+
+def heic_bytes(image: Image.Image) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    buffer = io.BytesIO()
+    image.save(buffer, format="HEIF", quality=80)
+    return buffer.getvalue()
+
+
+def write_messy_folder(root: Path) -> dict[str, str]:
+    """A folder-per-class source with good and bad files; returns {relative path: expected code or 'ok'}."""
+    good = photo("brown_planthopper", 1)
+    files: dict[str, tuple[bytes, str]] = {
+        "brown_planthopper/good.jpg": (jpeg_bytes(good), "ok"),
+        "brown_planthopper/rotated.jpg": (exif_rotated_jpeg(), "ok"),
+        "brown_planthopper/photo.heic": (heic_bytes(photo("brown_planthopper", 2)), "ok"),
+        "golden_apple_snail/snail.png": (_png(photo("golden_apple_snail", 3)), "ok"),
+        "golden_apple_snail/empty.jpg": (b"", "empty"),
+        "golden_apple_snail/truncated.jpg": (jpeg_bytes(photo("golden_apple_snail", 4))[:1500], "truncated"),
+        "golden_apple_snail/corrupt.png": (corrupt_png(), "corrupt"),
+        "golden_apple_snail/notes.txt": (b"not a photo, just notes\n", "not_an_image"),
+        "golden_apple_snail/bomb.png": (png_bomb(), "too_many_pixels"),
+        "stray.jpg": (jpeg_bytes(good), "no_class"),
+    }
+    for rel, (data, _) in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return {rel: code for rel, (_, code) in files.items()}
+
+
+def corrupt_png() -> bytes:
+    """A PNG whose compressed pixel data was overwritten: the checksum fails."""
+    data = bytearray(_png(photo("golden_apple_snail", 5)))
+    data[100:140] = b"\x00" * 40
+    return bytes(data)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,142 @@
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pestid.catalogue import Category, load_catalogue, parse_catalogue
+from pestid.cli import app
+from pestid.errors import CatalogueError
+
+DOMAIN = Path(__file__).resolve().parents[3] / "shared" / "DOMAIN.md"
+
+DOMAIN_IDS = [
+    "brown_planthopper",
+    "whitebacked_planthopper",
+    "small_brown_planthopper",
+    "green_leafhopper",
+    "rice_leaffolder",
+    "yellow_stem_borer",
+    "striped_stem_borer",
+    "pink_stem_borer",
+    "rice_bug",
+    "rice_black_bug",
+    "whorl_maggot",
+    "gall_midge",
+    "rice_thrips",
+    "rice_hispa",
+    "rice_caseworm",
+    "armyworms",
+    "rice_skipper",
+    "mole_cricket",
+    "rice_mealybug",
+    "panicle_rice_mite",
+    "golden_apple_snail",
+    "rice_field_rat",
+    "rice_blast",
+    "sheath_blight",
+    "brown_spot",
+    "bakanae",
+    "false_smut",
+    "sheath_rot",
+    "grain_discoloration",
+    "bacterial_leaf_blight",
+    "bacterial_leaf_streak",
+    "bacterial_panicle_blight",
+    "grassy_stunt",
+    "ragged_stunt",
+    "tungro",
+    "black_streaked_dwarf",
+    "wolf_spider",
+    "lady_beetle",
+    "mirid_bug",
+    "rove_beetle",
+    "damselfly",
+    "healthy_rice",
+]
+
+ENTRY = """
+  - id: {id}
+    category: insect
+    name_vi: Rầy
+    name_en: hopper
+    scientific: X y
+    advice_vi: Không phun.
+    advice_en: {advice_en}
+"""
+
+
+def test_catalogue_holds_every_organism_of_the_domain():
+    cat = load_catalogue()
+    assert set(DOMAIN_IDS) <= set(cat.ids())
+
+
+@pytest.mark.skipif(not DOMAIN.is_file(), reason="../shared/DOMAIN.md not present")
+def test_catalogue_matches_the_ids_written_in_domain_md():
+    ids = set(re.findall(r"^\s*- ([a-z_]+):", DOMAIN.read_text(encoding="utf-8"), flags=re.M))
+    assert ids and ids <= set(load_catalogue().ids())
+
+
+def test_vectors_point_at_the_diseases_they_carry():
+    cat = load_catalogue()
+    assert set(cat.get("brown_planthopper").vector_of) == {"grassy_stunt", "ragged_stunt"}
+    assert cat.get("green_leafhopper").vector_of == ("tungro",)
+    assert cat.get("whitebacked_planthopper").vector_of == ("black_streaked_dwarf",)
+
+
+def test_natural_enemies_advise_against_spraying_in_both_languages():
+    enemies = [o for o in load_catalogue() if o.category is Category.natural_enemy]
+    assert len(enemies) >= 5
+    for org in enemies:
+        assert "không phun" in org.advice_vi.lower()
+        assert "do not spray" in org.advice_en.lower()
+
+
+def test_stem_borers_share_a_parent_group():
+    cat = load_catalogue()
+    children = {o.id for o in cat.children_of("stem_borers")}
+    assert children == {"yellow_stem_borer", "striped_stem_borer", "pink_stem_borer"}
+    assert cat.parent_of("pink_stem_borer").name_vi == "Sâu đục thân"
+
+
+def test_search_finds_by_vietnamese_english_or_scientific_name():
+    cat = load_catalogue()
+    assert [o.id for o in cat.search("rầy nâu")][:1] == ["brown_planthopper"]
+    assert "golden_apple_snail" in [o.id for o in cat.search("Pomacea")]
+    assert "rice_blast" in [o.id for o in cat.search("blast")]
+
+
+def test_duplicate_ids_are_refused():
+    text = "organisms:" + ENTRY.format(id="a", advice_en="x") + ENTRY.format(id="a", advice_en="y")
+    with pytest.raises(CatalogueError, match="twice"):
+        parse_catalogue(text)
+
+
+def test_missing_parent_is_refused():
+    text = "organisms:" + ENTRY.format(id="a", advice_en="x") + "    parent: nowhere\n"
+    with pytest.raises(CatalogueError, match="nowhere"):
+        parse_catalogue(text)
+
+
+def test_a_blank_language_is_refused():
+    with pytest.raises(CatalogueError, match="blank"):
+        parse_catalogue("organisms:" + ENTRY.format(id="a", advice_en="'  '"))
+
+
+def test_unknown_id_suggests_the_closest():
+    with pytest.raises(CatalogueError, match="brown_planthopper"):
+        load_catalogue().get("brown_planthoper")
+
+
+def test_cli_lists_one_organism_per_line_with_four_names():
+    result = CliRunner().invoke(app, ["catalogue", "list"])
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(load_catalogue())
+    assert "brown_planthopper\tRầy nâu\tbrown planthopper\tNilaparvata lugens" in lines
+
+
+def test_cli_show_prints_advice():
+    result = CliRunner().invoke(app, ["catalogue", "show", "wolf_spider"])
+    assert result.exit_code == 0
+    assert "Không phun thuốc" in result.stdout

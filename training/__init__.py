@@ -1,0 +1,1 @@
+"""Training: turn a dataset version into a tracked, evaluated, exported model."""
