@@ -105,3 +105,48 @@ def write_sample(
                 image.save(path, format="JPEG", quality=90)
                 written.append(path)
     return written
+
+
+UNRELATED_KINDS = ("sky", "document", "face", "road", "poster")
+
+
+def make_unrelated(kind: str, rng: random.Random, size: int = 128) -> Image.Image:
+    """A photo of something that is not rice: what a farmer may send by mistake.
+
+    Used to measure out-of-distribution rejection (AUROC of the confidence).
+    """
+    image = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(image)
+    if kind == "sky":
+        draw.rectangle([0, 0, size, size], fill=(rng.randint(90, 140), rng.randint(150, 190), rng.randint(220, 255)))
+        for _ in range(rng.randint(2, 5)):
+            x, y, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 10, size / 4)
+            draw.ellipse([x - r, y - r / 2, x + r, y + r / 2], fill=(245, 245, 250))
+    elif kind == "document":
+        draw.rectangle([0, 0, size, size], fill=(rng.randint(225, 250),) * 3)
+        for y in range(8, size - 8, rng.randint(7, 11)):
+            draw.line([(8, y), (rng.uniform(size * 0.4, size - 8), y)], fill=(30, 30, 30), width=2)
+    elif kind == "face":
+        draw.rectangle([0, 0, size, size], fill=(rng.randint(150, 220), rng.randint(150, 200), rng.randint(140, 190)))
+        skin = (rng.randint(190, 235), rng.randint(150, 190), rng.randint(120, 160))
+        draw.ellipse([size * 0.25, size * 0.15, size * 0.75, size * 0.85], fill=skin)
+        for ex in (0.4, 0.6):
+            draw.ellipse([size * ex - 4, size * 0.42 - 3, size * ex + 4, size * 0.42 + 3], fill=(30, 20, 20))
+        draw.arc([size * 0.4, size * 0.55, size * 0.6, size * 0.7], 20, 160, fill=(120, 40, 40), width=2)
+    elif kind == "road":
+        grey = np.random.default_rng(rng.randrange(1 << 30)).normal(rng.uniform(80, 120), 15, (size, size, 1))
+        image = Image.fromarray(np.clip(np.repeat(grey, 3, axis=2), 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for y in range(0, size, 24):
+            draw.rectangle([size / 2 - 3, y, size / 2 + 3, y + 12], fill=(240, 240, 240))
+    else:  # poster: bold blocks of colour
+        for _ in range(6):
+            x0, y0 = rng.uniform(0, size), rng.uniform(0, size)
+            colour = (rng.randint(0, 255), rng.randint(0, 60), rng.randint(100, 255))
+            draw.rectangle([x0, y0, x0 + rng.uniform(20, 70), y0 + rng.uniform(20, 70)], fill=colour)
+    return image
+
+
+def unrelated_images(count: int, *, size: int = 128, seed: int = 0) -> list[Image.Image]:
+    rng = random.Random(seed)
+    return [make_unrelated(UNRELATED_KINDS[k % len(UNRELATED_KINDS)], rng, size) for k in range(count)]

@@ -1,0 +1,94 @@
+"""The ONNX predictor: needs nothing but the model file (and the catalogue for names)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pestid.catalogue import Catalogue, load_catalogue
+from pestid.contract import METADATA_KEY, ModelContract
+from pestid.errors import PestidError
+from pestid.preprocess import preprocess
+
+
+class ModelError(PestidError):
+    code = "model"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    probability: float
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Predictor:
+    """Loads an ONNX model and its contract; turns decoded images into calibrated probabilities."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"Không tìm thấy mô hình {path}.", f"Model file {path} not found.")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or int(os.environ.get("PESTID_ORT_THREADS", "0"))
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds
+            raise ModelError(
+                f"Tệp {path} không phải mô hình ONNX hợp lệ.", f"{path} is not a valid ONNX model: {exc}"
+            ) from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ModelError(
+                f"Mô hình {path} thiếu hợp đồng pestid.",
+                f"{path} carries no pestid contract: export it with 'pestid export'.",
+            )
+        self.contract = ModelContract.from_json(meta[METADATA_KEY])
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def labels(self) -> list[str]:
+        return self.contract.labels
+
+    def logits(self, images: Sequence[Image.Image]) -> np.ndarray:
+        batch = np.stack([preprocess(image, self.contract.preprocess) for image in images])
+        return np.asarray(self.session.run(None, {self.input_name: batch})[0])
+
+    def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Calibrated (temperature-scaled) class probabilities, one row per image."""
+        return softmax(self.logits(images), self.contract.temperature)
+
+    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[Candidate]:
+        order = np.argsort(-probabilities)[:k]
+        return [Candidate(self.labels[i], float(probabilities[i])) for i in order]
+
+    def recognised(self, probabilities: np.ndarray) -> bool:
+        return float(probabilities.max()) >= self.contract.threshold
+
+
+def describe(candidate: Candidate, catalogue: Catalogue | None = None) -> dict[str, object]:
+    """A candidate with its catalogue names, for people."""
+    org = (catalogue or load_catalogue()).get(candidate.label)
+    return {
+        "id": org.id,
+        "name_vi": org.name_vi,
+        "name_en": org.name_en,
+        "scientific": org.scientific,
+        "category": org.category.value,
+        "probability": round(candidate.probability, 4),
+    }

@@ -1,0 +1,53 @@
+"""The preprocessing contract: how decoded pixels become the model's input.
+
+One spec, carried in the model file; one function for evaluation, export
+checks, the API and the offline app (whose port is checked against this).
+Shorter side resized to ``round(size / crop_pct)`` (bilinear), centre crop to
+``size``, scaled to [0, 1], normalised by mean and std, channels first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_LITE_MEAN = (0.5, 0.5, 0.5)  # the EfficientNet-Lite weights were trained on [-1, 1] inputs
+TF_LITE_STD = (0.5, 0.5, 0.5)
+
+
+class PreprocessSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = 224
+    crop_pct: float = 0.875
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    layout: str = "NCHW"
+    colour: str = "RGB"
+
+
+def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """Shorter side to ``size / crop_pct``, then the centre ``size``×``size`` crop."""
+    short = max(spec.size, round(spec.size / spec.crop_pct))
+    w, h = image.size
+    scale = short / min(w, h)
+    resized = image.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.Resampling.BILINEAR)
+    left = (resized.width - spec.size) // 2
+    top = (resized.height - spec.size) // 2
+    return resized.crop((left, top, left + spec.size, top + spec.size))
+
+
+def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 HWC RGB pixels -> float32 CHW normalised input."""
+    x = pixels.astype(np.float32) / 255.0
+    x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """A decoded RGB image -> the (3, size, size) float32 model input."""
+    return normalise(np.asarray(resize_and_crop(image.convert("RGB"), spec)), spec)

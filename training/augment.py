@@ -1,0 +1,50 @@
+"""Training augmentation for field photos (albumentations 2.x).
+
+Only training uses this. Evaluation goes through ``pestid.preprocess``, the one
+preprocessing contract; both end in the same ``pestid.preprocess.normalise``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import albumentations as A
+import cv2
+import numpy as np
+from PIL import Image
+
+from pestid.preprocess import PreprocessSpec, normalise, preprocess
+
+
+def field_augmentation(size: int, strength: str = "field") -> A.Compose:
+    """Crops, flips, turns, light and colour, blur and JPEG artefacts, as phones in a field produce."""
+    if strength == "none":
+        return A.Compose([A.SmallestMaxSize(max_size=size), A.CenterCrop(height=size, width=size)])
+    ops: list[A.BasicTransform] = [
+        A.RandomResizedCrop(size=(size, size), scale=(0.35 if strength == "field" else 0.7, 1.0)),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=0.5),
+    ]
+    if strength == "field":
+        ops += [
+            A.Rotate(limit=20, border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.3),
+            A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.6),
+            A.ColorJitter(brightness=0, contrast=0, saturation=(0.7, 1.3), hue=(-0.03, 0.03), p=0.4),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=0.25),
+            A.ImageCompression(quality_range=(40, 95), p=0.4),
+        ]
+    return A.Compose(ops)
+
+
+def train_transform(spec: PreprocessSpec, strength: str = "field") -> Callable[[Image.Image], np.ndarray]:
+    augment = field_augmentation(spec.size, strength)
+
+    def apply(image: Image.Image) -> np.ndarray:
+        return normalise(augment(image=np.asarray(image))["image"], spec)
+
+    return apply
+
+
+def eval_transform(spec: PreprocessSpec) -> Callable[[Image.Image], np.ndarray]:
+    return lambda image: preprocess(image, spec)

@@ -1,0 +1,152 @@
+"""One typed config per run. Precedence: defaults, then the YAML file, then
+``key=value`` flags (dotted keys reach nested sections). Unknown keys are an
+error that suggests the near miss. The resolved config is saved with the run."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pestid.errors import PestidError
+
+
+class ConfigError(PestidError):
+    code = "config"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Section):
+    name: str = "efficientnet_lite0"  # any timm name; efficientnet_lite0/1/2 start from ImageNet weights
+    pretrained: bool = True
+    drop_rate: float = 0.2
+    image_size: int = 224
+    crop_pct: float = 0.875
+
+
+class OptimConfig(_Section):
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.3  # backbone learns slower than the new head
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    freeze_backbone_epochs: int = 1  # staged unfreezing: head only for this many epochs
+
+
+class DataConfig(_Section):
+    manifest: str = "data/manifests/sample.csv"
+    batch_size: int = 32
+    workers: int = 2
+    balance: Literal["none", "sampler", "loss_weights"] = "loss_weights"
+    augment: Literal["field", "light", "none"] = "field"
+
+
+class MlflowConfig(_Section):
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlruns"
+    experiment: str = "pestid"
+    registered_model: str = "pestid"
+    register: bool = True
+
+
+class EvalConfig(_Section):
+    target_precision: float = 0.95  # the rejection threshold is chosen on val for this precision
+    split: Literal["val", "test"] = "test"
+
+
+class TrainConfig(_Section):
+    seed: int = 0
+    epochs: int = 10
+    patience: int = 4  # early stopping on validation macro-F1
+    out: str = "runs/latest"
+    resume: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast on GPU; ignored on CPU
+    channels_last: bool = True
+    max_steps_per_epoch: int | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _sections() -> set[str]:
+    return {name for name, info in TrainConfig.model_fields.items() if isinstance(info.annotation, type)
+            and issubclass(info.annotation, BaseModel)}  # fmt: skip
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """{'model': {'name': x}} -> {'model.name': x}; other keys stay as they are."""
+    flat: dict[str, Any] = {}
+    sections = _sections()
+    for key, value in data.items():
+        if key in sections and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def resolve_config(path: str | Path | None = None, overrides: list[str] | None = None, **flags: Any) -> TrainConfig:
+    """defaults < YAML file < key=value overrides < explicit flags (e.g. data.manifest)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Không tìm thấy cấu hình {path}.", f"Config file {path} not found.")
+        values.update(_flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"'{item}' phải có dạng khóa=giá_trị.", f"'{item}' must look like key=value.")
+        values[key.strip()] = yaml.safe_load(raw)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    known = _known_keys(TrainConfig)
+    for key in values:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(
+                f"Khóa cấu hình không tồn tại: '{key}'.{hint}", f"Unknown config key '{key}'.{hint}", code="unknown_key"
+            )
+    tree: dict[str, Any] = {}
+    for key, value in values.items():
+        _set(tree, key, value)
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"Giá trị cấu hình sai ở '{where}': {first['msg']}.", f"Bad config value at '{where}': {first['msg']}."
+        ) from None
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")

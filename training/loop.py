@@ -1,0 +1,177 @@
+"""The training loop: AdamW, warm-up then cosine decay, label smoothing, staged
+unfreezing, bf16 autocast and channels-last on GPU, early stopping on
+validation macro-F1, and checkpoints that let an interrupted run resume.
+
+Each epoch reseeds every generator with ``seed + epoch``, so a resumed run
+continues exactly as an uninterrupted one would. Under ``torchrun`` the model
+is wrapped in DDP; rank 0 alone writes checkpoints and calls callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from training.callbacks import Callback
+from training.config import TrainConfig
+from training.metrics import macro_f1
+from training.models import backbone_parameters, head_parameters
+
+
+@dataclass
+class FitState:
+    epoch: int = 0  # epochs completed
+    best_macro_f1: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def is_main_process() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def _schedule(config: TrainConfig, steps_per_epoch: int) -> tuple[Any, Any]:
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = max(1, int(config.optim.warmup_epochs * steps_per_epoch))
+    frozen = config.optim.freeze_backbone_epochs * steps_per_epoch
+
+    def head(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    def backbone(step: int) -> float:  # staged unfreezing: no backbone updates while frozen
+        return 0.0 if step < frozen else head(step)
+
+    return backbone, head
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int) -> tuple[Any, Any]:
+    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    groups = [
+        {"params": backbone_parameters(core), "lr": config.optim.lr * config.optim.backbone_lr_scale},
+        {"params": head_parameters(core), "lr": config.optim.lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, list(_schedule(config, steps_per_epoch)))
+    return optimizer, scheduler
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    logits, labels = [], []
+    for images, targets in loader:
+        logits.append(model(images.to(device)).float().cpu())
+        labels.append(targets)
+    if not logits:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def _train_epoch(
+    model: nn.Module, loader: DataLoader, optimizer: Any, scheduler: Any, loss_fn: nn.Module,
+    config: TrainConfig, device: torch.device, epoch: int,
+) -> tuple[float, float]:  # fmt: skip
+    model.train()
+    autocast = device.type == "cuda" and config.amp
+    total, seen, start = 0.0, 0, time.perf_counter()
+    steps = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not is_main_process(), leave=False)
+    for step, (images, targets) in enumerate(loader):
+        if step >= steps:
+            break
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if device.type == "cuda" and config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_value = loss.item()
+        total += loss_value * len(targets)
+        seen += len(targets)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
+    bar.close()
+    return total / max(seen, 1), seen / max(time.perf_counter() - start, 1e-9)
+
+
+def _checkpoint(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: FitState) -> None:
+    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "state": state.__dict__}, tmp)  # fmt: skip
+    tmp.replace(path)
+
+
+def _resume(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> FitState:
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    core.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return FitState(**saved["state"])
+
+
+def fit(
+    model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, *, config: TrainConfig, run_dir: Path,
+    device: torch.device, callbacks: Callback, class_weights: torch.Tensor | None = None,
+) -> FitState:  # fmt: skip
+    """Train until ``config.epochs`` or early stopping; returns the state with the history."""
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    steps = len(train_loader) if config.max_steps_per_epoch is None else min(len(train_loader), config.max_steps_per_epoch)
+    optimizer, scheduler = build_optimizer(model, config, steps)
+    weight = class_weights.to(device) if class_weights is not None else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.optim.label_smoothing)
+    last = ckpt_dir / "last.pt"
+    state = _resume(last, model, optimizer, scheduler) if config.resume and last.is_file() else FitState()
+    if state.epoch and is_main_process():
+        print(f"Tiếp tục từ / resuming from epoch {state.epoch} ({last})")
+    for epoch in range(state.epoch, config.epochs):
+        if state.bad_epochs >= config.patience:
+            break
+        seed_everything(config.seed + epoch)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        train_loss, images_per_s = _train_epoch(model, train_loader, optimizer, scheduler, loss_fn, config, device, epoch)
+        logits, labels = predict_logits(model, val_loader, device)
+        f1 = macro_f1(labels, logits.argmax(axis=1), logits.shape[1]) if len(labels) else 0.0
+        metrics = {"train_loss": train_loss, "val_macro_f1": f1, "images_per_s": images_per_s,
+                   "val_top1": float((logits.argmax(axis=1) == labels).mean()) if len(labels) else 0.0,
+                   "lr": float(scheduler.get_last_lr()[-1])}  # fmt: skip
+        state.history.append({"epoch": epoch + 1, **metrics})
+        state.epoch = epoch + 1
+        improved = f1 > state.best_macro_f1
+        state.best_macro_f1, state.best_epoch = (f1, epoch + 1) if improved else (state.best_macro_f1, state.best_epoch)
+        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        state.stopped_early = state.bad_epochs >= config.patience and state.epoch < config.epochs
+        if is_main_process():
+            if improved:
+                core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+                torch.save(core.state_dict(), ckpt_dir / "best.pt")
+            _checkpoint(last, model, optimizer, scheduler, state)
+            callbacks.on_epoch_end(epoch=epoch + 1, metrics=metrics)
+            print(f"epoch {epoch + 1}: loss {train_loss:.4f}  val macro-F1 {f1:.4f}  {images_per_s:.1f} img/s")
+    return state

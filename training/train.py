@@ -1,0 +1,168 @@
+"""``pestid train``: a dataset version in, a tracked, calibrated, exported model out.
+
+train → pick the best epoch → fit temperature and rejection threshold on val →
+export ONNX with its contract → evaluate on the held-out split. Every step is
+reported to the callbacks (MLflow among them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from pestid.errors import DatasetError
+from pestid.manifest import Manifest, read_manifest
+from training.augment import eval_transform, train_transform
+from training.callbacks import Callback, CallbackList
+from training.config import TrainConfig, save_config
+from training.data import ManifestDataset, balanced_sampler, class_weights
+from training.loop import FitState, fit, is_main_process, predict_logits, seed_everything
+from training.metrics import choose_threshold, fit_temperature, selective
+from training.models import create_model, preprocess_spec
+from training.provenance import code_revision
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    fit: FitState
+    calibration: dict[str, Any]
+    onnx_path: Path | None = None
+    evaluation: dict[str, Any] | None = None
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def _setup_distributed(device: torch.device) -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return torch.distributed.is_initialized()
+    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def _loaders(manifest: Manifest, config: TrainConfig, distributed: bool) -> tuple[DataLoader, DataLoader, ManifestDataset]:
+    spec = preprocess_spec(config.model)
+    train_rows, val_rows = manifest.split("train"), manifest.split("val")
+    if not train_rows or not val_rows:
+        raise DatasetError(
+            f"Manifest {config.data.manifest} chưa có tập train và val: hãy chạy 'pestid data split'.",
+            f"Manifest {config.data.manifest} has no train or val rows: run 'pestid data split' first.",
+        )
+    train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment))
+    val_set = ManifestDataset(manifest, val_rows, eval_transform(spec))
+    sampler: Any = None
+    if distributed:
+        sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed)
+    elif config.data.balance == "sampler":
+        sampler = balanced_sampler(train_set.targets, len(manifest.labels), config.seed)
+    common = {"batch_size": config.data.batch_size, "num_workers": config.data.workers,
+              "persistent_workers": config.data.workers > 0}  # fmt: skip
+    train_loader = DataLoader(train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) > config.data.batch_size, **common)
+    return train_loader, DataLoader(val_set, shuffle=False, **common), val_set
+
+
+def calibrate(model: nn.Module, val_loader: DataLoader, device: torch.device, target_precision: float) -> dict[str, Any]:
+    """Temperature scaling and the rejection threshold, both fitted on validation."""
+    from pestid.predictor import softmax
+
+    logits, labels = predict_logits(model, val_loader, device)
+    temperature = fit_temperature(logits, labels)
+    probs = softmax(logits, temperature)
+    threshold = choose_threshold(probs, labels, target_precision)
+    return {"temperature": temperature, "target_precision": target_precision, **selective(probs, labels, threshold)}
+
+
+def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, export: bool = True) -> TrainResult:
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(config.data.manifest)
+    device = _device(config)
+    distributed = _setup_distributed(device)
+    seed_everything(config.seed)
+    model: nn.Module = create_model(config.model, len(manifest.labels)).to(device)
+    if device.type == "cuda" and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_loader, val_loader, _ = _loaders(manifest, config, distributed)
+    targets = train_loader.dataset.targets  # type: ignore[attr-defined]
+    weights = class_weights(targets, len(manifest.labels)) if config.data.balance == "loss_weights" else None
+    info = {"dataset_version": manifest.version, "manifest": str(config.data.manifest), "labels": list(manifest.labels),
+            "code_revision": code_revision(), "preprocess": preprocess_spec(config.model).model_dump(mode="json"),
+            "train_images": len(targets), "val_images": len(val_loader.dataset)}  # type: ignore[arg-type]  # fmt: skip
+    hooks = CallbackList(callbacks if is_main_process() else [])
+    if is_main_process():
+        save_config(config, run_dir / "config.yaml")
+        (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        hooks.on_train_start(config=config, run_dir=run_dir, info=info)
+    try:
+        state = fit(model, train_loader, val_loader, config=config, run_dir=run_dir, device=device,
+                    callbacks=hooks, class_weights=weights)  # fmt: skip
+        if not is_main_process():
+            return TrainResult(run_dir, state, {})
+        return _finish(model, val_loader, config, run_dir, device, state, hooks, export)
+    except BaseException:
+        hooks.on_finish(status="FAILED")
+        raise
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+
+
+def _finish(model: nn.Module, val_loader: DataLoader, config: TrainConfig, run_dir: Path, device: torch.device,
+            state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
+    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    core.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location=device, weights_only=True))
+    calibration = calibrate(core, val_loader, device, config.eval.target_precision)
+    (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    result = TrainResult(run_dir, state, calibration)
+    hooks.on_train_end(run_dir=run_dir, result={"fit": asdict(state), "calibration": calibration})
+    if export:
+        from training.evaluate import evaluate_model
+        from training.export import export_run, write_contract, write_model_card
+
+        exported = export_run(run_dir, run_dir / "model.onnx")
+        report, files = evaluate_model(exported.onnx_path, config.data.manifest, split=config.eval.split,
+                                       out_dir=run_dir / "evaluation")  # fmt: skip
+        hooks.on_evaluation(split=config.eval.split, report=report, files=files)
+        exported.contract.metrics = _headline(report)
+        write_contract(exported.onnx_path, exported.contract)
+        write_model_card(exported.onnx_path, exported.contract, exported.parity_max_abs_diff)
+        hooks.on_export(onnx_path=exported.onnx_path, files=[exported.card_path], contract=exported.contract)
+        result.onnx_path, result.evaluation = exported.onnx_path, report
+    hooks.on_finish(status="FINISHED")
+    return result
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("split", "images", "macro_f1", "top1", "top5", "ece", "coverage", "accuracy_at_threshold", "group_top1",
+            "ood_auroc", "per_class")  # fmt: skip
+    return {k: report[k] for k in keys if k in report}
+
+
+def run(config_path: str | Path | None, *, data: str | None = None, out: str | None = None,
+        overrides: list[str] | None = None) -> TrainResult:  # fmt: skip
+    """What ``pestid train`` calls: resolve the config, attach MLflow when enabled, train."""
+    from training.config import resolve_config
+
+    flags: dict[str, Any] = {"data.manifest": data, "out": out}
+    config = resolve_config(config_path, overrides, **flags)
+    callbacks: list[Callback] = []
+    if config.mlflow.enabled:
+        from training.mlflow_callback import MLflowCallback
+
+        callbacks.append(MLflowCallback(config.mlflow))
+    return train(config, callbacks=callbacks)
