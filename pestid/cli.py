@@ -219,7 +219,9 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="An exported MODEL.onnx.")],
     data: Annotated[Path, typer.Option(help="Manifest CSV.")],
     split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
-    report_dir: Annotated[Path | None, typer.Option("--out", help="Folder for JSON/Markdown reports and plots.")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for JSON/Markdown reports and plots.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Đánh giá / evaluate an ONNX model on a manifest split."""

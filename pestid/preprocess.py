@@ -43,9 +43,9 @@ def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
 
 def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 HWC RGB pixels -> float32 CHW normalised input."""
-    x = pixels.astype(np.float32) / 255.0
-    x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    scaled = pixels.astype(np.float32) / np.float32(255.0)
+    shifted = (scaled - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(shifted.transpose(2, 0, 1), dtype=np.float32)
 
 
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:

@@ -15,3 +15,9 @@ $PESTID data import datasets/sample.yaml --root "$DATA/sample" --out "$DATA/mani
 $PESTID data split "$DATA/manifests/sample-source.csv" --out "$DATA/manifests/sample.csv"
 $PESTID data check "$DATA/manifests/sample.csv"
 $PESTID data stats "$DATA/manifests/sample.csv"
+echo "== 3. train the smoke config (tracked in the local MLflow store: sqlite:///mlflow.db, mlruns/)"
+$PESTID train --config training/configs/smoke.yaml --data "$DATA/manifests/sample.csv" --out runs/smoke resume=false
+echo "== 4. export again by hand (train already exported runs/smoke/model.onnx), evaluate, predict"
+$PESTID export runs/smoke --out artifacts/model.onnx
+$PESTID evaluate --model artifacts/model.onnx --data "$DATA/manifests/sample.csv" --split test --out artifacts/evaluation
+$PESTID predict --model artifacts/model.onnx "$DATA"/sample/golden_apple_snail/golden_apple_snail-000-0.jpg

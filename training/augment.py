@@ -11,6 +11,7 @@ from collections.abc import Callable
 import albumentations as A
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
 from pestid.preprocess import PreprocessSpec, normalise, preprocess
@@ -41,6 +42,9 @@ def train_transform(spec: PreprocessSpec, strength: str = "field") -> Callable[[
     augment = field_augmentation(spec.size, strength)
 
     def apply(image: Image.Image) -> np.ndarray:
+        # Seeded from torch's generator (reseeded per epoch, and per worker by the DataLoader),
+        # so augmentation repeats exactly when a run is resumed.
+        augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
         return normalise(augment(image=np.asarray(image))["image"], spec)
 
     return apply

@@ -53,7 +53,7 @@ class MlflowConfig(_Section):
     artifact_location: str = "mlruns"
     experiment: str = "pestid"
     registered_model: str = "pestid"
-    register: bool = True
+    register_model: bool = True
 
 
 class EvalConfig(_Section):

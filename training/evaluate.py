@@ -54,7 +54,8 @@ def evaluate_model(
     unknown = sorted({r.label for r in rows} - set(predictor.labels))
     if unknown:
         raise DatasetError(
-            f"Mô hình không biết nhãn: {', '.join(unknown)}.", f"The model does not know the labels: {', '.join(unknown)}."
+            f"Mô hình không biết nhãn: {', '.join(unknown)}.",
+            f"The model does not know the labels: {', '.join(unknown)}.",
         )
     probs, bad = predict_rows(predictor, [manifest.image_path(r) for r in rows])
     rows = [r for k, r in enumerate(rows) if k not in set(bad)]
@@ -68,8 +69,20 @@ def evaluate_model(
     report["ood_auroc"] = auroc(probs.max(axis=1), ood)
     report["ood_rejected"] = float((ood < predictor.contract.threshold).mean())
     report["reliability"] = reliability(probs, labels)
+    report["mistakes"] = worst_mistakes(probs, labels, [str(manifest.image_path(r)) for r in rows], predictor.labels)
     files = write_reports(report, predictor.labels, Path(out_dir) if out_dir else None)
     return report, files
+
+
+def worst_mistakes(
+    probs: np.ndarray, labels: np.ndarray, paths: list[str], names: list[str], k: int = 24
+) -> list[dict[str, Any]]:
+    """The most confident wrong answers: where a person should look first."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:k]
+    return [{"path": paths[i], "label": names[labels[i]], "predicted": names[predicted[i]],
+             "confidence": float(probs[i, predicted[i]])} for i in wrong]  # fmt: skip
 
 
 def write_reports(report: dict[str, Any], names: list[str], out_dir: Path | None) -> list[Path]:

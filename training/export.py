@@ -115,7 +115,9 @@ def write_contract(path: Path, contract: ModelContract) -> None:
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, contract.to_json()
-    model.doc_string = f"pestid {contract.model_name}: {len(contract.labels)} classes, dataset {contract.dataset_version}"
+    model.doc_string = (
+        f"pestid {contract.model_name}: {len(contract.labels)} classes, dataset {contract.dataset_version}"
+    )
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 

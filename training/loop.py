@@ -141,7 +141,9 @@ def fit(
     """Train until ``config.epochs`` or early stopping; returns the state with the history."""
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    steps = len(train_loader) if config.max_steps_per_epoch is None else min(len(train_loader), config.max_steps_per_epoch)
+    steps = (
+        len(train_loader) if config.max_steps_per_epoch is None else min(len(train_loader), config.max_steps_per_epoch)
+    )
     optimizer, scheduler = build_optimizer(model, config, steps)
     weight = class_weights.to(device) if class_weights is not None else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.optim.label_smoothing)
@@ -155,7 +157,9 @@ def fit(
         seed_everything(config.seed + epoch)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
-        train_loss, images_per_s = _train_epoch(model, train_loader, optimizer, scheduler, loss_fn, config, device, epoch)
+        train_loss, images_per_s = _train_epoch(
+            model, train_loader, optimizer, scheduler, loss_fn, config, device, epoch
+        )
         logits, labels = predict_logits(model, val_loader, device)
         f1 = macro_f1(labels, logits.argmax(axis=1), logits.shape[1]) if len(labels) else 0.0
         metrics = {"train_loss": train_loss, "val_macro_f1": f1, "images_per_s": images_per_s,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[d
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0, 1, bins + 1)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             out.append({"lo": lo, "hi": hi, "count": int(inside.sum()), "confidence": float(confidence[inside].mean()),
@@ -138,7 +139,7 @@ def summary(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict
     matrix = confusion(labels, predicted, len(names))
     stats = per_class(matrix)
     return {
-        "images": int(len(labels)),
+        "images": len(labels),
         "top1": float((predicted == labels).mean()) if len(labels) else 0.0,
         "top5": top_k(probs, labels, 5),
         "macro_f1": macro_f1(labels, predicted, len(names)),

@@ -40,10 +40,12 @@ def ensure_experiment(config: MlflowConfig) -> str:
     existing = mlflow.get_experiment_by_name(config.experiment)
     if existing is not None:
         return existing.experiment_id
-    location = config.artifact_location
-    if location and "://" not in location:
+    location: str | None = config.artifact_location
+    if config.tracking_uri.startswith(("http://", "https://")):
+        location = None  # a tracking server decides where artifacts live (it proxies them)
+    elif location and "://" not in location:
         location = Path(location).resolve().as_uri()
-    return mlflow.create_experiment(config.experiment, artifact_location=location or None)
+    return mlflow.create_experiment(config.experiment, artifact_location=location)
 
 
 class MLflowCallback(Callback):
@@ -94,7 +96,7 @@ class MLflowCallback(Callback):
         info = mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model", save_as_external_data=False)
         for path in files:
             mlflow.log_artifact(str(path), "model_card")
-        if not self.config.register:
+        if not self.config.register_model:
             return
         version = mlflow.register_model(info.model_uri, self.config.registered_model)
         self.model_version = str(version.version)

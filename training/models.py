@@ -51,7 +51,7 @@ def create_model(config: ModelConfig, num_classes: int) -> nn.Module:
     model = timm.create_model(config.name, pretrained=False, drop_rate=config.drop_rate)
     if pretrained:
         model.load_state_dict(imagenet_state_dict(config.name, model))
-    model.reset_classifier(num_classes)
+    model.reset_classifier(num_classes)  # type: ignore[operator]
     return model
 
 
@@ -63,7 +63,8 @@ def preprocess_spec(config: ModelConfig) -> PreprocessSpec:
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.get_classifier().parameters())  # type: ignore[operator]
+    classifier: nn.Module = model.get_classifier()  # type: ignore[operator]
+    return list(classifier.parameters())
 
 
 def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:

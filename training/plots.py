@@ -10,8 +10,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -32,7 +32,7 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], names: Sequence[str], 
     ax.set_yticks(range(len(names)), names)
     for (i, j), count in np.ndenumerate(m):
         if count:
-            ax.text(j, i, int(count), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(j, i, str(int(count)), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("dự đoán / predicted")
     ax.set_ylabel("thực tế / true")
     fig.colorbar(image, ax=ax, fraction=0.046)

@@ -53,7 +53,9 @@ def _setup_distributed(device: torch.device) -> bool:
     return True
 
 
-def _loaders(manifest: Manifest, config: TrainConfig, distributed: bool) -> tuple[DataLoader, DataLoader, ManifestDataset]:
+def _loaders(
+    manifest: Manifest, config: TrainConfig, distributed: bool
+) -> tuple[DataLoader, DataLoader, ManifestDataset]:
     spec = preprocess_spec(config.model)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
     if not train_rows or not val_rows:
@@ -68,13 +70,17 @@ def _loaders(manifest: Manifest, config: TrainConfig, distributed: bool) -> tupl
         sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed)
     elif config.data.balance == "sampler":
         sampler = balanced_sampler(train_set.targets, len(manifest.labels), config.seed)
-    common = {"batch_size": config.data.batch_size, "num_workers": config.data.workers,
-              "persistent_workers": config.data.workers > 0}  # fmt: skip
-    train_loader = DataLoader(train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) > config.data.batch_size, **common)
+    common: dict[str, Any] = {"batch_size": config.data.batch_size, "num_workers": config.data.workers,
+                              "persistent_workers": config.data.workers > 0}  # fmt: skip
+    train_loader = DataLoader(
+        train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) > config.data.batch_size, **common
+    )
     return train_loader, DataLoader(val_set, shuffle=False, **common), val_set
 
 
-def calibrate(model: nn.Module, val_loader: DataLoader, device: torch.device, target_precision: float) -> dict[str, Any]:
+def calibrate(
+    model: nn.Module, val_loader: DataLoader, device: torch.device, target_precision: float
+) -> dict[str, Any]:
     """Temperature scaling and the rejection threshold, both fitted on validation."""
     from pestid.predictor import softmax
 
