@@ -277,6 +277,20 @@ def predict(
                       f"{best['probability']:.2f}")  # fmt: skip
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="MODEL.onnx or models:/NAME@ALIAS from the MLflow registry.")],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes; the cores are shared among them.")] = 1,
+) -> None:
+    """Phục vụ / run the identification API and the farmer's page (data folder: PESTID_DATA_DIR)."""
+    from serving.run import serve as run_server
+
+    console.print(f"pestid serving {model} on http://{host}:{port} ({workers} worker(s))")
+    run_server(model=model, host=host, port=port, workers=workers)
+
+
 def main() -> None:
     try:
         app()

@@ -117,6 +117,15 @@ def _train_epoch(
     return total / max(seen, 1), seen / max(time.perf_counter() - start, 1e-9)
 
 
+def _freeze_backbone(model: nn.Module, frozen: bool) -> None:
+    """Staged unfreezing. Without DDP the frozen backbone also skips its backward pass;
+    under DDP (which fixes the trainable set at wrap time) its learning rate is 0 instead."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return
+    for parameter in backbone_parameters(model):
+        parameter.requires_grad_(not frozen)
+
+
 def _checkpoint(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: FitState) -> None:
     core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     tmp = path.with_suffix(".tmp")
@@ -155,6 +164,7 @@ def fit(
         if state.bad_epochs >= config.patience:
             break
         seed_everything(config.seed + epoch)
+        _freeze_backbone(model, epoch < config.optim.freeze_backbone_epochs)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         train_loss, images_per_s = _train_epoch(

@@ -1,0 +1,82 @@
+"""From fused probabilities to what a farmer is told: identified, uncertain or not recognised.
+
+- ``identified``: the top species is at or above the model's rejection threshold
+  (chosen on validation for a target precision).
+- ``uncertain``: below it but at least ``uncertain_floor``: shown with its
+  alternatives and flagged for an officer.
+- ``not_recognised``: below that. If the probabilities of one parent group's
+  members add up past the threshold, the group is named ("a stem borer").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from pestid.catalogue import Catalogue, Category
+
+Decision = Literal["identified", "uncertain", "not_recognised"]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    id: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    ranked: list[Ranked]
+    nearest_group: Ranked | None = None
+    needs_review: bool = False
+    do_not_spray: bool = False
+    messages: dict[str, str] = field(default_factory=dict)
+
+
+def fuse(probabilities: np.ndarray) -> np.ndarray:
+    """Photos of one observation: the mean of their calibrated probabilities."""
+    return np.asarray(probabilities, dtype=np.float64).reshape(-1, probabilities.shape[-1]).mean(axis=0)
+
+
+def _group_mass(probs: np.ndarray, labels: Sequence[str], catalogue: Catalogue) -> dict[str, float]:
+    mass: dict[str, float] = defaultdict(float)
+    for label, p in zip(labels, probs, strict=True):
+        parent = catalogue.get(label).parent
+        if parent:
+            mass[parent] += float(p)
+    return mass
+
+
+def decide(
+    probs: np.ndarray, labels: Sequence[str], *, threshold: float, catalogue: Catalogue,
+    uncertain_floor: float = 0.4, top: int = 3,
+) -> Outcome:  # fmt: skip
+    order = np.argsort(-probs)[:top]
+    ranked = [Ranked(labels[i], float(probs[i])) for i in order]
+    best = ranked[0]
+    enemy = catalogue.get(best.id).category is Category.natural_enemy
+    if best.probability >= threshold:
+        org = catalogue.get(best.id)
+        return Outcome("identified", ranked, do_not_spray=enemy,
+                       messages={"vi": f"Đây là {org.name_vi}.", "en": f"This is {org.name_en}."})  # fmt: skip
+    if best.probability >= uncertain_floor:
+        return Outcome("uncertain", ranked, needs_review=True, do_not_spray=enemy, messages={
+            "vi": "Chưa chắc chắn — cán bộ bảo vệ thực vật sẽ kiểm tra ảnh này.",
+            "en": "Not sure — a plant-protection officer will check this photo.",
+        })  # fmt: skip
+    mass = _group_mass(probs, labels, catalogue)
+    group = max(mass.items(), key=lambda kv: kv[1], default=None)
+    nearest = Ranked(group[0], group[1]) if group and group[1] >= threshold else None
+    if nearest:
+        g = catalogue.get(nearest.id)
+        messages = {"vi": f"Không nhận ra chính xác loài, nhưng có thể là {g.name_vi.lower()}.",
+                    "en": f"Species not recognised, but it looks like one of the {g.name_en}."}  # fmt: skip
+    else:
+        messages = {"vi": "Không nhận ra. Hãy chụp lại gần hơn, rõ nét, hoặc chờ cán bộ kiểm tra.",
+                    "en": "Not recognised. Take a closer, sharper photo, or wait for an officer to check."}  # fmt: skip
+    return Outcome("not_recognised", ranked, nearest_group=nearest, needs_review=True, messages=messages)

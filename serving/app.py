@@ -1,0 +1,54 @@
+"""The app factory. The model is loaded once, in ``lifespan``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving import problems
+from serving.db import make_engine, migrate, session_factory
+from serving.model import load_model
+from serving.observability import configure_logging, log, request_context
+from serving.photos import PhotoStore
+from serving.routes import health, identify, model, pages
+from serving.routes.pages import STATIC
+from serving.settings import Settings, get_settings
+from serving.submissions import referenced_paths
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_json)
+        engine = make_engine(settings.resolved_database_url)
+        migrate(engine)
+        app.state.sessions = session_factory(engine)
+        app.state.photos = PhotoStore(settings.photo_dir)
+        removed = app.state.photos.reconcile(referenced_paths(app.state.sessions))
+        app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
+                                     threads=settings.threads_per_worker)  # fmt: skip
+        log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})
+        yield
+        app.state.model = None
+        engine.dispose()
+
+    app = FastAPI(title="pestid", version="0.1.0", lifespan=lifespan,
+                  description="Nhận diện sâu bệnh hại lúa / rice pest and disease identification")  # fmt: skip
+    app.state.settings = settings
+    app.state.model = None
+    app.middleware("http")(request_context)
+    app.add_exception_handler(problems.Problem, problems.handle_problem)
+    app.add_exception_handler(RequestValidationError, problems.handle_validation)
+    app.add_exception_handler(StarletteHTTPException, problems.handle_http)
+    app.add_exception_handler(Exception, problems.handle_unexpected)
+    for router in (identify.router, model.router, health.router, pages.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,55 @@
+"""The photo store: original bytes on local disk, written so a crash leaves nothing half-done.
+
+A photo is first written and fsynced under ``tmp/``, moved into place only
+inside the database transaction that records it, and removed again if that
+transaction fails. ``reconcile`` (run at start-up) deletes what a crash left:
+staged files and files that no row refers to.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class PhotoStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def stage(self, data: bytes) -> Path:
+        path = self.tmp / uuid.uuid4().hex
+        with path.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return path
+
+    def place(self, staged: Path, relative: str) -> Path:
+        final = self.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+        return final
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    @staticmethod
+    def discard(paths: Iterable[Path]) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def reconcile(self, referenced: set[str]) -> int:
+        """Delete staged files and photos no database row refers to; returns how many."""
+        removed = 0
+        for path in self.root.rglob("*"):
+            if not path.is_file():
+                continue
+            relative = path.relative_to(self.root).as_posix()
+            if path.parent == self.tmp or relative not in referenced:
+                path.unlink()
+                removed += 1
+        return removed

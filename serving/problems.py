@@ -1,0 +1,59 @@
+"""Problem-details (RFC 9457) errors: a status, a code, one sentence in Vietnamese and English."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class Problem(Exception):
+    def __init__(self, status: int, code: str, vi: str, en: str, **extra: Any) -> None:
+        super().__init__(en)
+        self.status, self.code, self.vi, self.en, self.extra = status, code, vi, en, extra
+
+
+def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi", **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"https://pestid.example/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "detail": vi if lang == "vi" else en,
+        "detail_vi": vi,
+        "detail_en": en,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def _lang(request: Request) -> str:
+    from serving.deps import request_language
+
+    return request_language(request)
+
+
+async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(exc.status, exc.code, exc.vi, exc.en, _lang(request), **exc.extra)
+
+
+async def handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
+    where = ".".join(str(p) for p in first["loc"])
+    return problem_response(422, "invalid_request", f"Yêu cầu không hợp lệ ở '{where}': {first['msg']}.",
+                            f"Invalid request at '{where}': {first['msg']}.", _lang(request))  # fmt: skip
+
+
+async def handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem_response(exc.status_code, "http_error", str(exc.detail), str(exc.detail), _lang(request))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(500, "internal_error", "Lỗi máy chủ, vui lòng thử lại sau.",
+                            "Server error, please try again later.", _lang(request))  # fmt: skip

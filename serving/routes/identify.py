@@ -1,0 +1,167 @@
+"""POST /v1/identify: 1–5 photos of one observation in, a fused, calibrated answer out."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import sessionmaker
+
+from pestid.catalogue import load_catalogue
+from pestid.decision import Outcome, decide, fuse
+from pestid.errors import ImageDecodeError
+from pestid.hashing import sha256_bytes
+from pestid.imaging import decode_image
+from serving import observability as obs
+from serving.deps import get_model, get_photo_store, get_sessions, request_language, settings_dep
+from serving.model import LoadedModel
+from serving.photos import PhotoStore
+from serving.problems import Problem
+from serving.schemas import IdentifyResponse, Species
+from serving.settings import Settings
+from serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
+from serving.uploads import UploadedFile, read_multipart
+
+router = APIRouter(prefix="/v1", tags=["identify"])
+CROP_STAGES = {"seedling", "tillering", "booting", "heading", "flowering", "ripening"}
+ACCEPTED_TYPES = ("image/", "application/octet-stream")
+
+
+def _bad_field(name: str, vi: str, en: str) -> Problem:
+    return Problem(422, "invalid_metadata", f"Trường '{name}' không hợp lệ: {vi}.", f"Field '{name}' is invalid: {en}.",
+                   field=name)  # fmt: skip
+
+
+def _number(fields: dict[str, str], name: str, low: float, high: float) -> float | None:
+    raw = fields.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _bad_field(name, "phải là số", "it must be a number") from None
+    if not low <= value <= high:
+        raise _bad_field(name, f"phải trong khoảng {low}…{high}", f"it must lie in {low}…{high}")
+    return value
+
+
+def parse_observation(fields: dict[str, str], header_key: str | None) -> Observation:
+    unknown = set(fields) - {
+        "latitude",
+        "longitude",
+        "commune",
+        "district",
+        "date",
+        "crop_stage",
+        "note",
+        "idempotency_key",
+    }
+    if unknown:
+        raise _bad_field(sorted(unknown)[0], "trường không được hỗ trợ", "it is not a known field")
+    latitude, longitude = _number(fields, "latitude", -90, 90), _number(fields, "longitude", -180, 180)
+    if (latitude is None) != (longitude is None):
+        raise _bad_field("latitude", "cần cả vĩ độ và kinh độ", "send both latitude and longitude")
+    observed_on = None
+    if fields.get("date", "").strip():
+        try:
+            observed_on = date.fromisoformat(fields["date"].strip())
+        except ValueError:
+            raise _bad_field("date", "dạng YYYY-MM-DD", "use YYYY-MM-DD") from None
+    stage = fields.get("crop_stage", "").strip() or None
+    if stage is not None and stage not in CROP_STAGES:
+        raise _bad_field(
+            "crop_stage", f"một trong {', '.join(sorted(CROP_STAGES))}", f"one of {', '.join(sorted(CROP_STAGES))}"
+        )
+    key = (header_key or fields.get("idempotency_key", "")).strip() or None
+    if key is not None and len(key) > 128:
+        raise _bad_field("idempotency_key", "tối đa 128 ký tự", "at most 128 characters")
+    return Observation(latitude=latitude, longitude=longitude, commune=fields.get("commune", "").strip() or None,
+                       district=fields.get("district", "").strip() or None, observed_on=observed_on,
+                       crop_stage=stage, note=fields.get("note", "").strip() or None, idempotency_key=key)  # fmt: skip
+
+
+def accept_photos(files: list[UploadedFile], max_pixels: int) -> tuple[list[AcceptedPhoto], list[Any]]:
+    """Decode every photo (off the event loop); the first bad one refuses the whole submission."""
+    accepted, images = [], []
+    for index, upload in enumerate(files):
+        if not upload.content_type.startswith(ACCEPTED_TYPES):
+            raise Problem(415, "wrong_content_type", f"Ảnh {index + 1} có kiểu {upload.content_type}, không phải ảnh.",
+                          f"Photo {index + 1} has type {upload.content_type}, not an image.", photo=index)  # fmt: skip
+        data = bytes(upload.data)
+        try:
+            image = decode_image(data, max_pixels=max_pixels)
+        except ImageDecodeError as exc:
+            status = 413 if exc.code == "too_many_pixels" else 422
+            raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}", f"Photo {index + 1}: {exc.message_en}",
+                          photo=index) from None  # fmt: skip
+        fmt = (getattr(image, "format", None) or _sniff(data)).upper()
+        accepted.append(AcceptedPhoto(data, sha256_bytes(data), upload.content_type, fmt, image.width, image.height))
+        images.append(image)
+    return accepted, images
+
+
+def _sniff(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG"):
+        return "PNG"
+    if data[8:12] == b"WEBP":
+        return "WEBP"
+    return "HEIF" if data[4:8] == b"ftyp" else "BIN"
+
+
+def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int) -> dict[str, Any]:
+    catalogue = load_catalogue()
+    best = outcome.ranked[0]
+    identified = outcome.decision != "not_recognised"
+    group = outcome.nearest_group
+    shown = outcome.ranked[1:] if identified else outcome.ranked  # not recognised: every guess is an alternative
+    body = IdentifyResponse(
+        submission_id="", decision=outcome.decision, message=outcome.messages[lang],
+        message_vi=outcome.messages["vi"], message_en=outcome.messages["en"],
+        species=Species.of(catalogue.get(best.id), lang, best.probability) if identified else None,
+        alternatives=[Species.of(catalogue.get(r.id), lang, r.probability) for r in shown],
+        nearest_group=Species.of(catalogue.get(group.id), lang, group.probability) if group else None,
+        do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos,
+        model={"name": model.name, "version": model.version}, lang=lang,
+    )  # fmt: skip
+    return body.model_dump(mode="json")
+
+
+@router.post("/identify", response_model=IdentifyResponse, responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}})
+async def identify(
+    request: Request,
+    model: Annotated[LoadedModel, Depends(get_model)],
+    settings: Annotated[Settings, Depends(settings_dep)],
+    sessions: Annotated[sessionmaker, Depends(get_sessions)],
+    store: Annotated[PhotoStore, Depends(get_photo_store)],
+) -> JSONResponse:
+    lang = request_language(request)
+    files, fields = await read_multipart(request, max_files=settings.max_photos, max_file_bytes=settings.max_upload_bytes,
+                                         max_field_bytes=settings.max_field_bytes)  # fmt: skip
+    if not files:
+        raise Problem(400, "no_photos", "Hãy gửi ít nhất một ảnh trong trường 'photos'.",
+                      "Send at least one photo in the 'photos' field.")  # fmt: skip
+    observation = parse_observation(fields, request.headers.get("idempotency-key"))
+    with sessions() as session:
+        existing = find_by_key(session, observation.idempotency_key)
+    if existing is not None:
+        return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
+    photos, images = await run_in_threadpool(accept_photos, files, settings.max_pixels)
+    probs = fuse(await run_in_threadpool(model.predictor.probabilities, images))
+    outcome = decide(probs, model.predictor.labels, threshold=model.predictor.contract.threshold,
+                     catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)  # fmt: skip
+    body = build_response(outcome, model, lang, len(photos))
+    stored, created = await run_in_threadpool(
+        lambda: store_submission(sessions, store, photos=photos, observation=observation, response=body,
+                                 decision=outcome.decision, label=outcome.ranked[0].id,
+                                 confidence=outcome.ranked[0].probability, model_version=model.version, lang=lang)
+    )  # fmt: skip
+    obs.DECISIONS.labels(outcome.decision).inc()
+    obs.PREDICTED.labels(outcome.ranked[0].id).inc()
+    obs.CONFIDENCE.observe(outcome.ranked[0].probability)
+    return JSONResponse(stored, status_code=201 if created else 200,
+                        headers={} if created else {"Idempotent-Replayed": "true"})  # fmt: skip

@@ -1,0 +1,42 @@
+"""GET /v1/model and the species catalogue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from pestid.catalogue import load_catalogue
+from pestid.errors import CatalogueError
+from serving.deps import get_model, request_language
+from serving.model import LoadedModel
+from serving.problems import Problem
+from serving.schemas import ModelInfo, Species
+
+router = APIRouter(prefix="/v1", tags=["model"])
+
+
+@router.get("/model", response_model=ModelInfo)
+def model_info(model: Annotated[LoadedModel, Depends(get_model)]) -> ModelInfo:
+    contract = model.predictor.contract
+    return ModelInfo(name=model.name, version=model.version, reference=model.reference, labels=contract.labels,
+                     dataset_version=contract.dataset_version, threshold=contract.threshold,
+                     temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
+
+
+@router.get("/species", response_model=list[Species])
+def species_list(request: Request, q: str = "") -> list[Species]:
+    """The catalogue, searchable by Vietnamese, English or scientific name."""
+    lang = request_language(request)
+    catalogue = load_catalogue()
+    found = catalogue.search(q) if q else list(catalogue)
+    return [Species.of(org, lang) for org in found]
+
+
+@router.get("/species/{organism_id}", response_model=Species)
+def species_detail(organism_id: str, request: Request) -> Species:
+    try:
+        org = load_catalogue().get(organism_id)
+    except CatalogueError as exc:
+        raise Problem(404, "unknown_species", exc.message_vi, exc.message_en) from None
+    return Species.of(org, request_language(request))

@@ -1,0 +1,16 @@
+"""The farmer's page at /, served by the app itself (no external CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def farmer_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")

@@ -1,0 +1,59 @@
+"""Response schemas."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from pestid.catalogue import Organism
+
+
+class Species(BaseModel):
+    id: str
+    name_vi: str
+    name_en: str
+    scientific: str
+    category: str
+    parent: str | None = None
+    name: str  # in the request's language
+    advice: str
+    advice_vi: str
+    advice_en: str
+    probability: float | None = None
+    natural_enemy: bool = False
+
+    @classmethod
+    def of(cls, org: Organism, lang: str, probability: float | None = None) -> Species:
+        return cls(id=org.id, name_vi=org.name_vi, name_en=org.name_en, scientific=org.scientific,
+                   category=org.category.value, parent=org.parent, name=org.name(lang), advice=org.advice(lang), advice_vi=org.advice_vi, advice_en=org.advice_en,
+                   probability=None if probability is None else round(probability, 4),
+                   natural_enemy=org.is_natural_enemy)  # fmt: skip
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    reference: str
+    labels: list[str]
+    dataset_version: str
+    threshold: float
+    temperature: float
+    preprocess: dict[str, object]
+
+
+class IdentifyResponse(BaseModel):
+    submission_id: str
+    status: Literal["pending_review"] = "pending_review"
+    decision: Literal["identified", "uncertain", "not_recognised"]
+    message: str
+    message_vi: str
+    message_en: str
+    species: Species | None
+    alternatives: list[Species]
+    nearest_group: Species | None
+    do_not_spray: bool
+    needs_review: bool
+    photos: int
+    model: dict[str, str]
+    lang: str

@@ -1,0 +1,43 @@
+"""Typed settings, read lazily from the environment (prefix ``PESTID_``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PESTID_", extra="ignore", protected_namespaces=())
+
+    model: str = "artifacts/model.onnx"  # a file, or models:/NAME@ALIAS from the MLflow registry
+    mlflow_tracking_uri: str = "sqlite:///mlflow.db"
+    data_dir: Path = Path("data/serving")
+    database_url: str | None = None  # default: SQLite in data_dir
+    max_upload_bytes: int = 15 * 1024 * 1024  # per photo
+    max_photos: int = 5
+    max_pixels: int = 64_000_000
+    max_field_bytes: int = 4096  # each metadata field
+    uncertain_floor: float = 0.4
+    ort_threads: int = 0  # 0: the cores divided among the workers
+    workers: int = 1
+    log_json: bool = True
+
+    @property
+    def photo_dir(self) -> Path:
+        return self.data_dir / "photos"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pestid.db').resolve()}"
+
+    @property
+    def threads_per_worker(self) -> int:
+        return self.ort_threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

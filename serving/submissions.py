@@ -1,0 +1,89 @@
+"""Storing a farmer's submission: the photos and the row, together or not at all.
+
+A retried upload with the same idempotency key returns the first answer and
+stores nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from serving.db import Photo, Submission, _id
+from serving.photos import PhotoStore
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif"}
+
+
+@dataclass(frozen=True)
+class AcceptedPhoto:
+    data: bytes
+    sha256: str
+    content_type: str
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    latitude: float | None = None
+    longitude: float | None = None
+    commune: str | None = None
+    district: str | None = None
+    observed_on: date | None = None
+    crop_stage: str | None = None
+    note: str | None = None
+    idempotency_key: str | None = None
+
+
+def find_by_key(session: Session, key: str | None) -> Submission | None:
+    if not key:
+        return None
+    return session.scalars(select(Submission).where(Submission.idempotency_key == key)).first()
+
+
+def store_submission(
+    sessions: sessionmaker, store: PhotoStore, *, photos: list[AcceptedPhoto], observation: Observation,
+    response: dict[str, Any], decision: str, label: str, confidence: float, model_version: str, lang: str,
+) -> tuple[dict[str, Any], bool]:  # fmt: skip
+    """Returns (the stored response, whether this call created it)."""
+    submission_id, created = _id(), datetime.now(UTC)
+    staged = [store.stage(p.data) for p in photos]
+    placed: list[Path] = []
+    response = {**response, "submission_id": submission_id}
+    try:
+        with sessions() as session, session.begin():
+            row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label, confidence=confidence,
+                             model_version=model_version, response=response, lang=lang, status="pending_review",
+                             **observation.__dict__)  # fmt: skip
+            session.add(row)
+            for position, (photo, tmp) in enumerate(zip(photos, staged, strict=True)):
+                relative = f"{row.created_at:%Y/%m}/{submission_id}/{position}.{EXTENSIONS.get(photo.format, 'bin')}"
+                session.add(Photo(submission_id=submission_id, position=position, path=relative, sha256=photo.sha256,
+                                  content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,
+                                  height=photo.height))  # fmt: skip
+                placed.append(store.place(tmp, relative))
+            session.flush()
+        return response, True
+    except IntegrityError:
+        store.discard([*staged, *placed])
+        with sessions() as session:
+            existing = find_by_key(session, observation.idempotency_key)
+            if existing is None:
+                raise
+            return existing.response, False
+    except BaseException:
+        store.discard([*staged, *placed])
+        raise
+
+
+def referenced_paths(sessions: sessionmaker) -> set[str]:
+    with sessions() as session:
+        return set(session.scalars(select(Photo.path)))
