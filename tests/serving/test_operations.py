@@ -1,0 +1,77 @@
+import sqlite3
+
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from tests.serving.conftest import jpeg, make_settings
+
+
+def test_health_is_live_and_ready_only_once_the_model_is_loaded(tiny_model, tmp_path):
+    app = create_app(make_settings(tiny_model, tmp_path / "data"))
+    cold = TestClient(app)  # no lifespan: nothing loaded
+    assert cold.get("/healthz").status_code == 200
+    assert cold.get("/readyz").status_code == 503
+    assert cold.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))]).status_code == 503
+    with TestClient(app) as warm:
+        ready = warm.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["model_version"].startswith("pestid@")
+
+
+def test_metrics_count_requests_decisions_classes_and_confidence(client):
+    client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))])
+    text = client.get("/metrics").text
+    for name in ("pestid_http_requests_total", "pestid_http_request_seconds", "pestid_decisions_total",
+                 "pestid_predicted_class_total", "pestid_confidence_bucket"):  # fmt: skip
+        assert name in text
+    assert 'route="/v1/identify"' in text
+
+
+def test_every_response_carries_a_request_id(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert response.headers["x-request-id"] == "trace-42"
+    assert len(client.get("/healthz").headers["x-request-id"]) == 32
+
+
+def test_a_failing_database_write_leaves_no_photo_behind(tiny_model, tmp_path, monkeypatch):
+    from sqlalchemy.orm import Session
+
+    def broken_flush(self, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    client = TestClient(create_app(make_settings(tiny_model, tmp_path / "data")), raise_server_exceptions=False)
+    client.__enter__()
+    monkeypatch.setattr(Session, "flush", broken_flush)
+    response = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))])
+    assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    monkeypatch.undo()
+    photo_dir = client.app.state.settings.photo_dir
+    assert [p for p in photo_dir.rglob("*") if p.is_file()] == []
+    with sqlite3.connect(client.app.state.settings.data_dir / "pestid.db") as db:
+        assert db.execute("select count(*) from submissions").fetchone()[0] == 0
+    client.__exit__(None, None, None)
+
+
+def test_a_crash_between_photo_and_row_is_cleaned_up_at_start(tiny_model, tmp_path):
+    settings = make_settings(tiny_model, tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        kept = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))]).json()
+    # what a killed process leaves: a staged file, and a placed photo whose transaction never committed
+    (settings.photo_dir / "tmp" / "half-written").write_bytes(b"\xff\xd8 partial")
+    orphan = settings.photo_dir / "2026" / "11" / "deadbeef" / "0.jpg"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(jpeg(3))
+    with TestClient(create_app(settings)) as client:
+        files = sorted(
+            p.relative_to(settings.photo_dir).as_posix() for p in settings.photo_dir.rglob("*") if p.is_file()
+        )
+        assert len(files) == 1 and kept["submission_id"] in files[0]
+        assert client.get("/readyz").status_code == 200
+
+
+def test_any_sqlalchemy_url_works(tiny_model, tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'other.db'}"
+    with TestClient(create_app(make_settings(tiny_model, tmp_path / "data", database_url=url))) as client:
+        assert client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))]).status_code == 201
+    with sqlite3.connect(tmp_path / "elsewhere" / "other.db") as db:
+        assert db.execute("select count(*) from submissions").fetchone()[0] == 1
+        assert db.execute("select version_num from alembic_version").fetchone()[0] == "0001"
