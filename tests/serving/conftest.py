@@ -6,13 +6,13 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.settings import Settings
 from tests.conftest import jpeg_bytes, photo
-from tests.training.conftest import sample_split, tiny_config  # noqa: F401 - the fixture is shared
+from tests.training.conftest import sample_split, tiny_config
 
 __all__ = ["sample_split"]
 
 
 @pytest.fixture(scope="session")
-def tiny_model(sample_split, tmp_path_factory) -> Path:  # noqa: F811
+def tiny_model(sample_split, tmp_path_factory) -> Path:
     """A real one-epoch model exported to ONNX with its contract."""
     from training.train import train
 
