@@ -21,3 +21,15 @@ echo "== 4. export again by hand (train already exported runs/smoke/model.onnx),
 $PESTID export runs/smoke --out artifacts/model.onnx
 $PESTID evaluate --model artifacts/model.onnx --data "$DATA/manifests/sample.csv" --split test --out artifacts/evaluation
 $PESTID predict --model artifacts/model.onnx "$DATA"/sample/golden_apple_snail/golden_apple_snail-000-0.jpg
+echo "== 5. serve: the API and the farmer's page (photos and the SQLite database under \$PESTID_DATA_DIR)"
+export PESTID_DATA_DIR="$DATA/serving"
+PORT=${PESTID_PORT:-8000}
+$PESTID serve --model artifacts/model.onnx --port "$PORT" --workers 2 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+curl -fsS -X POST "http://127.0.0.1:$PORT/v1/identify" -H "Accept-Language: vi" \
+  -F "photos=@$DATA/sample/brown_planthopper/brown_planthopper-000-0.jpg" -F commune="Phú Tân"
+echo
+echo "Serving at http://127.0.0.1:$PORT/ (farmer page) — Ctrl-C to stop."
+if [ "${PESTID_MAIN_KEEP_SERVING:-1}" = "1" ] && [ -t 0 ]; then wait $SERVER; fi
