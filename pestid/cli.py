@@ -22,6 +22,8 @@ catalogue_app = typer.Typer(help="Danh mục loài / the species catalogue.", no
 data_app = typer.Typer(help="Dữ liệu / datasets: import, split, check, stats.", no_args_is_help=True)
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(data_app, name="data")
+users_app = typer.Typer(help="Tài khoản cán bộ / officer and admin accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 out = Console(soft_wrap=True)  # stdout, for results; progress and messages go to stderr
 
 
@@ -289,6 +291,45 @@ def serve(
 
     console.print(f"pestid serving {model} on http://{host}:{port} ({workers} worker(s))")
     run_server(model=model, host=host, port=port, workers=workers)
+
+
+# ---- users ------------------------------------------------------------------------------
+
+
+def _user_sessions(db: str | None) -> Any:
+    from serving.db import open_database
+    from serving.settings import get_settings
+
+    return open_database(db or get_settings().resolved_database_url)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="officer, senior or admin.")] = "officer",
+    district: Annotated[str | None, typer.Option(help="The officer's district.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                          envvar="PESTID_NEW_PASSWORD")] = "",
+) -> None:  # fmt: skip
+    """Thêm tài khoản / add an officer, senior officer or admin."""
+    from serving.accounts import add_user
+
+    with _user_sessions(db)() as session, session.begin():
+        user = add_user(session, username, password, role, district)
+        console.print(f"đã thêm / added {user.username} ({user.role})")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str, db: Annotated[str | None, typer.Option(help="SQLAlchemy URL.")] = None
+) -> None:
+    """Khóa tài khoản / disable an account and end its sessions."""
+    from serving.accounts import set_active
+
+    with _user_sessions(db)() as session, session.begin():
+        set_active(session, username, False)
+    console.print(f"đã khóa / disabled {username}")
 
 
 def main() -> None:

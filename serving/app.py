@@ -13,9 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving import problems
 from serving.db import make_engine, migrate, session_factory
 from serving.model import load_model
+from serving.model_refresh import watching
 from serving.observability import configure_logging, log, request_context
 from serving.photos import PhotoStore
-from serving.routes import health, identify, model, pages
+from serving.routes import health, identify, model, pages, review
 from serving.routes.pages import STATIC
 from serving.settings import Settings, get_settings
 from serving.submissions import referenced_paths
@@ -35,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
                                      threads=settings.threads_per_worker)  # fmt: skip
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})
-        yield
+        interval = settings.model_refresh_s if settings.model.startswith("models:/") else 0
+        async with watching(app, interval):
+            yield
         app.state.model = None
         engine.dispose()
 
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)
     app.add_exception_handler(Exception, problems.handle_unexpected)
-    for router in (identify.router, model.router, health.router, pages.router):
+    for router in (identify.router, model.router, review.router, health.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

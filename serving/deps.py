@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
 from sqlalchemy.orm import sessionmaker
 
+from serving.accounts import RANK, user_for_token
+from serving.db import User
 from serving.model import LoadedModel
 from serving.photos import PhotoStore
 from serving.problems import Problem
 from serving.settings import Settings, get_settings
 
-__all__ = ["get_model", "get_photo_store", "get_sessions", "get_settings", "request_language"]
+__all__ = [
+    "current_user",
+    "get_model",
+    "get_photo_store",
+    "get_sessions",
+    "get_settings",
+    "request_language",
+    "require",
+]
 
 
 def get_model(request: Request) -> LoadedModel:
@@ -39,6 +52,32 @@ def request_language(request: Request) -> str:
         if code in ("vi", "en"):
             return code
     return "vi"
+
+
+def current_user(request: Request) -> User:
+    """The signed-in officer or admin (bearer token), or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = None
+    if scheme.lower() == "bearer" and token:
+        with get_sessions(request)() as session:
+            user = user_for_token(session, token.strip())
+    if user is None:
+        raise Problem(401, "unauthenticated", "Hãy đăng nhập bằng tài khoản cán bộ.",
+                      "Sign in with an officer account.")  # fmt: skip
+    return user
+
+
+def require(role: str) -> Callable[[User], User]:
+    """A dependency that lets in ``role`` and the roles above it, and answers 403 to the rest."""
+
+    def check(user: Annotated[User, Depends(current_user)]) -> User:
+        if RANK[user.role] < RANK[role]:
+            raise Problem(403, "forbidden", f"Tài khoản này không có quyền ({role}).",
+                          f"This account lacks the '{role}' role.")  # fmt: skip
+        return user
+
+    return check
 
 
 def settings_dep(request: Request) -> Settings:

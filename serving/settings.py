@@ -6,6 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     ort_threads: int = 0  # 0: the cores divided among the workers
     workers: int = 1
     log_json: bool = True
+    approvals_required: int = Field(default=1, ge=1, le=2)  # agreeing officers needed to approve a label
+    model_refresh_s: float = 30.0  # how often a models:/NAME@ALIAS reference is re-resolved; 0 = never
 
     @property
     def photo_dir(self) -> Path:

@@ -14,3 +14,8 @@ router = APIRouter(include_in_schema=False)
 @router.get("/")
 def farmer_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+
+@router.get("/officer")
+def officer_page() -> FileResponse:
+    return FileResponse(STATIC / "officer.html", media_type="text/html; charset=utf-8")

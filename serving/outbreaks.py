@@ -1,0 +1,36 @@
+"""Outbreak counts: confirmed reports per species, by commune or district and ISO week."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serving.db import Submission
+
+
+def iso_week(sub: Submission) -> str:
+    day = sub.observed_on or sub.created_at.date()
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def outbreak_counts(session: Session, *, by: str = "district") -> list[dict[str, object]]:
+    rows = session.scalars(select(Submission).where(Submission.status == "approved"))
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for sub in rows:
+        place = (sub.district if by == "district" else sub.commune) or "—"
+        counts[(iso_week(sub), place, sub.final_label or sub.predicted_label)] += 1
+    return [{"week": w, by: p, "species": s, "reports": n} for (w, p, s), n in sorted(counts.items())]
+
+
+def to_csv(rows: list[dict[str, object]]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()

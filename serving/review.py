@@ -1,0 +1,123 @@
+"""Officer review: verdicts, agreement, disputes, undo, the audit trail, and the queue order.
+
+A submission is approved (or rejected) when ``required`` officers agree; any
+disagreement marks it ``disputed`` for a senior officer, whose verdict settles
+it. Every action writes an audit entry with the state before and after, and
+can be undone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pestid.catalogue import load_catalogue
+from serving.db import AuditEntry, Review, Submission, User
+
+REJECT_REASONS = ("blurry", "not_rice", "duplicate", "not_harmful")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # "label" or "reject"
+    label: str | None = None
+    reason: str | None = None
+
+
+def snapshot(sub: Submission) -> dict[str, Any]:
+    return {"status": sub.status, "final_label": sub.final_label}
+
+
+def resolve(reviews: list[tuple[Review, User]], required: int) -> tuple[str, str | None]:
+    """(status, final label) from the active reviews of one submission."""
+    active = [(r, u) for r, u in reviews if r.undone_at is None]
+    senior = [r for r, u in active if u.role in ("senior", "admin")]
+    if senior:
+        last = max(senior, key=lambda r: (r.created_at, r.id))
+        return ("approved", last.label) if last.verdict == "label" else ("rejected", None)
+    votes = Counter((r.verdict, r.label) for r, _ in active)
+    if len(votes) > 1:
+        return "disputed", None
+    if votes:
+        (verdict, label), count = votes.most_common(1)[0]
+        if count >= required:
+            return ("approved", label) if verdict == "label" else ("rejected", None)
+    return "pending_review", None
+
+
+def _reviews(session: Session, submission_id: str) -> list[tuple[Review, User]]:
+    rows = session.execute(select(Review, User).join(User, Review.user_id == User.id)
+                           .where(Review.submission_id == submission_id))  # fmt: skip
+    return [(r, u) for r, u in rows]
+
+
+def _apply(session: Session, sub: Submission, required: int) -> None:
+    sub.status, sub.final_label = resolve(_reviews(session, sub.id), required)
+    sub.reviewed_at = datetime.now(UTC) if sub.status in ("approved", "rejected") else None
+
+
+def record_verdict(session: Session, sub: Submission, user: User, verdict: Verdict, *, required: int) -> AuditEntry:
+    """One officer's verdict; an earlier active verdict of the same officer is replaced."""
+    if verdict.kind == "label":
+        load_catalogue().get(verdict.label or "")  # an unknown label is refused here
+    before = snapshot(sub)
+    for review, author in _reviews(session, sub.id):
+        if author.id == user.id and review.undone_at is None:
+            review.undone_at = datetime.now(UTC)
+    review = Review(submission_id=sub.id, user_id=user.id, verdict=verdict.kind, label=verdict.label,
+                    reason=verdict.reason, created_at=datetime.now(UTC))  # fmt: skip
+    session.add(review)
+    session.flush()
+    _apply(session, sub, required)
+    action = (
+        "reject" if verdict.kind == "reject" else ("confirm" if verdict.label == sub.predicted_label else "relabel")
+    )
+    entry = AuditEntry(user_id=user.id, action=action, submission_id=sub.id, review_id=review.id, before=before,
+                       after={**snapshot(sub), "label": verdict.label, "reason": verdict.reason})  # fmt: skip
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def undo(session: Session, entry: AuditEntry, user: User, *, required: int) -> AuditEntry:
+    review = session.get(Review, entry.review_id) if entry.review_id else None
+    sub = session.get(Submission, entry.submission_id) if entry.submission_id else None
+    if review is None or sub is None or review.undone_at is not None:
+        raise LookupError("nothing to undo")
+    before = snapshot(sub)
+    review.undone_at = datetime.now(UTC)
+    session.flush()
+    _apply(session, sub, required)
+    undo_entry = AuditEntry(user_id=user.id, action="undo", submission_id=sub.id, review_id=review.id,
+                            before=before, after={**snapshot(sub), "undid": entry.id})  # fmt: skip
+    session.add(undo_entry)
+    session.flush()
+    return undo_entry
+
+
+def queue(
+    session: Session, *, status: str = "pending_review", district: str | None = None, species: str | None = None,
+    decision: str | None = None, since: date | None = None, until: date | None = None, limit: int = 50,
+) -> list[Submission]:  # fmt: skip
+    """Most useful first: uncertain and not-recognised answers, then rare classes, then the oldest."""
+    query = select(Submission).where(Submission.status == status)
+    if district:
+        query = query.where(Submission.district == district)
+    if species:
+        query = query.where(Submission.predicted_label == species)
+    if decision:
+        query = query.where(Submission.decision == decision)
+    if since:
+        query = query.where(Submission.created_at >= datetime.combine(since, datetime.min.time(), UTC))
+    if until:
+        query = query.where(Submission.created_at < datetime.combine(until, datetime.max.time(), UTC))
+    rows = list(session.scalars(query.limit(5000)))
+    approved = dict(session.execute(select(Submission.final_label, func.count()).where(Submission.status == "approved")
+                                    .group_by(Submission.final_label)).all())  # fmt: skip
+    rows.sort(key=lambda s: (s.decision == "identified", approved.get(s.predicted_label, 0), s.created_at))
+    return rows[:limit]

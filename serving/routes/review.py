@@ -1,0 +1,173 @@
+"""Officer endpoints: sign-in, the review queue, verdicts, undo, photos, outbreak counts."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from pestid.errors import CatalogueError
+from serving.accounts import login
+from serving.db import AuditEntry, Photo, Submission, User
+from serving.deps import get_photo_store, get_sessions, require, settings_dep
+from serving.outbreaks import outbreak_counts, to_csv
+from serving.photos import PhotoStore
+from serving.problems import Problem
+from serving.review import REJECT_REASONS, Verdict, queue, record_verdict, undo
+from serving.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["review"])
+Officer = Annotated[User, Depends(require("officer"))]
+Senior = Annotated[User, Depends(require("senior"))]
+Sessions = Annotated[sessionmaker, Depends(get_sessions)]
+
+
+class LoginIn(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class VerdictIn(BaseModel):
+    action: Literal["confirm", "relabel", "reject"]
+    label: str | None = None
+    reason: Literal["blurry", "not_rice", "duplicate", "not_harmful"] | None = None
+
+
+def _summary(sub: Submission) -> dict[str, Any]:
+    return {"id": sub.id, "created_at": sub.created_at.isoformat(), "status": sub.status, "decision": sub.decision,
+            "predicted_label": sub.predicted_label, "confidence": round(sub.confidence, 4),
+            "final_label": sub.final_label, "commune": sub.commune, "district": sub.district,
+            "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
+            "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
+            "alternatives": sub.response.get("alternatives", [])}  # fmt: skip
+
+
+@router.post("/auth/login")
+def sign_in(body: LoginIn, sessions: Sessions) -> dict[str, str]:
+    with sessions() as session, session.begin():
+        token = login(session, body.username, body.password)
+    if token is None:
+        raise Problem(401, "bad_credentials", "Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password.")
+    return {"token": token, "token_type": "bearer"}
+
+
+@router.get("/auth/me")
+def me(user: Officer) -> dict[str, Any]:
+    return {"username": user.username, "role": user.role, "district": user.district}
+
+
+@router.get("/review/queue")
+def review_queue(
+    user: Officer, sessions: Sessions, status: Literal["pending_review", "disputed"] = "pending_review",
+    district: str | None = None, species: str | None = None, decision: str | None = None,
+    since: date | None = None, until: date | None = None, limit: Annotated[int, Query(le=200)] = 50,
+) -> list[dict[str, Any]]:  # fmt: skip
+    with sessions() as session:
+        rows = queue(session, status=status, district=district, species=species, decision=decision, since=since,
+                     until=until, limit=limit)  # fmt: skip
+        return [_summary(s) for s in rows]
+
+
+def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
+    if body.action == "reject":
+        if body.reason not in REJECT_REASONS:
+            raise Problem(422, "reason_required", "Hãy chọn lý do loại ảnh.",
+                          f"Give a reason to reject: one of {', '.join(REJECT_REASONS)}.")  # fmt: skip
+        return Verdict("reject", reason=body.reason)
+    label = sub.predicted_label if body.action == "confirm" else body.label
+    if not label:
+        raise Problem(422, "label_required", "Hãy chọn loài đúng.", "Choose the correct species to relabel.")
+    return Verdict("label", label=label)
+
+
+@router.post("/review/{submission_id}")
+def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Sessions,
+           settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
+    with sessions() as session, session.begin():
+        sub = session.get(Submission, submission_id)
+        if sub is None:
+            raise Problem(404, "unknown_submission", "Không có ảnh gửi này.", "No such submission.")
+        if sub.status == "disputed" and user.role == "officer":
+            raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
+                          "This submission is disputed: a senior officer must settle it.")  # fmt: skip
+        try:
+            entry = record_verdict(session, sub, user, _verdict(body, sub), required=settings.approvals_required)
+        except CatalogueError as exc:
+            raise Problem(422, "unknown_label", exc.message_vi, exc.message_en) from None
+        return {"audit_id": entry.id, **_summary(sub)}
+
+
+@router.post("/review/undo/{audit_id}")
+def undo_action(audit_id: int, user: Officer, sessions: Sessions,
+                settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
+    with sessions() as session, session.begin():
+        entry = session.get(AuditEntry, audit_id)
+        if entry is None:
+            raise Problem(404, "unknown_action", "Không có thao tác này.", "No such action.")
+        if entry.user_id != user.id and user.role == "officer":
+            raise Problem(
+                403, "forbidden", "Chỉ hoàn tác được thao tác của mình.", "You can undo only your own actions."
+            )
+        try:
+            done = undo(session, entry, user, required=settings.approvals_required)
+        except LookupError:
+            raise Problem(
+                409, "nothing_to_undo", "Thao tác này đã được hoàn tác.", "This action was already undone."
+            ) from None
+        sub = session.get(Submission, entry.submission_id)
+        assert sub is not None
+        return {"audit_id": done.id, **_summary(sub)}
+
+
+@router.get("/audit")
+def audit_log(
+    user: Senior, sessions: Sessions, submission_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    with sessions() as session:
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(min(limit, 1000))
+        if submission_id:
+            query = query.where(AuditEntry.submission_id == submission_id)
+        return [{"id": e.id, "at": e.at.isoformat(), "user_id": e.user_id, "action": e.action,
+                 "submission_id": e.submission_id, "before": e.before, "after": e.after}
+                for e in session.scalars(query)]  # fmt: skip
+
+
+@router.get("/submissions/{submission_id}/photos/{position}")
+def submission_photo(submission_id: str, position: int, user: Officer, sessions: Sessions,
+                     store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
+    with sessions() as session:
+        photo = session.scalars(select(Photo).where(Photo.submission_id == submission_id,
+                                                    Photo.position == position)).first()  # fmt: skip
+    if photo is None:
+        raise Problem(404, "unknown_photo", "Không có ảnh này.", "No such photo.")
+    return FileResponse(store.path(photo.path), media_type=photo.content_type)
+
+
+@router.get("/outbreaks")
+def outbreaks(
+    user: Officer, sessions: Sessions, by: Literal["district", "commune"] = "district"
+) -> list[dict[str, object]]:
+    with sessions() as session:
+        return outbreak_counts(session, by=by)
+
+
+@router.get("/outbreaks.csv")
+def outbreaks_csv(user: Officer, sessions: Sessions, by: Literal["district", "commune"] = "district") -> Response:
+    with sessions() as session:
+        text = to_csv(outbreak_counts(session, by=by))
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="outbreaks-by-{by}.csv"'})  # fmt: skip
+
+
+@router.post("/admin/reload")
+async def reload_model(request: Request, user: Annotated[User, Depends(require("admin"))]) -> dict[str, str]:
+    """Re-resolve the model reference now (e.g. after promoting a new champion)."""
+    from serving.model_refresh import refresh_model
+
+    version = await refresh_model(request.app)
+    return {"model_version": version}

@@ -1,0 +1,188 @@
+// The officer's review page: sign in, filter the queue, review by keyboard, watch outbreaks.
+"use strict";
+const $ = (id) => document.getElementById(id);
+let token = sessionStorage.getItem("pestid.token");
+let items = [];
+let current = 0;
+let lastAudit = null;
+let rejecting = false;
+const REASONS = { 1: "blurry", 2: "not_rice", 3: "duplicate", 4: "not_harmful" };
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}`,
+    "Content-Type": "application/json", "Accept-Language": "vi" } });
+  if (response.status === 401) { signOut(); throw new Error("unauthenticated"); }
+  const body = (response.headers.get("content-type") || "").includes("json") ? await response.json() : await response.text();
+  if (!response.ok) throw new Error(body.detail_vi ? `${body.detail_vi} / ${body.detail_en}` : String(body));
+  return body;
+}
+
+function signOut() { token = null; sessionStorage.removeItem("pestid.token"); $("app").hidden = true; $("login").hidden = false; }
+
+function say(text) { $("status").textContent = text; }
+
+async function loadQueue() {
+  const params = new URLSearchParams({ status: $("f-status").value });
+  for (const [key, id] of [["district", "f-district"], ["species", "f-species"], ["decision", "f-decision"],
+                           ["since", "f-since"], ["until", "f-until"]]) {
+    if ($(id).value) params.set(key, $(id).value);
+  }
+  items = await api(`/v1/review/queue?${params}`);
+  current = Math.min(current, Math.max(items.length - 1, 0));
+  renderQueue();
+}
+
+function renderQueue() {
+  $("queue").replaceChildren(...items.map((item, index) => {
+    const li = document.createElement("li");
+    li.textContent = `${item.predicted_label} · ${item.decision} · ${Math.round(item.confidence * 100)}% · ${item.district || item.commune || "—"}`;
+    li.className = index === current ? "active" : "";
+    li.dataset.id = item.id;
+    li.addEventListener("click", () => { current = index; renderQueue(); });
+    return li;
+  }));
+  renderDetail();
+}
+
+async function renderDetail() {
+  const item = items[current];
+  $("relabel").hidden = true;
+  if (!item) { $("photos").replaceChildren(); $("prediction").textContent = "Hết ảnh cần duyệt / queue is empty"; return; }
+  $("prediction").textContent = `Dự đoán / predicted: ${item.predicted_label} (${Math.round(item.confidence * 100)}%), ${item.decision}`
+    + (item.note ? ` — ghi chú / note: ${item.note}` : "");
+  const images = await Promise.all(item.photos.map(async (url) => {
+    const blob = await fetch(url, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.blob());
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(blob);
+    img.alt = item.predicted_label;
+    return img;
+  }));
+  $("photos").replaceChildren(...images);
+}
+
+async function act(body) {
+  const item = items[current];
+  if (!item) return;
+  try {
+    const result = await api(`/v1/review/${item.id}`, { method: "POST", body: JSON.stringify(body) });
+    lastAudit = result.audit_id;
+    say(`Đã lưu / saved: ${result.status}${result.final_label ? " → " + result.final_label : ""}`);
+    await loadQueue();
+    await loadOutbreaks();
+  } catch (err) { say(err.message); }
+}
+
+async function undoLast() {
+  if (!lastAudit) return;
+  try {
+    const result = await api(`/v1/review/undo/${lastAudit}`, { method: "POST" });
+    lastAudit = null;
+    say(`Đã hoàn tác / undone: ${result.status}`);
+    await loadQueue();
+    await loadOutbreaks();
+  } catch (err) { say(err.message); }
+}
+
+async function searchSpecies() {
+  const q = $("species-search").value.trim();
+  const found = q ? await fetch(`/v1/species?q=${encodeURIComponent(q)}`).then((r) => r.json()) : [];
+  $("species-results").replaceChildren(...found.slice(0, 8).map((s) => {
+    const li = document.createElement("li");
+    li.textContent = `${s.name_vi} / ${s.name_en} (${s.scientific})`;
+    li.dataset.id = s.id;
+    li.addEventListener("click", () => act({ action: "relabel", label: s.id }));
+    return li;
+  }));
+}
+
+async function loadOutbreaks() {
+  const rows = await api("/v1/outbreaks");
+  $("outbreaks").tBodies[0].replaceChildren(...rows.map((r) => {
+    const tr = document.createElement("tr");
+    for (const value of [r.week, r.district, r.species, r.reports]) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+  drawChart(rows);
+}
+
+function drawChart(rows) {
+  const totals = {};
+  rows.forEach((r) => { totals[r.species] = (totals[r.species] || 0) + r.reports; });
+  const entries = Object.entries(totals).sort((a, b) => b[1] - a[1]);
+  const max = Math.max(1, ...entries.map((e) => e[1]));
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", "100%");
+  svg.setAttribute("height", String(24 * entries.length + 10));
+  entries.forEach(([species, count], i) => {
+    const bar = document.createElementNS(ns, "rect");
+    bar.setAttribute("x", "180"); bar.setAttribute("y", String(i * 24 + 4));
+    bar.setAttribute("width", String((count / max) * 400)); bar.setAttribute("height", "18"); bar.setAttribute("fill", "#2f6b2a");
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", "0"); label.setAttribute("y", String(i * 24 + 18));
+    label.textContent = `${species} (${count})`;
+    svg.append(bar, label);
+  });
+  $("chart").replaceChildren(svg);
+}
+
+document.addEventListener("keydown", (event) => {
+  if ($("app").hidden || event.target.tagName === "INPUT" && event.target.id !== "species-search") return;
+  if (event.target.id === "species-search") {
+    if (event.key === "Enter") {
+      const first = $("species-results").querySelector("li");
+      if (first) act({ action: "relabel", label: first.dataset.id });
+    } else if (event.key === "Escape") { $("relabel").hidden = true; }
+    return;
+  }
+  if (rejecting) {
+    rejecting = false;
+    if (REASONS[event.key]) act({ action: "reject", reason: REASONS[event.key] });
+    return;
+  }
+  if (event.key === "j") { current = Math.min(current + 1, items.length - 1); renderQueue(); }
+  else if (event.key === "k") { current = Math.max(current - 1, 0); renderQueue(); }
+  else if (event.key === "c") act({ action: "confirm" });
+  else if (event.key === "x") { rejecting = true; say("Lý do / reason: 1 mờ/blurry · 2 không phải lúa/not rice · 3 trùng/duplicate · 4 không phải dịch hại/not harmful"); }
+  else if (event.key === "r") { $("relabel").hidden = false; $("species-search").value = ""; $("species-search").focus(); event.preventDefault(); }
+  else if (event.key === "u") undoLast();
+});
+
+$("species-search").addEventListener("input", searchSpecies);
+$("filters").addEventListener("submit", (event) => { event.preventDefault(); current = 0; loadQueue(); });
+$("csv").addEventListener("click", async (event) => {
+  event.preventDefault();
+  const text = await api("/v1/outbreaks.csv");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+  link.download = "outbreaks.csv";
+  link.click();
+});
+
+async function start() {
+  try {
+    const me = await api("/v1/auth/me");
+    $("who").textContent = `${me.username} (${me.role})`;
+    $("login").hidden = true;
+    $("app").hidden = false;
+    await loadQueue();
+    await loadOutbreaks();
+  } catch (err) { signOut(); }
+}
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const response = await fetch("/v1/auth/login", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+  const body = await response.json();
+  if (!response.ok) { $("login-error").textContent = `${body.detail_vi} / ${body.detail_en}`; $("login-error").hidden = false; return; }
+  token = body.token;
+  sessionStorage.setItem("pestid.token", token);
+  start();
+});
+
+if (token) start();

@@ -1,0 +1,175 @@
+"""Officer accounts, roles on every endpoint, the review queue, agreement, disputes, undo, outbreaks."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from serving.accounts import add_user
+from serving.app import create_app
+from serving.db import Submission
+from tests.serving.conftest import jpeg, make_settings
+
+PASSWORD = "correct horse battery"
+ENDPOINTS = [  # (method, path, lowest role allowed)
+    ("GET", "/v1/auth/me", "officer"),
+    ("GET", "/v1/review/queue", "officer"),
+    ("POST", "/v1/review/SUB", "officer"),
+    ("POST", "/v1/review/undo/1", "officer"),
+    ("GET", "/v1/submissions/SUB/photos/0", "officer"),
+    ("GET", "/v1/outbreaks", "officer"),
+    ("GET", "/v1/outbreaks.csv", "officer"),
+    ("GET", "/v1/audit", "senior"),
+    ("POST", "/v1/admin/reload", "admin"),
+]
+
+
+@pytest.fixture
+def review_app(tiny_model, tmp_path):
+    def build(required: int = 1):
+        app = create_app(make_settings(tiny_model, tmp_path / f"data{required}", approvals_required=required))
+        client = TestClient(app)
+        client.__enter__()
+        tokens = {}
+        with app.state.sessions() as session, session.begin():
+            for name, role, district in (("an", "officer", "Phú Tân"), ("binh", "officer", "Phú Tân"),
+                                         ("chi", "senior", None), ("dung", "admin", None)):  # fmt: skip
+                add_user(session, name, PASSWORD, role, district)
+        for name in ("an", "binh", "chi", "dung"):
+            tokens[name] = {"Authorization": f"Bearer {client.post('/v1/auth/login', json={'username': name, 'password': PASSWORD}).json()['token']}"}
+        return client, tokens
+
+    clients = []
+
+    def factory(required: int = 1):
+        clients.append(build(required))
+        return clients[-1]
+
+    yield factory
+    for client, _ in clients:
+        client.__exit__(None, None, None)
+
+
+def _submit(client, **fields) -> str:
+    response = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(len(fields)), "image/jpeg"))], data=fields)
+    assert response.status_code == 201, response.text
+    return response.json()["submission_id"]
+
+
+def _request(client, method, path, headers=None, sub="none"):
+    path = path.replace("SUB", sub)
+    body = {"action": "confirm"} if method == "POST" and "/review/" in path and "undo" not in path else None
+    return client.request(method, path, headers=headers or {}, json=body)
+
+
+@pytest.mark.parametrize(("method", "path", "role"), ENDPOINTS)
+def test_every_officer_endpoint_refuses_anonymous_and_wrong_role_calls(review_app, method, path, role):
+    client, tokens = review_app()
+    sub = _submit(client)
+    assert _request(client, method, path, sub=sub).status_code == 401
+    assert _request(client, method, path, {"Authorization": "Bearer forged"}, sub=sub).status_code == 401
+    lower = {"officer": None, "senior": "an", "admin": "chi"}[role]
+    if lower:
+        assert _request(client, method, path, tokens[lower], sub=sub).status_code == 403
+    allowed = {"officer": "an", "senior": "chi", "admin": "dung"}[role]
+    assert _request(client, method, path, tokens[allowed], sub=sub).status_code not in (401, 403)
+
+
+def test_wrong_password_and_disabled_account_cannot_sign_in(review_app, tmp_path):
+    client, tokens = review_app()
+    assert client.post("/v1/auth/login", json={"username": "an", "password": "nope nope"}).status_code == 401
+    from serving.accounts import set_active
+
+    with client.app.state.sessions() as session, session.begin():
+        set_active(session, "an", False)
+    assert client.get("/v1/auth/me", headers=tokens["an"]).status_code == 401
+    assert client.post("/v1/auth/login", json={"username": "an", "password": PASSWORD}).status_code == 401
+
+
+def test_queue_puts_uncertain_and_rare_first_and_filters(review_app):
+    client, tokens = review_app()
+    now = datetime.now(UTC)
+    with client.app.state.sessions() as session, session.begin():
+        for k, (decision, label, district) in enumerate([
+            ("identified", "brown_planthopper", "Phú Tân"), ("uncertain", "brown_planthopper", "Phú Tân"),
+            ("identified", "golden_apple_snail", "Châu Đốc"), ("not_recognised", "rice_blast", "Phú Tân"),
+        ]):  # fmt: skip
+            session.add(Submission(id=f"s{k}", created_at=now + timedelta(seconds=k), decision=decision,
+                                   predicted_label=label, confidence=0.5, model_version="v", response={},
+                                   district=district, lang="vi", status="pending_review"))  # fmt: skip
+        session.add(Submission(id="old", created_at=now - timedelta(days=1), decision="identified",
+                               predicted_label="brown_planthopper", confidence=0.9, model_version="v", response={},
+                               lang="vi", status="approved", final_label="brown_planthopper"))  # fmt: skip
+    ids = [item["id"] for item in client.get("/v1/review/queue", headers=tokens["an"]).json()]
+    # unsure answers first (rare blast before the already-approved hopper), then the rare snail, then the common hopper
+    assert ids == ["s3", "s1", "s2", "s0"]
+    by_district = client.get("/v1/review/queue", params={"district": "Châu Đốc"}, headers=tokens["an"]).json()
+    assert [i["id"] for i in by_district] == ["s2"]
+    tomorrow = (date.today() + timedelta(days=2)).isoformat()
+    assert client.get("/v1/review/queue", params={"since": tomorrow}, headers=tokens["an"]).json() == []
+    assert [i["id"] for i in client.get("/v1/review/queue", params={"species": "rice_blast"}, headers=tokens["an"]).json()] == ["s3"]
+
+
+def test_two_agreeing_officers_approve_and_disagreement_goes_to_a_senior(review_app):
+    client, tokens = review_app(required=2)
+    agreed, disputed = _submit(client, district="Phú Tân"), _submit(client, district="Phú Tân", commune="Tân Hòa")
+    first = client.post(f"/v1/review/{agreed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["an"])
+    assert first.json()["status"] == "pending_review"
+    second = client.post(f"/v1/review/{agreed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["binh"])
+    assert second.json()["status"] == "approved" and second.json()["final_label"] == "rice_bug"
+    client.post(f"/v1/review/{disputed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["an"])
+    split = client.post(f"/v1/review/{disputed}", json={"action": "reject", "reason": "blurry"}, headers=tokens["binh"])
+    assert split.json()["status"] == "disputed"
+    assert [i["id"] for i in client.get("/v1/review/queue", params={"status": "disputed"}, headers=tokens["chi"]).json()] == [disputed]
+    assert client.post(f"/v1/review/{disputed}", json={"action": "confirm"}, headers=tokens["an"]).status_code == 403
+    settled = client.post(f"/v1/review/{disputed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["chi"])
+    assert settled.json()["status"] == "approved"
+
+
+def test_undo_restores_the_state_and_everything_is_audited(review_app):
+    client, tokens = review_app()
+    sub = _submit(client)
+    done = client.post(f"/v1/review/{sub}", json={"action": "reject", "reason": "not_rice"}, headers=tokens["an"]).json()
+    assert done["status"] == "rejected"
+    assert client.post(f"/v1/review/undo/{done['audit_id']}", headers=tokens["binh"]).status_code == 403  # not hers
+    undone = client.post(f"/v1/review/undo/{done['audit_id']}", headers=tokens["an"])
+    assert undone.json()["status"] == "pending_review"
+    assert client.post(f"/v1/review/undo/{done['audit_id']}", headers=tokens["an"]).status_code == 409
+    log = client.get("/v1/audit", params={"submission_id": sub}, headers=tokens["chi"]).json()
+    assert [e["action"] for e in log] == ["undo", "reject"]
+    assert log[1]["before"]["status"] == "pending_review" and log[1]["after"]["status"] == "rejected"
+    assert log[0]["user_id"] is not None and log[0]["at"]
+
+
+def test_bad_verdicts_are_refused(review_app):
+    client, tokens = review_app()
+    sub = _submit(client)
+    assert client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "dragon"}, headers=tokens["an"]).status_code == 422
+    assert client.post(f"/v1/review/{sub}", json={"action": "reject"}, headers=tokens["an"]).status_code == 422
+    assert client.post("/v1/review/nope", json={"action": "confirm"}, headers=tokens["an"]).status_code == 404
+
+
+def test_outbreak_counts_by_place_and_week_with_csv(review_app):
+    client, tokens = review_app()
+    for commune in ("Tân Hòa", "Tân Hòa", "Phú Lâm"):
+        sub = _submit(client, district="Phú Tân", commune=commune, date="2026-11-16")
+        client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "brown_planthopper"}, headers=tokens["an"])
+    rows = client.get("/v1/outbreaks", headers=tokens["an"]).json()
+    assert rows == [{"week": "2026-W47", "district": "Phú Tân", "species": "brown_planthopper", "reports": 3}]
+    by_commune = client.get("/v1/outbreaks", params={"by": "commune"}, headers=tokens["an"]).json()
+    assert {r["commune"]: r["reports"] for r in by_commune} == {"Phú Lâm": 1, "Tân Hòa": 2}
+    csv_text = client.get("/v1/outbreaks.csv", headers=tokens["an"]).text
+    assert csv_text.splitlines() == ["week,district,species,reports", "2026-W47,Phú Tân,brown_planthopper,3"]
+
+
+def test_cli_adds_and_disables_users(tmp_path):
+    from pestid.cli import app
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    runner = CliRunner()
+    added = runner.invoke(app, ["users", "add", "lan", "--role", "senior", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD})
+    assert added.exit_code == 0, added.output
+    again = runner.invoke(app, ["users", "add", "lan", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD})
+    assert again.exit_code != 0 and "already exists" in str(again.exception)
+    assert runner.invoke(app, ["users", "disable", "lan", "--db", url]).exit_code == 0
