@@ -137,6 +137,27 @@ def data_split(
     console.print(f"→ {out_path}")
 
 
+@data_app.command("from-reviews")
+def data_from_reviews(
+    out_path: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
+    base: Annotated[Path | None, typer.Option(help="A base manifest whose test split stays frozen.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
+    photos: Annotated[Path | None, typer.Option(help="Photo folder (default: the serving photo folder).")] = None,
+    threshold: Annotated[int | None, typer.Option(help="Near-duplicate Hamming threshold.")] = None,
+    seed: int = 0,
+) -> None:
+    """Tạo dữ liệu từ ảnh đã duyệt / a dataset version from approved submissions."""
+    from pestid.dataset import manifest_from_reviews
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    report = manifest_from_reviews(db or settings.resolved_database_url, photos or settings.photo_dir, out_path,
+                                   base=base, threshold=threshold, seed=seed)  # fmt: skip
+    console.print(f"{report['added']} ảnh duyệt được thêm / approved photos added, "
+                  f"{report['left_out_near_test']} left out (near-duplicates of the frozen test split), "
+                  f"{report['unreadable']} unreadable → {out_path}")  # fmt: skip
+
+
 @data_app.command("check")
 def data_check(
     manifest: Path,
@@ -280,6 +301,48 @@ def predict(
 
 
 @app.command()
+def promote(
+    data: Annotated[Path, typer.Option(help="Manifest whose test split both models are judged on.")],
+    config: Annotated[Path | None, typer.Option(help="Training config holding the gate and MLflow settings.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides, e.g. gate.recall_tolerance=0.02.")
+    ] = None,
+) -> None:
+    """Thăng hạng / gate @challenger against @champion and move @champion if it passes."""
+    from training.config import resolve_config
+    from training.promote import promote as run_gate
+
+    cfg = resolve_config(config, overrides)
+    decision = run_gate(model_name=cfg.mlflow.registered_model, manifest=data, tracking_uri=cfg.mlflow.tracking_uri,
+                        gate=cfg.gate)  # fmt: skip
+    out.print(decision.summary())
+    if not decision.passed:
+        raise typer.Exit(1)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def retrain(
+    config: Annotated[Path, typer.Option(help="Training config (model, MLflow, gate).")],
+    out_manifest: Annotated[Path, typer.Option("--out", help="The new dataset version's manifest.")],
+    base: Annotated[Path | None, typer.Option(help="Base manifest; its test split stays frozen.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the serving database.")] = None,
+    photos: Annotated[Path | None, typer.Option(help="The serving photo folder.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+) -> None:
+    """Huấn luyện lại / approved reviews → dataset → train → challenger → gate → champion."""
+    from serving.settings import get_settings
+    from training.retrain import retrain as run_retrain
+
+    settings = get_settings()
+    result = run_retrain(config, base=base, out_manifest=out_manifest, database_url=db or settings.resolved_database_url,
+                         photo_dir=photos or settings.photo_dir, overrides=overrides)  # fmt: skip
+    console.print(f"dataset {out_manifest}: {result.dataset_report}")
+    out.print(result.decision.summary())
+    if not result.decision.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     model: Annotated[str, typer.Option(help="MODEL.onnx or models:/NAME@ALIAS from the MLflow registry.")],
     host: str = "127.0.0.1",
@@ -321,9 +384,7 @@ def users_add(
 
 
 @users_app.command("disable")
-def users_disable(
-    username: str, db: Annotated[str | None, typer.Option(help="SQLAlchemy URL.")] = None
-) -> None:
+def users_disable(username: str, db: Annotated[str | None, typer.Option(help="SQLAlchemy URL.")] = None) -> None:
     """Khóa tài khoản / disable an account and end its sessions."""
     from serving.accounts import set_active
 

@@ -78,3 +78,35 @@ def group_and_split(
         "split": {"seed": seed, "fractions": fractions or DEFAULT_FRACTIONS},
     }
     return manifest.with_rows(rows, **meta), report
+
+
+def extend_frozen(
+    base: Manifest, new_rows: Sequence[Row], *, config: GroupingConfig, seed: int = 0, val: float = 0.15
+) -> tuple[Manifest, dict[str, int]]:
+    """Add new photos to a dataset whose test split is a frozen benchmark.
+
+    Base rows keep their splits. New photos never enter test, and a new photo
+    that shares a group with any test image is left out altogether, so no
+    near-duplicate of the benchmark reaches training. Groups of new photos only
+    are split between train and val.
+    """
+    rows = [*base.rows, *new_rows]
+    group_ids, _ = assign_groups(rows, config)
+    n_base = len(base.rows)
+    frozen = {g for r, g in zip(base.rows, group_ids, strict=False) if r.split == "test"}
+    base_split = {g: r.split for r, g in zip(base.rows, group_ids, strict=False) if r.split}
+    fresh = [(r, g) for r, g in zip(new_rows, group_ids[n_base:], strict=True)]
+    unassigned = [(r, g) for r, g in fresh if g not in frozen and g not in base_split]
+    assignment = split_groups([r for r, _ in unassigned], [g for _, g in unassigned],
+                              fractions={"train": 1 - val, "val": val}, seed=seed)  # fmt: skip
+    out = [r.replace(group=g) for r, g in zip(base.rows, group_ids, strict=False)]
+    report = {"base": n_base, "new": len(new_rows), "added": 0, "left_out_near_test": 0}
+    for row, group in fresh:
+        if group in frozen:
+            report["left_out_near_test"] += 1
+            continue
+        out.append(row.replace(group=group, split=base_split.get(group) or assignment[group]))
+        report["added"] += 1
+    labels = tuple(dict.fromkeys([*base.labels, *sorted({r.label for r in new_rows} - set(base.labels))]))
+    meta = {**base.meta, "frozen_test": True, "from_reviews": report}
+    return Manifest(tuple(out), base.root, labels, meta), report

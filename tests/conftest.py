@@ -17,6 +17,23 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
 
+@pytest.fixture(scope="session")
+def sample_split(tmp_path_factory) -> Path:
+    """pestid's own sample photos, imported, grouped and split: a manifest path."""
+    from pestid.definitions import Definition
+    from pestid.grouping import GroupingConfig
+    from pestid.importers import import_dataset
+    from pestid.manifest import write_manifest
+    from pestid.sample import write_sample
+    from pestid.splits import group_and_split
+
+    root = tmp_path_factory.mktemp("sample")
+    write_sample(root / "images", originals=6, copies=3, size=64, seed=7)
+    manifest, _ = import_dataset(Definition(name="sample", format="folder", root="."), root / "images", workers=1)
+    split, _ = group_and_split(manifest, config=GroupingConfig(threshold=8), seed=0)
+    return write_manifest(split, root / "sample.csv")
+
+
 @pytest.fixture
 def shared_datasets() -> Path:
     """../shared/datasets, or a skip with the reason."""

@@ -61,6 +61,15 @@ class EvalConfig(_Section):
     split: Literal["val", "test"] = "test"
 
 
+class GateConfig(_Section):
+    """When a challenger may replace the champion, both measured on the same frozen test split."""
+
+    macro_f1_tolerance: float = 0.01  # the largest allowed drop in macro-F1
+    recall_tolerance: float = 0.05  # the largest allowed drop in any class's recall
+    class_recall_tolerance: dict[str, float] = {}  # tighter (or looser) limits for pests that matter most
+    min_support: int = 5  # classes with fewer test images are reported but not gated
+
+
 class TrainConfig(_Section):
     seed: int = 0
     epochs: int = 10
@@ -76,6 +85,7 @@ class TrainConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -37,7 +37,9 @@ def review_app(tiny_model, tmp_path):
                                          ("chi", "senior", None), ("dung", "admin", None)):  # fmt: skip
                 add_user(session, name, PASSWORD, role, district)
         for name in ("an", "binh", "chi", "dung"):
-            tokens[name] = {"Authorization": f"Bearer {client.post('/v1/auth/login', json={'username': name, 'password': PASSWORD}).json()['token']}"}
+            tokens[name] = {
+                "Authorization": f"Bearer {client.post('/v1/auth/login', json={'username': name, 'password': PASSWORD}).json()['token']}"
+            }
         return client, tokens
 
     clients = []
@@ -108,7 +110,9 @@ def test_queue_puts_uncertain_and_rare_first_and_filters(review_app):
     assert [i["id"] for i in by_district] == ["s2"]
     tomorrow = (date.today() + timedelta(days=2)).isoformat()
     assert client.get("/v1/review/queue", params={"since": tomorrow}, headers=tokens["an"]).json() == []
-    assert [i["id"] for i in client.get("/v1/review/queue", params={"species": "rice_blast"}, headers=tokens["an"]).json()] == ["s3"]
+    assert [
+        i["id"] for i in client.get("/v1/review/queue", params={"species": "rice_blast"}, headers=tokens["an"]).json()
+    ] == ["s3"]
 
 
 def test_two_agreeing_officers_approve_and_disagreement_goes_to_a_senior(review_app):
@@ -116,21 +120,29 @@ def test_two_agreeing_officers_approve_and_disagreement_goes_to_a_senior(review_
     agreed, disputed = _submit(client, district="Phú Tân"), _submit(client, district="Phú Tân", commune="Tân Hòa")
     first = client.post(f"/v1/review/{agreed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["an"])
     assert first.json()["status"] == "pending_review"
-    second = client.post(f"/v1/review/{agreed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["binh"])
+    second = client.post(
+        f"/v1/review/{agreed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["binh"]
+    )
     assert second.json()["status"] == "approved" and second.json()["final_label"] == "rice_bug"
     client.post(f"/v1/review/{disputed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["an"])
     split = client.post(f"/v1/review/{disputed}", json={"action": "reject", "reason": "blurry"}, headers=tokens["binh"])
     assert split.json()["status"] == "disputed"
-    assert [i["id"] for i in client.get("/v1/review/queue", params={"status": "disputed"}, headers=tokens["chi"]).json()] == [disputed]
+    assert [
+        i["id"] for i in client.get("/v1/review/queue", params={"status": "disputed"}, headers=tokens["chi"]).json()
+    ] == [disputed]
     assert client.post(f"/v1/review/{disputed}", json={"action": "confirm"}, headers=tokens["an"]).status_code == 403
-    settled = client.post(f"/v1/review/{disputed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["chi"])
+    settled = client.post(
+        f"/v1/review/{disputed}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["chi"]
+    )
     assert settled.json()["status"] == "approved"
 
 
 def test_undo_restores_the_state_and_everything_is_audited(review_app):
     client, tokens = review_app()
     sub = _submit(client)
-    done = client.post(f"/v1/review/{sub}", json={"action": "reject", "reason": "not_rice"}, headers=tokens["an"]).json()
+    done = client.post(
+        f"/v1/review/{sub}", json={"action": "reject", "reason": "not_rice"}, headers=tokens["an"]
+    ).json()
     assert done["status"] == "rejected"
     assert client.post(f"/v1/review/undo/{done['audit_id']}", headers=tokens["binh"]).status_code == 403  # not hers
     undone = client.post(f"/v1/review/undo/{done['audit_id']}", headers=tokens["an"])
@@ -145,7 +157,12 @@ def test_undo_restores_the_state_and_everything_is_audited(review_app):
 def test_bad_verdicts_are_refused(review_app):
     client, tokens = review_app()
     sub = _submit(client)
-    assert client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "dragon"}, headers=tokens["an"]).status_code == 422
+    assert (
+        client.post(
+            f"/v1/review/{sub}", json={"action": "relabel", "label": "dragon"}, headers=tokens["an"]
+        ).status_code
+        == 422
+    )
     assert client.post(f"/v1/review/{sub}", json={"action": "reject"}, headers=tokens["an"]).status_code == 422
     assert client.post("/v1/review/nope", json={"action": "confirm"}, headers=tokens["an"]).status_code == 404
 
@@ -168,7 +185,9 @@ def test_cli_adds_and_disables_users(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'users.db'}"
     runner = CliRunner()
-    added = runner.invoke(app, ["users", "add", "lan", "--role", "senior", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD})
+    added = runner.invoke(
+        app, ["users", "add", "lan", "--role", "senior", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD}
+    )
     assert added.exit_code == 0, added.output
     again = runner.invoke(app, ["users", "add", "lan", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD})
     assert again.exit_code != 0 and "already exists" in str(again.exception)

@@ -1,0 +1,36 @@
+from training.config import GateConfig
+from training.gate import decide
+
+
+def _report(macro_f1, recalls, support=10):
+    return {"macro_f1": macro_f1, "per_class": {k: {"recall": v, "support": support} for k, v in recalls.items()}}
+
+
+def test_first_model_becomes_champion():
+    assert decide(_report(0.5, {"a": 0.5}), None, GateConfig()).passed
+
+
+def test_better_challenger_passes_with_a_reason_per_check():
+    decision = decide(_report(0.9, {"a": 0.9, "b": 0.9}), _report(0.8, {"a": 0.8, "b": 0.85}), GateConfig())
+    assert decision.passed and len(decision.reasons) == 3
+
+
+def test_macro_f1_drop_beyond_tolerance_refuses():
+    decision = decide(_report(0.78, {"a": 0.9}), _report(0.80, {"a": 0.9}), GateConfig(macro_f1_tolerance=0.01))
+    assert not decision.passed and "too large" in decision.reasons[0]
+
+
+def test_one_class_recall_drop_refuses_even_if_macro_f1_rises():
+    decision = decide(_report(0.95, {"a": 0.99, "brown_planthopper": 0.7}),
+                      _report(0.90, {"a": 0.8, "brown_planthopper": 0.9}), GateConfig(recall_tolerance=0.05))  # fmt: skip
+    assert not decision.passed
+    assert any("brown_planthopper" in r and "too large" in r for r in decision.reasons)
+
+
+def test_per_class_tolerance_and_small_classes():
+    config = GateConfig(recall_tolerance=0.01, class_recall_tolerance={"a": 0.3}, min_support=5)
+    decision = decide(_report(0.9, {"a": 0.7, "b": 0.1}, support=10) | {"per_class": {
+        "a": {"recall": 0.7, "support": 10}, "b": {"recall": 0.1, "support": 2}}},
+        _report(0.9, {"a": 0.9, "b": 0.9}) | {"per_class": {
+        "a": {"recall": 0.9, "support": 10}, "b": {"recall": 0.9, "support": 2}}}, config)  # fmt: skip
+    assert decision.passed and any("not gated" in r for r in decision.reasons)

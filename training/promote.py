@@ -1,0 +1,66 @@
+"""``pestid promote``: gate the registered ``@challenger`` against ``@champion`` and move the alias.
+
+Both models are evaluated now, on the same manifest split (the frozen test
+split), so the comparison is fair even if the champion was trained on
+another dataset version. The decision and its reasons are printed and logged
+to the challenger's MLflow run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+
+from training.config import GateConfig
+from training.evaluate import evaluate_model
+from training.gate import GateDecision, decide
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def _version(client: MlflowClient, name: str, alias: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - MlflowException when the alias does not exist
+        return None
+
+
+def _evaluate(name: str, version: str, manifest: str | Path, split: str) -> dict[str, Any]:
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    report, _ = evaluate_model(next(local.rglob("*.onnx")), manifest, split=split)
+    return report
+
+
+def promote(
+    *, model_name: str, manifest: str | Path, tracking_uri: str, gate: GateConfig, split: str = "test"
+) -> GateDecision:
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    challenger = _version(client, model_name, CHALLENGER)
+    if challenger is None:
+        from pestid.errors import PestidError
+
+        raise PestidError(
+            f"Chưa có mô hình {model_name}@challenger.",
+            f"No {model_name}@challenger is registered: run 'pestid train' first.",
+        )
+    champion = _version(client, model_name, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        return GateDecision(False, [f"version {challenger.version} is already the champion"])
+    ours = _evaluate(model_name, challenger.version, manifest, split)
+    theirs = _evaluate(model_name, champion.version, manifest, split) if champion is not None else None
+    decision = decide(ours, theirs, gate)
+    decision.reasons.insert(0, f"challenger {model_name}/{challenger.version} vs champion "
+                               f"{model_name}/{champion.version if champion else '—'} on split '{split}' of {manifest}")  # fmt: skip
+    if decision.passed:
+        client.set_registered_model_alias(model_name, CHAMPION, challenger.version)
+    if challenger.run_id:
+        client.set_tag(challenger.run_id, "pestid.gate", "passed" if decision.passed else "refused")
+        client.log_dict(challenger.run_id, {"passed": decision.passed, "reasons": decision.reasons,
+                                            "challenger": decision.challenger, "champion": decision.champion},
+                        "gate/decision.json")  # fmt: skip
+    client.set_model_version_tag(model_name, challenger.version, "gate", "passed" if decision.passed else "refused")
+    return decision
