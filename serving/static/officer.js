@@ -120,7 +120,7 @@ function drawChart(rows) {
   svg.setAttribute("height", String(24 * entries.length + 10));
   entries.forEach(([species, count], i) => {
     const bar = document.createElementNS(ns, "rect");
-    bar.setAttribute("x", "180"); bar.setAttribute("y", String(i * 24 + 4));
+    bar.setAttribute("x", "230"); bar.setAttribute("y", String(i * 24 + 4));
     bar.setAttribute("width", String((count / max) * 400)); bar.setAttribute("height", "18"); bar.setAttribute("fill", "#2f6b2a");
     const label = document.createElementNS(ns, "text");
     label.setAttribute("x", "0"); label.setAttribute("y", String(i * 24 + 18));

@@ -1,14 +1,17 @@
+import shutil
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.settings import Settings
-from tests.conftest import jpeg_bytes, photo
-from tests.training.conftest import sample_split, tiny_config
-
-__all__ = ["sample_split"]
+from tests.conftest import REPO, jpeg_bytes, photo
+from tests.training.conftest import tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,39 @@ def client(tiny_model, tmp_path):
 
 def jpeg(seed: int = 0, label: str = "golden_apple_snail") -> bytes:
     return jpeg_bytes(photo(label, seed, size=96))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture
+def live_server(tiny_model, tmp_path):
+    """The app on a real uvicorn server on 127.0.0.1; yields (base URL, app)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(make_settings(tiny_model, tmp_path / "data"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup-browser.sh installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield launched
+        launched.close()

@@ -1,52 +1,13 @@
 """The farmer's page in real headless Chromium (Debian's package) driven by Playwright."""
 
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from serving.app import create_app
-from tests.conftest import REPO, SHARED
-from tests.serving.conftest import jpeg, make_settings
+from tests.conftest import SHARED
+from tests.serving.conftest import ARTIFACTS, jpeg
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
-ARTIFACTS = REPO / "test-artifacts"
-
-
-@pytest.fixture
-def live_server(tiny_model, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(make_settings(tiny_model, tmp_path / "data")), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup-browser.sh installs it)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield launched
-        launched.close()
 
 
 def _real_photo(tmp_path: Path) -> Path:
@@ -60,6 +21,7 @@ def _real_photo(tmp_path: Path) -> Path:
 
 
 def test_farmer_uploads_a_photo_and_reads_the_answer_in_vietnamese_then_english(live_server, browser, tmp_path):
+    live_server, _ = live_server
     page = browser.new_page(viewport={"width": 360, "height": 740}, device_scale_factor=2)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
@@ -82,6 +44,7 @@ def test_farmer_uploads_a_photo_and_reads_the_answer_in_vietnamese_then_english(
 
 
 def test_farmer_sees_a_clear_error_for_a_file_that_is_not_a_photo(live_server, browser, tmp_path):
+    live_server, _ = live_server
     page = browser.new_page(viewport={"width": 360, "height": 740})
     page.goto(live_server + "/")
     notes = tmp_path / "notes.jpg"

@@ -1,0 +1,50 @@
+"""The officer's review page in real headless Chromium: sign in, review by keyboard, undo, outbreaks."""
+
+import httpx
+import pytest
+
+from serving.accounts import add_user
+from tests.serving.conftest import ARTIFACTS, jpeg
+
+pytestmark = [pytest.mark.browser, pytest.mark.server]
+
+
+def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
+    url, app = live_server
+    with app.state.sessions() as session, session.begin():
+        add_user(session, "lan", "mật khẩu dài", "officer", "Phú Tân")
+    for k in range(3):
+        response = httpx.post(f"{url}/v1/identify", files=[("photos", ("p.jpg", jpeg(40 + k), "image/jpeg"))],
+                              data={"district": "Phú Tân", "date": "2026-11-18"})  # fmt: skip
+        assert response.status_code == 201
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(url + "/officer")
+    page.fill("#username", "lan")
+    page.fill("#password", "sai mật khẩu")
+    page.click("#login button")
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert "Sai tên đăng nhập" in page.locator("#login-error").inner_text()
+    page.fill("#password", "mật khẩu dài")
+    page.click("#login button")
+    page.wait_for_selector("#queue li")
+    assert page.locator("#queue li").count() == 3
+    page.wait_for_selector("#photos img")
+
+    page.keyboard.press("c")  # confirm the first
+    page.wait_for_function("document.querySelectorAll('#queue li').length === 2")
+    assert "approved" in page.locator("#status").inner_text()
+    page.keyboard.press("r")  # relabel the next: search by Vietnamese name, Enter takes the first match
+    page.keyboard.type("ốc bươu")
+    page.wait_for_selector("#species-results li")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#queue li').length === 1")
+    page.wait_for_selector("#outbreaks tbody tr")
+    assert "golden_apple_snail" in page.locator("#outbreaks").inner_text()
+    page.keyboard.press("x")  # reject the last as blurry
+    page.keyboard.press("1")
+    page.wait_for_function("document.querySelectorAll('#queue li').length === 0")
+    page.keyboard.press("u")  # undo the rejection: it comes back
+    page.wait_for_function("document.querySelectorAll('#queue li').length === 1")
+    assert "undone" in page.locator("#status").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "officer-review.png"), full_page=True)
