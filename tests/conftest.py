@@ -42,6 +42,15 @@ def shared_datasets() -> Path:
     return SHARED
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server a test starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def jpeg_bytes(image: Image.Image, **save: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90, **save)

@@ -1,5 +1,4 @@
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.settings import Settings
-from tests.conftest import REPO, jpeg_bytes, photo
+from tests.conftest import REPO, free_port, jpeg_bytes, photo
 from tests.training.conftest import tiny_config
 
 
@@ -46,9 +45,7 @@ ARTIFACTS = REPO / "test-artifacts"
 @pytest.fixture
 def live_server(tiny_model, tmp_path):
     """The app on a real uvicorn server on 127.0.0.1; yields (base URL, app)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(make_settings(tiny_model, tmp_path / "data"))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)

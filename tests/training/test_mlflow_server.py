@@ -1,7 +1,6 @@
 """Against a real `mlflow server` on 127.0.0.1: train, log and register."""
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import free_port
 from tests.training.conftest import tiny_config
 from training.mlflow_callback import MLflowCallback
 from training.train import train
@@ -19,18 +19,12 @@ from training.train import train
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     if not mlflow_bin.exists() and shutil.which("mlflow") is None:
         pytest.skip("the mlflow command is not installed")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(mlflow_bin if mlflow_bin.exists() else "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",

@@ -1,12 +1,11 @@
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.training.conftest import tiny_config
 from training.callbacks import Callback
 from training.train import train
@@ -33,16 +32,10 @@ def test_interrupted_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninter
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_cpu_processes_train_with_ddp_over_gloo(sample_split, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", "--master_addr=127.0.0.1", "-m", "pestid.cli", "train",
+           f"--master_port={free_port()}", "--master_addr=127.0.0.1", "-m", "pestid.cli", "train",
            "--config", str(REPO / "training/configs/smoke.yaml"), "--data", str(sample_split), "--out", str(out),
            "mlflow.enabled=false", "model.image_size=48", "data.workers=0", "device=cpu"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
