@@ -62,7 +62,7 @@ def live_server(tiny_model, tmp_path):
 @pytest.fixture
 def browser():
     if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup-browser.sh installs it)")
+        pytest.skip("Debian's chromium is not installed (scripts/setup-services.sh installs it)")
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)

@@ -1,0 +1,33 @@
+"""The service on a real PostgreSQL server through its SQLAlchemy URL: submissions, idempotency, review."""
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from serving.accounts import add_user
+from serving.app import create_app
+from tests.serving.conftest import jpeg, make_settings
+
+pytestmark = pytest.mark.server
+
+
+def test_submissions_and_reviews_on_postgresql(tiny_model, tmp_path, postgres_url):
+    settings = make_settings(tiny_model, tmp_path / "data", database_url=postgres_url)
+    with TestClient(create_app(settings)) as client:
+        files = [("photos", ("a.jpg", jpeg(), "image/jpeg"))]
+        first = client.post(
+            "/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"}, data={"district": "Chợ Mới"}
+        )
+        again = client.post("/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"})
+        assert first.status_code == 201 and again.json() == first.json()
+        with client.app.state.sessions() as session, session.begin():
+            add_user(session, "pg", "mật khẩu dài", "officer")
+        token = client.post("/v1/auth/login", json={"username": "pg", "password": "mật khẩu dài"}).json()["token"]
+        sub = first.json()["submission_id"]
+        reviewed = client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "rice_bug"},
+                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert reviewed.json()["status"] == "approved"
+    with create_engine(postgres_url).connect() as connection:
+        assert connection.execute(text("select count(*) from submissions")).scalar() == 1
+        assert connection.execute(text("select final_label from submissions")).scalar() == "rice_bug"
+        assert connection.execute(text("select count(*) from photos")).scalar() == 1
