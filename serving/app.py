@@ -14,7 +14,7 @@ from serving import problems
 from serving.db import make_engine, migrate, session_factory
 from serving.model import load_model
 from serving.model_refresh import watching
-from serving.observability import configure_logging, log, request_context
+from serving.observability import RequestContext, configure_logging, log
 from serving.photos import PhotoStore
 from serving.routes import health, identify, model, pages, review
 from serving.routes.pages import STATIC
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_json)
         engine = make_engine(settings.resolved_database_url)
-        migrate(engine)
+        migrate(engine, lock=settings.data_dir / ".migrate.lock")
         app.state.sessions = session_factory(engine)
         app.state.photos = PhotoStore(settings.photo_dir)
         removed = app.state.photos.reconcile(referenced_paths(app.state.sessions))
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Nhận diện sâu bệnh hại lúa / rice pest and disease identification")  # fmt: skip
     app.state.settings = settings
     app.state.model = None
-    app.middleware("http")(request_context)
+    app.add_middleware(RequestContext)
     app.add_exception_handler(problems.Problem, problems.handle_problem)
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)

@@ -133,16 +133,28 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+def migrate(engine: Engine, *, lock: Path | None = None) -> None:
+    """Bring the schema to the newest Alembic revision.
+
+    With ``lock``, workers starting together take turns (an exclusive file lock),
+    so only the first one migrates and the others find the schema at head.
+    """
+    import fcntl
+    from contextlib import nullcontext
+
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    if lock is not None:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") if lock is not None else nullcontext() as handle:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
 
 
 def session_factory(engine: Engine) -> sessionmaker:
