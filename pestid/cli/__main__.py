@@ -1,0 +1,5 @@
+"""``python -m pestid.cli``, as torchrun and the tests call it."""
+
+from pestid.cli import main
+
+main()

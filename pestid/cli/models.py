@@ -1,0 +1,135 @@
+"""pestid train / evaluate / export / predict / promote / retrain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pestid.cli.app import app, out, print_json
+from pestid.progress import console
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    config: Annotated[Path, typer.Option(help="Training config, e.g. training/configs/default.yaml.")],
+    data: Annotated[str | None, typer.Option(help="Manifest CSV (overrides data.manifest).")] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Run folder (overrides out).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. epochs=3.")] = None,
+) -> None:
+    """Huấn luyện / train, calibrate, export and evaluate; tracked in MLflow."""
+    from training.train import run
+
+    result = run(config, data=data, out=out_dir, overrides=overrides)
+    console.print(f"best val macro-F1 {result.fit.best_macro_f1:.4f} (epoch {result.fit.best_epoch}); "
+                  f"temperature {result.calibration.get('temperature', 1):.3f}; run → {result.run_dir}")  # fmt: skip
+    if result.evaluation:
+        e = result.evaluation
+        console.print(f"{e['split']}: macro-F1 {e['macro_f1']:.4f}  top-1 {e['top1']:.4f}  ECE {e['ece']:.4f}  "
+                      f"coverage {e['coverage']:.3f}  → {result.onnx_path}")  # fmt: skip
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="An exported MODEL.onnx.")],
+    data: Annotated[Path, typer.Option(help="Manifest CSV.")],
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    report_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for JSON/Markdown reports and plots.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Đánh giá / evaluate an ONNX model on a manifest split."""
+    from training.evaluate import evaluate_model
+
+    if split not in ("train", "val", "test", "all"):
+        raise typer.BadParameter("split must be one of train, val, test, all")
+    report, files = evaluate_model(model, data, split=split, out_dir=report_dir)
+    if as_json:
+        print_json({k: v for k, v in report.items() if k not in ("reliability",)})
+        return
+    for key in ("images", "macro_f1", "top1", "top5", "group_top1", "ece", "threshold", "coverage",
+                "accuracy_at_threshold", "ood_auroc"):  # fmt: skip
+        out.print(f"{key:>22}: {report[key]:.4f}" if isinstance(report[key], float) else f"{key:>22}: {report[key]}")
+    for path in files:
+        out.print(f"  → {path}")
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    out_path: Annotated[Path, typer.Option("--out", help="MODEL.onnx to write.")],
+) -> None:
+    """Xuất / export a run to ONNX with its contract, parity-checked, with a model card."""
+    from training.export import export_run
+
+    result = export_run(run_dir, out_path)
+    console.print(f"{result.onnx_path} (parity max |Δp| {result.parity_max_abs_diff:.1e}); card {result.card_path}")
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Photos to identify.")],
+    model: Annotated[Path, typer.Option(help="An exported MODEL.onnx.")],
+    top: Annotated[int, typer.Option(help="How many species to list.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Nhận diện / identify photos with an ONNX model (no torch needed)."""
+    from pestid.identify import identify_files
+
+    results = identify_files(model, images, top=top)
+    if as_json:
+        print_json(results)
+        return
+    for item in results:
+        if "error" in item:
+            out.print(f"{item['image']}: [red]{item['error']}[/]")
+        elif not item["recognised"]:
+            out.print(f"{item['image']}: không nhận ra / not recognised (best guess {item['top'][0]['id']})")
+        else:
+            best = item["top"][0]
+            out.print(f"{item['image']}: {best['name_vi']} / {best['name_en']} ({best['scientific']}) "
+                      f"{best['probability']:.2f}")  # fmt: skip
+
+
+@app.command()
+def promote(
+    data: Annotated[Path, typer.Option(help="Manifest whose test split both models are judged on.")],
+    config: Annotated[Path | None, typer.Option(help="Training config holding the gate and MLflow settings.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides, e.g. gate.recall_tolerance=0.02.")
+    ] = None,
+) -> None:
+    """Thăng hạng / gate @challenger against @champion and move @champion if it passes."""
+    from training.config import resolve_config
+    from training.promote import promote as run_gate
+
+    cfg = resolve_config(config, overrides)
+    decision = run_gate(model_name=cfg.mlflow.registered_model, manifest=data, tracking_uri=cfg.mlflow.tracking_uri,
+                        gate=cfg.gate)  # fmt: skip
+    out.print(decision.summary())
+    if not decision.passed:
+        raise typer.Exit(1)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def retrain(
+    config: Annotated[Path, typer.Option(help="Training config (model, MLflow, gate).")],
+    out_manifest: Annotated[Path, typer.Option("--out", help="The new dataset version's manifest.")],
+    base: Annotated[Path | None, typer.Option(help="Base manifest; its test split stays frozen.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the serving database.")] = None,
+    photos: Annotated[Path | None, typer.Option(help="The serving photo folder.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+) -> None:
+    """Huấn luyện lại / approved reviews → dataset → train → challenger → gate → champion."""
+    from serving.settings import get_settings
+    from training.retrain import retrain as run_retrain
+
+    settings = get_settings()
+    result = run_retrain(config, base=base, out_manifest=out_manifest, database_url=db or settings.resolved_database_url,
+                         photo_dir=photos or settings.photo_dir, overrides=overrides)  # fmt: skip
+    console.print(f"dataset {out_manifest}: {result.dataset_report}")
+    out.print(result.decision.summary())
+    if not result.decision.passed:
+        raise typer.Exit(1)
