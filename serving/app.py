@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine, lock=settings.data_dir / ".migrate.lock")
         app.state.sessions = session_factory(engine)
         app.state.photos = PhotoStore(settings.photo_dir)
-        removed = app.state.photos.reconcile(referenced_paths(app.state.sessions))
+        removed = app.state.photos.reconcile(referenced_paths(app.state.sessions), min_age_s=settings.orphan_grace_s)
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
                                      threads=settings.threads_per_worker)  # fmt: skip
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})

@@ -9,6 +9,7 @@ staged files and files that no row refers to.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,11 +43,16 @@ class PhotoStore:
         for path in paths:
             path.unlink(missing_ok=True)
 
-    def reconcile(self, referenced: set[str]) -> int:
-        """Delete staged files and photos no database row refers to; returns how many."""
+    def reconcile(self, referenced: set[str], *, min_age_s: float = 600.0) -> int:
+        """Delete staged files and photos no database row refers to; returns how many.
+
+        Only files older than ``min_age_s`` go: a younger one may belong to a transaction
+        another worker is still committing.
+        """
         removed = 0
+        cutoff = time.time() - min_age_s
         for path in self.root.rglob("*"):
-            if not path.is_file():
+            if not path.is_file() or path.stat().st_mtime > cutoff:
                 continue
             relative = path.relative_to(self.root).as_posix()
             if path.parent == self.tmp or relative not in referenced:

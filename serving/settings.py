@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     workers: int = 1
     log_json: bool = True
     approvals_required: int = Field(default=1, ge=1, le=2)  # agreeing officers needed to approve a label
+    orphan_grace_s: float = 600.0  # start-up removes crash leftovers older than this
     model_refresh_s: float = 30.0  # how often a models:/NAME@ALIAS reference is re-resolved; 0 = never
 
     @property

@@ -53,7 +53,7 @@ def test_a_failing_database_write_leaves_no_photo_behind(tiny_model, tmp_path, m
 
 
 def test_a_crash_between_photo_and_row_is_cleaned_up_at_start(tiny_model, tmp_path):
-    settings = make_settings(tiny_model, tmp_path / "data")
+    settings = make_settings(tiny_model, tmp_path / "data", orphan_grace_s=0)
     with TestClient(create_app(settings)) as client:
         kept = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))]).json()
     # what a killed process leaves: a staged file, and a placed photo whose transaction never committed
@@ -124,3 +124,13 @@ def test_pestid_serve_with_two_workers_on_a_fresh_data_folder(tiny_model, tmp_pa
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_start_up_spares_fresh_files_another_worker_may_still_be_committing(tiny_model, tmp_path):
+    settings = make_settings(tiny_model, tmp_path / "data")  # default grace: 10 minutes
+    in_flight = settings.photo_dir / "2026" / "11" / "cafebabe" / "0.jpg"
+    in_flight.parent.mkdir(parents=True)
+    in_flight.write_bytes(jpeg(4))
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+    assert in_flight.exists()
