@@ -15,7 +15,7 @@ from pestid.importers import ImportReport, import_dataset
 from pestid.leaks import LeakReport, check_leaks
 from pestid.manifest import read_manifest, write_manifest
 from pestid.progress import progress_bar
-from pestid.splits import extend_frozen, group_and_split
+from pestid.splits import group_and_split
 from pestid.stats import DatasetStats, compute_stats, plot_stats
 
 
@@ -73,33 +73,3 @@ def stats_manifest(manifest_path: str | Path, *, plot: str | Path | None = None)
     stats = compute_stats(read_manifest(manifest_path).rows)
     png = plot_stats(stats, plot or manifest_path.with_suffix(".stats.png"))
     return stats, png
-
-
-def manifest_from_reviews(
-    database_url: str, photo_dir: str | Path, out: str | Path, *, base: str | Path | None = None,
-    threshold: int | None = None, seed: int = 0,
-) -> dict[str, int]:  # fmt: skip
-    """Approved review photos as a dataset version, merged into ``base`` with its test split frozen."""
-    from pestid.manifest import Manifest
-    from serving.review_export import TOKEN_PATTERN, approved_rows
-
-    base_manifest = read_manifest(base) if base else None
-    root = base_manifest.root if base_manifest else Path(photo_dir)
-    new_rows, skipped = approved_rows(database_url, Path(photo_dir), root=root)
-    if base_manifest is None:
-        base_manifest = Manifest((), root, (), {"near_duplicate_threshold": DEFAULT_THRESHOLD})
-    patterns = [p for p in (base_manifest.meta.get("token_pattern"), TOKEN_PATTERN) if p]
-    config = GroupingConfig(
-        threshold=threshold
-        if threshold is not None
-        else base_manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD),
-        token_pattern="|".join(f"(?:{p})" for p in patterns),
-    )
-    if base:
-        result, report = extend_frozen(base_manifest, new_rows, config=config, seed=seed)
-    else:
-        result, _ = group_and_split(base_manifest.with_rows(new_rows), config=config, seed=seed)
-        report = {"base": 0, "new": len(new_rows), "added": len(new_rows), "left_out_near_test": 0}
-    report["unreadable"] = len(skipped)
-    write_manifest(result.with_rows(result.rows, token_pattern=config.token_pattern), out)
-    return report

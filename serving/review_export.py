@@ -1,4 +1,4 @@
-"""Approved submissions as manifest rows: what ``pestid data from-reviews`` reads."""
+"""Approved submissions as a dataset version: what ``pestid data from-reviews`` calls."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from pestid.errors import ImageDecodeError
+from pestid.grouping import DEFAULT_THRESHOLD, GroupingConfig
 from pestid.hashing import phash, to_hex
 from pestid.imaging import read_image
-from pestid.manifest import Row
+from pestid.manifest import Manifest, Row, read_manifest, write_manifest
+from pestid.splits import extend_frozen, group_and_split
 from serving.db import Photo, Submission, open_database
 
 SOURCE = "reviews"
@@ -36,3 +38,30 @@ def approved_rows(database_url: str, photo_dir: Path, *, root: Path) -> tuple[li
                             height=image.height, source=SOURCE, source_label=sub.predicted_label,
                             source_name=f"review:{sub.id}/{photo.position}"))  # fmt: skip
     return rows, skipped
+
+
+def manifest_from_reviews(
+    database_url: str, photo_dir: str | Path, out: str | Path, *, base: str | Path | None = None,
+    threshold: int | None = None, seed: int = 0,
+) -> dict[str, int]:  # fmt: skip
+    """Approved review photos as a dataset version, merged into ``base`` with its test split frozen."""
+    base_manifest = read_manifest(base) if base else None
+    root = base_manifest.root if base_manifest else Path(photo_dir)
+    new_rows, skipped = approved_rows(database_url, Path(photo_dir), root=root)
+    if base_manifest is None:
+        base_manifest = Manifest((), root, (), {"near_duplicate_threshold": DEFAULT_THRESHOLD})
+    patterns = [p for p in (base_manifest.meta.get("token_pattern"), TOKEN_PATTERN) if p]
+    config = GroupingConfig(
+        threshold=threshold
+        if threshold is not None
+        else base_manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD),
+        token_pattern="|".join(f"(?:{p})" for p in patterns),
+    )
+    if base:
+        result, report = extend_frozen(base_manifest, new_rows, config=config, seed=seed)
+    else:
+        result, _ = group_and_split(base_manifest.with_rows(new_rows), config=config, seed=seed)
+        report = {"base": 0, "new": len(new_rows), "added": len(new_rows), "left_out_near_test": 0}
+    report["unreadable"] = len(skipped)
+    write_manifest(result.with_rows(result.rows, token_pattern=config.token_pattern), out)
+    return report

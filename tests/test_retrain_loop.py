@@ -4,10 +4,10 @@ tiny retrain → gate passes (or refuses a worse model) → the service answers 
 import pytest
 from fastapi.testclient import TestClient
 
-from pestid.dataset import manifest_from_reviews
 from pestid.manifest import read_manifest
 from serving.accounts import add_user
 from serving.app import create_app
+from serving.review_export import manifest_from_reviews
 from serving.settings import Settings
 from tests.conftest import jpeg_bytes, photo
 from tests.training.conftest import tiny_config

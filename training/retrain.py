@@ -23,7 +23,7 @@ def retrain(
     config_path: str | Path, *, base: str | Path | None, out_manifest: str | Path, database_url: str,
     photo_dir: str | Path, overrides: list[str] | None = None,
 ) -> RetrainResult:  # fmt: skip
-    from pestid.dataset import manifest_from_reviews
+    from serving.review_export import manifest_from_reviews
 
     report = manifest_from_reviews(database_url, photo_dir, out_manifest, base=base)
     result = run(config_path, data=str(out_manifest), overrides=overrides)

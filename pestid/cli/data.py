@@ -92,7 +92,7 @@ def data_from_reviews(
     seed: int = 0,
 ) -> None:
     """Tạo dữ liệu từ ảnh đã duyệt / a dataset version from approved submissions."""
-    from pestid.dataset import manifest_from_reviews
+    from serving.review_export import manifest_from_reviews
     from serving.settings import get_settings
 
     settings = get_settings()
