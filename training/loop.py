@@ -44,6 +44,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model itself, out of its DDP wrapper when it has one."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def is_main_process() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
@@ -65,7 +70,7 @@ def _schedule(config: TrainConfig, steps_per_epoch: int) -> tuple[Any, Any]:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int) -> tuple[Any, Any]:
-    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    core = unwrap(model)
     groups = [
         {"params": backbone_parameters(core), "lr": config.optim.lr * config.optim.backbone_lr_scale},
         {"params": head_parameters(core), "lr": config.optim.lr},
@@ -127,7 +132,7 @@ def _freeze_backbone(model: nn.Module, frozen: bool) -> None:
 
 
 def _checkpoint(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: FitState) -> None:
-    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    core = unwrap(model)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "state": state.__dict__}, tmp)  # fmt: skip
@@ -136,7 +141,7 @@ def _checkpoint(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, st
 
 def _resume(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> FitState:
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    core = unwrap(model)
     core.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -183,7 +188,7 @@ def fit(
         state.stopped_early = state.bad_epochs >= config.patience and state.epoch < config.epochs
         if is_main_process():
             if improved:
-                core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+                core = unwrap(model)
                 torch.save(core.state_dict(), ckpt_dir / "best.pt")
             _checkpoint(last, model, optimizer, scheduler, state)
             callbacks.on_epoch_end(epoch=epoch + 1, metrics=metrics)

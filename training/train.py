@@ -23,7 +23,7 @@ from training.augment import eval_transform, train_transform
 from training.callbacks import Callback, CallbackList
 from training.config import TrainConfig, save_config
 from training.data import ManifestDataset, balanced_sampler, class_weights
-from training.loop import FitState, fit, is_main_process, predict_logits, seed_everything
+from training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
 from training.metrics import choose_threshold, fit_temperature, selective
 from training.models import create_model, preprocess_spec
 from training.provenance import code_revision
@@ -130,7 +130,7 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
 
 def _finish(model: nn.Module, val_loader: DataLoader, config: TrainConfig, run_dir: Path, device: torch.device,
             state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
-    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    core = unwrap(model)
     core.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location=device, weights_only=True))
     calibration = calibrate(core, val_loader, device, config.eval.target_precision)
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
