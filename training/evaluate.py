@@ -58,7 +58,8 @@ def evaluate_model(
             f"The model does not know the labels: {', '.join(unknown)}.",
         )
     probs, bad = predict_rows(predictor, [manifest.image_path(r) for r in rows])
-    rows = [r for k, r in enumerate(rows) if k not in set(bad)]
+    unreadable = set(bad)
+    rows = [r for k, r in enumerate(rows) if k not in unreadable]
     labels = np.array([predictor.labels.index(r.label) for r in rows])
     report: dict[str, Any] = {"model": str(model_path), "manifest": str(manifest_path), "split": split,
                               "dataset_version": manifest.version, "unreadable_images": len(bad)}  # fmt: skip
