@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from pestid.definitions import load_definition
-from pestid.grouping import DEFAULT_THRESHOLD, GroupingConfig, GroupingReport
+from pestid.grouping import GroupingConfig, GroupingReport, threshold_for
 from pestid.importers import ImportReport, import_dataset
 from pestid.leaks import LeakReport, check_leaks
 from pestid.manifest import read_manifest, write_manifest
@@ -46,9 +46,7 @@ def split_manifest(
 ) -> GroupingReport:
     manifest = read_manifest(manifest_path)
     config = GroupingConfig(
-        threshold=threshold
-        if threshold is not None
-        else manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD),
+        threshold=threshold_for(manifest.meta, threshold),
         max_group_size=max_group_size,
         token_pattern=manifest.meta.get("token_pattern"),
     )
@@ -61,10 +59,8 @@ def split_manifest(
 
 def check_manifest(manifest_path: str | Path, *, threshold: int | None = None) -> LeakReport:
     manifest = read_manifest(manifest_path)
-    if threshold is None:
-        threshold = manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD)
     with progress_bar("Kiểm tra rò rỉ / leak check") as update:
-        return check_leaks(manifest.rows, threshold=threshold, token_pattern=manifest.meta.get("token_pattern"),
+        return check_leaks(manifest.rows, threshold=threshold_for(manifest.meta, threshold), token_pattern=manifest.meta.get("token_pattern"),
                            progress=update)  # fmt: skip
 
 

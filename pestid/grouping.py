@@ -38,6 +38,11 @@ class GroupingConfig:
         return self.max_group_size or max(100, int(0.02 * n))
 
 
+def threshold_for(meta: dict[str, Any], override: int | None = None) -> int:
+    """The near-duplicate threshold: the caller's, else the one the manifest was grouped with, else the default."""
+    return override if override is not None else int(meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD))
+
+
 @dataclass
 class GroupingReport:
     groups: int = 0

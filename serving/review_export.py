@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from pestid.errors import ImageDecodeError
-from pestid.grouping import DEFAULT_THRESHOLD, GroupingConfig
+from pestid.grouping import GroupingConfig, threshold_for
 from pestid.hashing import phash, to_hex
 from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row, read_manifest, write_manifest
@@ -49,12 +49,10 @@ def manifest_from_reviews(
     root = base_manifest.root if base_manifest else Path(photo_dir)
     new_rows, skipped = approved_rows(database_url, Path(photo_dir), root=root)
     if base_manifest is None:
-        base_manifest = Manifest((), root, (), {"near_duplicate_threshold": DEFAULT_THRESHOLD})
+        base_manifest = Manifest((), root, (), {})
     patterns = [p for p in (base_manifest.meta.get("token_pattern"), TOKEN_PATTERN) if p]
     config = GroupingConfig(
-        threshold=threshold
-        if threshold is not None
-        else base_manifest.meta.get("near_duplicate_threshold", DEFAULT_THRESHOLD),
+        threshold=threshold_for(base_manifest.meta, threshold),
         token_pattern="|".join(f"(?:{p})" for p in patterns),
     )
     if base:
