@@ -33,7 +33,10 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes to an upright RGB image, or raise ``ImageDecodeError``."""
+    """Decode image bytes to an upright RGB image, or raise ``ImageDecodeError``.
+
+    The returned image's ``format`` is the file's format (``JPEG``, ``PNG``, ``HEIF``, …).
+    """
     if not data:
         raise ImageDecodeError("Tệp rỗng.", "The file is empty.", code="empty")
     try:
@@ -62,7 +65,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     try:
         image.load()
         upright: Image.Image = ImageOps.exif_transpose(image) or image
-        return _to_rgb(upright)
+        rgb = _to_rgb(upright)
+        rgb.format = image.format  # the source format (JPEG, PNG, HEIF…) survives the conversions
+        return rgb
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -97,20 +97,10 @@ def accept_photos(files: list[UploadedFile], max_pixels: int) -> tuple[list[Acce
             status = 413 if exc.code == "too_many_pixels" else 422
             raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}", f"Photo {index + 1}: {exc.message_en}",
                           photo=index) from None  # fmt: skip
-        fmt = (getattr(image, "format", None) or _sniff(data)).upper()
+        fmt = (image.format or "BIN").upper()
         accepted.append(AcceptedPhoto(data, sha256_bytes(data), upload.content_type, fmt, image.width, image.height))
         images.append(image)
     return accepted, images
-
-
-def _sniff(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG"):
-        return "PNG"
-    if data[8:12] == b"WEBP":
-        return "WEBP"
-    return "HEIF" if data[4:8] == b"ftyp" else "BIN"
 
 
 def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int) -> dict[str, Any]:

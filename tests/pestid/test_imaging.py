@@ -86,3 +86,9 @@ def test_missing_file_is_a_decode_error(tmp_path):
     with pytest.raises(ImageDecodeError) as info:
         read_image(tmp_path / "nope.jpg")
     assert info.value.code == "unreadable"
+
+
+def test_decoded_image_reports_the_file_format():
+    assert decode_image(jpeg_bytes(photo())).format == "JPEG"
+    assert decode_image(exif_rotated_jpeg()).format == "JPEG"  # rotated: a new image, same format
+    assert decode_image(heic_bytes(photo(size=32))).format == "HEIF"
