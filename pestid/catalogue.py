@@ -29,6 +29,7 @@ class Category(StrEnum):
     virus = "virus"
     natural_enemy = "natural_enemy"
     healthy = "healthy"
+    out_of_scope = "out_of_scope"  # the trained "not a rice pest or disease" class
 
 
 DISEASE_CATEGORIES = {Category.fungus, Category.bacterium, Category.virus}
@@ -58,6 +59,11 @@ class Organism(BaseModel):
     @property
     def is_natural_enemy(self) -> bool:
         return self.category is Category.natural_enemy
+
+    @property
+    def in_scope(self) -> bool:
+        """False for the trained out-of-scope class: its answer is "not recognised", never advice."""
+        return self.category is not Category.out_of_scope
 
     def name(self, lang: str) -> str:
         return self.name_vi if lang == "vi" else self.name_en

@@ -7,6 +7,7 @@ leaks, stats) and writes its outputs; progress bars go to stderr.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from pestid.definitions import load_definition
@@ -14,6 +15,7 @@ from pestid.grouping import GroupingConfig, GroupingReport, threshold_for
 from pestid.importers import ImportReport, import_dataset
 from pestid.leaks import LeakReport, check_leaks
 from pestid.manifest import read_manifest, write_manifest
+from pestid.merge import MergeReport, merge_manifests
 from pestid.progress import progress_bar
 from pestid.splits import group_and_split
 from pestid.stats import DatasetStats, compute_stats, plot_stats
@@ -69,3 +71,19 @@ def stats_manifest(manifest_path: str | Path, *, plot: str | Path | None = None)
     stats = compute_stats(read_manifest(manifest_path).rows)
     png = plot_stats(stats, plot or manifest_path.with_suffix(".stats.png"))
     return stats, png
+
+
+def merge_to_manifest(
+    sources: list[str | Path], out: str | Path, *, collapse: bool = False, threshold: int | None = None, seed: int = 0,
+    val: float = 0.15, test: float = 0.15,
+) -> MergeReport:  # fmt: skip
+    """Merge manifests into ``out``; the report is saved beside it as ``NAME.merge.json``."""
+    manifests = [read_manifest(s) for s in sources]
+    fractions = {"train": 1.0 - val - test, "val": val, "test": test}
+    with progress_bar("Gộp nguồn, tìm ảnh gần trùng / merging, cross-source near-duplicates") as update:
+        merged, report = merge_manifests(manifests, collapse=collapse, threshold=threshold, seed=seed,
+                                         fractions=fractions, progress=update)  # fmt: skip
+    out = Path(out)
+    write_manifest(merged.with_rows(merged.rows, merge=asdict(report)), out)
+    out.with_suffix(".merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    return report

@@ -52,7 +52,7 @@ class GroupingReport:
     mixed_label_groups: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _UnionFind:
+class UnionFind:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
         self.size = [1] * n
@@ -108,7 +108,7 @@ def assign_groups(
 ) -> tuple[list[str], GroupingReport]:
     """A group id per row, and a report of the joins made and refused."""
     n = len(rows)
-    uf = _UnionFind(n)
+    uf = UnionFind(n)
     report = GroupingReport()
     for kind, edges in (
         ("exact", _same_value_edges([r.sha256 for r in rows])),
@@ -127,12 +127,12 @@ def assign_groups(
         report.refused_joins += outcome is False
     report.joins["near_duplicate"] = joined
     roots = [uf.find(k) for k in range(n)]
-    group_ids = _stable_group_ids(rows, roots)
+    group_ids = stable_group_ids(rows, roots)
     _summarise(rows, group_ids, report)
     return group_ids, report
 
 
-def _stable_group_ids(rows: Sequence[Row], roots: list[int]) -> list[str]:
+def stable_group_ids(rows: Sequence[Row], roots: list[int]) -> list[str]:
     """Name each group by its smallest member hash, so ids survive re-runs and reordering."""
     smallest: dict[int, str] = {}
     for row, root in zip(rows, roots, strict=True):

@@ -1,4 +1,4 @@
-"""pestid data …: import, split, check, stats, sample, from-reviews."""
+"""pestid data …: import, split, merge, check, stats, sample, from-reviews, suspects."""
 
 from __future__ import annotations
 
@@ -80,6 +80,34 @@ def data_split(
         for item in report.mixed_label_groups[:20]:
             console.print(f"  {item['group']}: {item['labels']} e.g. {item['examples'][0]}")
     console.print(f"→ {out_path}")
+
+
+@data_app.command("merge")
+def data_merge(
+    manifests: Annotated[list[Path], typer.Argument(help="Two or more manifests (imported or split).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Merged manifest CSV to write.")],
+    collapse: Annotated[bool, typer.Option(help="Merge species rows into a group that is also a label.")] = False,
+    threshold: Annotated[int | None, typer.Option(help="Cross-source near-duplicate threshold.")] = None,
+    val: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+) -> None:
+    """Gộp nhiều nguồn / several sources into one dataset version, near-duplicates grouped across them."""
+    from pestid.dataset import merge_to_manifest
+
+    report = merge_to_manifest(list(manifests), out_path, collapse=collapse, threshold=threshold, seed=seed,
+                               val=val, test=test)  # fmt: skip
+    table = Table(title="Gộp / merge")
+    table.add_column("label")
+    table.add_column("images", justify="right")
+    for label, count in report.labels.items():
+        table.add_row(label, str(count))
+    out.print(table)
+    for child, parent in report.collapsed.items():
+        console.print(f"  {child} → {parent} (gộp vào nhóm / collapsed into the group)")
+    console.print(f"sources {report.sources}; cross-source joins {report.cross_source_joins} "
+                  f"({report.cross_source_groups} groups span sources); rows moved {report.moved_rows}; "
+                  f"left out near a frozen test split {report.left_out_near_frozen_test} → {out_path}")  # fmt: skip
 
 
 @data_app.command("from-reviews")
