@@ -122,6 +122,10 @@ class Catalogue:
                 out.append(oid)
         return out[:n]
 
+    def in_scope(self, organism_ids: list[str] | tuple[str, ...]) -> list[bool]:
+        """For each id: may an answer of it be "identified"? Not for the out-of-scope class."""
+        return [self.get(oid).in_scope for oid in organism_ids]
+
     def parent_of(self, organism_id: str) -> Organism | None:
         parent = self.get(organism_id).parent
         return self._by_id[parent] if parent else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ class ModelContract(BaseModel):
     architecture: str
     labels: list[str]  # catalogue ids, in the model's output order
     preprocess: PreprocessSpec
+    tta: list[Literal["hflip"]] = []  # test-time views whose logits every predictor averages
     temperature: float = Field(1.0, gt=0)
     threshold: float = Field(0.0, ge=0, le=1)  # below it: "not recognised"
     target_precision: float | None = None

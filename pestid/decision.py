@@ -4,8 +4,10 @@
   (chosen on validation for a target precision).
 - ``uncertain``: below it but at least ``uncertain_floor``: shown with its
   alternatives and flagged for an officer.
-- ``not_recognised``: below that. If the probabilities of one parent group's
-  members add up past the threshold, the group is named ("a stem borer").
+- ``not_recognised``: below that, or whenever the top answer is the trained
+  out-of-scope class (``not_rice``: a cow, a maize leaf, a screenshot), at any
+  confidence. If the probabilities of one parent group's members add up past
+  the threshold, the group is named ("a stem borer"). It never carries advice.
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ def decide(
     probs: np.ndarray, labels: Sequence[str], *, threshold: float, catalogue: Catalogue,
     uncertain_floor: float = 0.4, top: int = 3,
 ) -> Outcome:  # fmt: skip
-    order = np.argsort(-probs)[:top]
-    ranked = [Ranked(labels[i], float(probs[i])) for i in order]
-    best = ranked[0]
+    order = np.argsort(-probs)
+    best = Ranked(labels[order[0]], float(probs[order[0]]))
+    ranked = [best, *(Ranked(labels[i], float(probs[i])) for i in order[1:] if catalogue.get(labels[i]).in_scope)]
+    ranked = ranked[:top]
+    if not catalogue.get(best.id).in_scope:
+        return Outcome("not_recognised", ranked, needs_review=True, messages={
+            "vi": "Ảnh này không giống sâu bệnh hại lúa. Hãy chụp gần con vật hoặc chỗ lá, thân lúa bị hại.",
+            "en": "This photo does not look like a rice pest or disease. Photograph the animal or the damaged "
+                  "rice leaf or stem up close.",
+        })  # fmt: skip
     enemy = catalogue.get(best.id).category is Category.natural_enemy
     if best.probability >= threshold:
         org = catalogue.get(best.id)

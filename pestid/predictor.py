@@ -13,7 +13,7 @@ from PIL import Image
 from pestid.catalogue import Catalogue, load_catalogue
 from pestid.contract import METADATA_KEY, ModelContract
 from pestid.errors import PestidError
-from pestid.preprocess import preprocess
+from pestid.preprocess import preprocess, tta_views
 
 
 class ModelError(PestidError):
@@ -66,8 +66,10 @@ class Predictor:
         return self.contract.labels
 
     def logits(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Logits averaged over the contract's test-time views (just the image when it declares none)."""
         batch = np.stack([preprocess(image, self.contract.preprocess) for image in images])
-        return np.asarray(self.session.run(None, {self.input_name: batch})[0])
+        views = tta_views(batch, self.contract.tta)
+        return np.mean([np.asarray(self.session.run(None, {self.input_name: v})[0]) for v in views], axis=0)
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Calibrated (temperature-scaled) class probabilities, one row per image."""

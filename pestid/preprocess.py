@@ -8,6 +8,8 @@ Shorter side resized to ``round(size / crop_pct)`` (bilinear), centre crop to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
@@ -51,3 +53,11 @@ def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """A decoded RGB image -> the (3, size, size) float32 model input."""
     return normalise(np.asarray(resize_and_crop(image.convert("RGB"), spec)), spec)
+
+
+def tta_views(batch: np.ndarray, tta: Sequence[str]) -> list[np.ndarray]:
+    """The (N, 3, H, W) batch and the test-time views the contract declares ("hflip": mirrored)."""
+    views = [batch]
+    if "hflip" in tta:
+        views.append(np.ascontiguousarray(batch[..., ::-1]))
+    return views

@@ -24,9 +24,12 @@ class Species(BaseModel):
     natural_enemy: bool = False
 
     @classmethod
-    def of(cls, org: Organism, lang: str, probability: float | None = None) -> Species:
+    def of(cls, org: Organism, lang: str, probability: float | None = None, *, advice: bool = True) -> Species:
+        """The organism for people; ``advice=False`` leaves the advice empty (a guess is no grounds to act)."""
+        vi, en = (org.advice_vi, org.advice_en) if advice else ("", "")
         return cls(id=org.id, name_vi=org.name_vi, name_en=org.name_en, scientific=org.scientific,
-                   category=org.category.value, parent=org.parent, name=org.name(lang), advice=org.advice(lang), advice_vi=org.advice_vi, advice_en=org.advice_en,
+                   category=org.category.value, parent=org.parent, name=org.name(lang),
+                   advice=vi if lang == "vi" else en, advice_vi=vi, advice_en=en,
                    probability=None if probability is None else round(probability, 4),
                    natural_enemy=org.is_natural_enemy)  # fmt: skip
 

@@ -37,7 +37,27 @@ def class_weights(targets: Sequence[int], num_classes: int) -> torch.Tensor:
     return weights * (num_classes / weights.sum()) if weights.sum() > 0 else weights
 
 
-def balanced_sampler(targets: Sequence[int], num_classes: int, seed: int) -> WeightedRandomSampler:
-    per_class = class_weights(targets, num_classes)
+def sample_weights(targets: Sequence[int], groups: Sequence[str], num_classes: int, balance: str) -> np.ndarray:
+    """Per-image weights, mean 1. ``groups``: each original counts once and each class weighs the same;
+    ``sampler``/``loss_weights``: each class weighs the same by image count; otherwise all equal."""
+    if balance == "groups":
+        sizes = Counter(groups)
+        per_image = np.array([1.0 / sizes[g] for g in groups])
+        per_class = np.zeros(num_classes)
+        np.add.at(per_class, np.asarray(targets), per_image)
+        weights = per_image / per_class[np.asarray(targets)]
+    elif balance in ("sampler", "loss_weights"):
+        weights = class_weights(targets, num_classes).numpy()[np.asarray(targets)].astype(np.float64)
+    else:
+        weights = np.ones(len(targets))
+    return weights * (len(weights) / weights.sum()) if len(weights) else weights
+
+
+def balanced_sampler(
+    targets: Sequence[int], num_classes: int, seed: int, groups: Sequence[str] | None = None
+) -> WeightedRandomSampler:
+    """Draws classes equally; with ``groups``, also each original once rather than each augmented copy."""
+    weights = sample_weights(targets, groups or [str(i) for i in range(len(targets))], num_classes,
+                             "groups" if groups is not None else "sampler")  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler([float(per_class[t]) for t in targets], len(targets), generator=generator)
+    return WeightedRandomSampler(weights.tolist(), len(targets), generator=generator)

@@ -27,7 +27,7 @@ from pestid.errors import PestidError
 from pestid.imaging import read_image
 from pestid.manifest import read_manifest
 from pestid.predictor import Predictor, softmax
-from pestid.preprocess import preprocess
+from pestid.preprocess import preprocess, tta_views
 from pestid.sample import make_original
 from training.config import resolve_config
 from training.models import create_model
@@ -85,7 +85,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, metrics: dict[str, Any] 
     model.eval()
     contract = ModelContract(
         model_name=config.mlflow.registered_model, architecture=config.model.name, labels=info["labels"],
-        preprocess=info["preprocess"], temperature=calibration.get("temperature", 1.0),
+        preprocess=info["preprocess"], tta=config.eval.tta, temperature=calibration.get("temperature", 1.0),
         threshold=calibration.get("threshold", 0.0), target_precision=calibration.get("target_precision"),
         dataset_version=info["dataset_version"], code_revision=info["code_revision"],
         metrics=metrics or {}, created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -127,7 +127,8 @@ def parity(model: torch.nn.Module, onnx_path: Path, images: list[Image.Image]) -
     predictor = Predictor(onnx_path)
     batch = np.stack([preprocess(image, predictor.contract.preprocess) for image in images])
     with torch.no_grad():
-        torch_logits = model(torch.from_numpy(batch)).numpy()
+        views = tta_views(batch, predictor.contract.tta)
+        torch_logits = np.mean([model(torch.from_numpy(v)).numpy() for v in views], axis=0)
     t = predictor.contract.temperature
     return float(np.abs(softmax(torch_logits, t) - predictor.probabilities(images)).max())
 
@@ -145,6 +146,7 @@ def write_model_card(onnx_path: Path, contract: ModelContract, parity_diff: floa
 - File: `{onnx_path.name}`; input `input` (N, 3, {contract.preprocess.size}, {contract.preprocess.size}) float32, output `logits`.
 - Dataset version: `{contract.dataset_version}`; code revision: `{contract.code_revision}`; created {contract.created}.
 - Preprocessing: shorter side to {contract.preprocess.size}/{contract.preprocess.crop_pct}, centre crop, mean {contract.preprocess.mean}, std {contract.preprocess.std}.
+- Test-time views averaged: {", ".join(contract.tta) or "none"}.
 - Calibration: temperature {contract.temperature:.3f}; "not recognised" below confidence {contract.threshold:.3f} (chosen on validation for precision {contract.target_precision}).
 - Parity, PyTorch vs onnxruntime: max |Δp| = {parity_diff:.2e}.
 

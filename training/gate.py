@@ -1,8 +1,13 @@
 """The promotion gate: pure threshold functions over two evaluation reports.
 
-A challenger passes when its macro-F1 does not drop by more than the
-tolerance and no class's recall drops by more than its tolerance, compared
-with the champion on the same test split. Every check gives a reason.
+Both reports come from the same test split and are judged per original photo
+(``per_original``: each group counted once). The macro-F1 check knows what
+noise is: a paired bootstrap over the test groups gives a 95 % interval for
+the challenger's macro-F1 minus the champion's, and the challenger passes when
+even the low end of that interval loses no more than the tolerance (it is not
+worse beyond the tolerance, given the noise of a finite test set). No class's
+recall may drop by more than its tolerance; classes with fewer than
+``min_support`` test originals are reported, not gated. Every check gives a reason.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from training.config import GateConfig
+from training.metrics import bootstrap_interval, macro_f1
 
 
 @dataclass
@@ -29,13 +37,36 @@ class GateDecision:
         return "\n".join([verdict, *(f"  - {r}" for r in self.reasons)])
 
 
-def macro_f1_check(challenger: float, champion: float, tolerance: float) -> tuple[bool, str]:
+def macro_f1_check(
+    challenger: float, champion: float, tolerance: float, interval: tuple[float, float] | None = None
+) -> tuple[bool, str]:
+    """``interval``: the 95 % interval of challenger minus champion; without one, the point difference decides."""
     drop = champion - challenger
-    ok = drop <= tolerance
+    low = interval[0] if interval is not None else -drop
+    ok = low >= -tolerance
+    noise = f", 95 % interval of the difference [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else ""
     return (
         ok,
-        f"macro-F1 {challenger:.4f} vs champion {champion:.4f} (drop {drop:+.4f}, allowed {tolerance:.4f}): {'ok' if ok else 'too large'}",
+        f"macro-F1 per original {challenger:.4f} vs champion {champion:.4f} (difference {-drop:+.4f}{noise}; "
+        f"allowed loss {tolerance:.4f}): {'ok' if ok else 'too large'}",
     )
+
+
+def paired_difference(challenger: dict[str, Any], champion: dict[str, Any], *, resamples: int = 1000,
+                      seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
+    """95 % interval of macro-F1 (challenger − champion) over resamples of the shared test groups, or None
+    when the reports were not made on the same rows."""
+    a, b = challenger.get("rows"), champion.get("rows")
+    if not a or not b or a["group"] != b["group"] or a["label"] != b["label"]:
+        return None
+    labels, groups = np.array(a["label"]), a["group"]
+    classes = int(max(labels.max(), max(a["predicted"]), max(b["predicted"]))) + 1
+    ours, theirs = np.array(a["predicted"]), np.array(b["predicted"])
+
+    def difference(w: np.ndarray) -> float:
+        return macro_f1(labels, ours, classes, w) - macro_f1(labels, theirs, classes, w)
+
+    return bootstrap_interval(difference, groups, resamples=resamples, seed=seed)
 
 
 def recall_check(name: str, challenger: float, champion: float, tolerance: float) -> tuple[bool, str]:
@@ -47,20 +78,28 @@ def recall_check(name: str, challenger: float, champion: float, tolerance: float
     )
 
 
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The per-original figures of a report (older reports without them: their per-file figures)."""
+    return report.get("per_original") or report
+
+
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig) -> GateDecision:
-    """Compare two evaluation reports (``macro_f1`` and ``per_class`` recall/support)."""
+    """Compare two evaluation reports (``per_original`` macro-F1 and per-class recall/support, and ``rows``)."""
+    ours = _figures(challenger)
     if champion is None:
         return GateDecision(True, ["no champion yet: the first model becomes champion"],
-                            {"macro_f1": challenger["macro_f1"]})  # fmt: skip
-    checks = [macro_f1_check(challenger["macro_f1"], champion["macro_f1"], config.macro_f1_tolerance)]
-    for name, stats in champion["per_class"].items():
+                            {"macro_f1": ours["macro_f1"]})  # fmt: skip
+    theirs_all = _figures(champion)
+    interval = paired_difference(challenger, champion)
+    checks = [macro_f1_check(ours["macro_f1"], theirs_all["macro_f1"], config.macro_f1_tolerance, interval)]
+    for name, stats in theirs_all["per_class"].items():
         if stats["support"] < config.min_support:
             checks.append(
                 (True, f"recall of {name}: {int(stats['support'])} test images, below {config.min_support}; not gated")
             )
             continue
-        theirs = challenger["per_class"].get(name, {"recall": 0.0})["recall"]
+        theirs = ours["per_class"].get(name, {"recall": 0.0})["recall"]
         tolerance = config.class_recall_tolerance.get(name, config.recall_tolerance)
         checks.append(recall_check(name, theirs, stats["recall"], tolerance))
     return GateDecision(all(ok for ok, _ in checks), [reason for _, reason in checks],
-                        {"macro_f1": challenger["macro_f1"]}, {"macro_f1": champion["macro_f1"]})  # fmt: skip
+                        {"macro_f1": ours["macro_f1"]}, {"macro_f1": theirs_all["macro_f1"]})  # fmt: skip

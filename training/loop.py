@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,18 @@ def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int)
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(
+    model: nn.Module, loader: DataLoader, device: torch.device, tta: Sequence[str] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of every batch, averaged over the test-time views as the exported model does."""
     model.eval()
     logits, labels = [], []
     for images, targets in loader:
-        logits.append(model(images.to(device)).float().cpu())
+        images = images.to(device)
+        out = model(images).float()
+        if "hflip" in tta:
+            out = (out + model(images.flip(-1)).float()) / 2
+        logits.append(out.cpu())
         labels.append(targets)
     if not logits:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)

@@ -1,12 +1,15 @@
 """Classification metrics, calibration and rejection, on numpy arrays.
 
 Pure functions: ``probs`` is (N, C), ``labels`` is (N,) of class indices.
+``weights`` (N,) make each original photo count once: a row of a group of k
+augmented copies weighs 1/k (see ``group_weights``). Intervals come from a
+bootstrap over groups, because the groups, not the files, are the sample.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import numpy as np
@@ -14,9 +17,17 @@ import numpy as np
 from pestid.predictor import softmax
 
 
-def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
+def group_weights(groups: Sequence[str]) -> np.ndarray:
+    """1/size of each row's group, so every original weighs one in total."""
+    sizes: Counter[str] = Counter(groups)
+    return np.array([1.0 / sizes[g] for g in groups], dtype=np.float64)
+
+
+def confusion(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    matrix = np.zeros((num_classes, num_classes), dtype=np.float64 if weights is not None else np.int64)
+    np.add.at(matrix, (labels, predicted), 1 if weights is None else weights)
     return matrix
 
 
@@ -31,8 +42,8 @@ def per_class(matrix: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
-def macro_f1(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
-    stats = per_class(confusion(labels, predicted, num_classes))
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, num_classes: int, weights: np.ndarray | None = None) -> float:
+    stats = per_class(confusion(labels, predicted, num_classes, weights))
     present = stats["support"] > 0
     return float(stats["f1"][present].mean()) if present.any() else 0.0
 
@@ -82,29 +93,92 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
-def choose_threshold(probs: np.ndarray, labels: np.ndarray, target_precision: float) -> float:
-    """The lowest confidence threshold whose accepted predictions reach the target precision.
-
-    If no threshold reaches it, the one with the best precision is returned.
-    """
+def _accepted_order(probs: np.ndarray, identifiable: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows that could be answered "identified" (their top class is identifiable), most confident first."""
+    predicted = probs.argmax(axis=1)
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    order = np.argsort(-confidence)
-    precision = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    candidates = np.arange(len(probs)) if identifiable is None else np.flatnonzero(identifiable[predicted])
+    return candidates[np.argsort(-confidence[candidates], kind="stable")], predicted, confidence
+
+
+def choose_threshold(
+    probs: np.ndarray, labels: np.ndarray, target_precision: float, *, weights: np.ndarray | None = None,
+    identifiable: np.ndarray | None = None,
+) -> float:  # fmt: skip
+    """The lowest confidence threshold whose "identified" answers reach the target precision.
+
+    Precision is weighted (each original once, with group weights) and counts only
+    answers whose top class is ``identifiable`` (an out-of-scope top answer is "not
+    recognised" at any confidence). If no threshold reaches it, the one with the best
+    precision is returned.
+    """
+    order, predicted, confidence = _accepted_order(probs, identifiable)
+    if len(order) == 0:
+        return 1.0
+    w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    correct = (predicted == labels).astype(np.float64)
+    precision = np.cumsum((w * correct)[order]) / np.cumsum(w[order])
     reaching = np.flatnonzero(precision >= target_precision)
     if len(reaching) == 0:
-        return float(confidence[order][int(np.argmax(precision))]) if len(order) else 1.0
+        return float(confidence[order][int(np.argmax(precision))])
     return float(confidence[order][reaching[-1]])
 
 
-def selective(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+def selective(
+    probs: np.ndarray, labels: np.ndarray, threshold: float, *, weights: np.ndarray | None = None,
+    identifiable: np.ndarray | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Coverage and precision of the "identified" answers at ``threshold`` (weighted when weights are given)."""
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    predicted = probs.argmax(axis=1)
     accepted = probs.max(axis=1) >= threshold
-    correct = probs.argmax(axis=1) == labels
+    if identifiable is not None:
+        accepted &= identifiable[predicted]
+    correct = predicted == labels
+    total = w.sum()
     return {
         "threshold": threshold,
-        "coverage": float(accepted.mean()) if len(labels) else 0.0,
-        "accuracy_at_threshold": float(correct[accepted].mean()) if accepted.any() else 0.0,
+        "coverage": float(w[accepted].sum() / total) if total else 0.0,
+        "accuracy_at_threshold": float(w[accepted & correct].sum() / w[accepted].sum()) if accepted.any() else 0.0,
     }
+
+
+def precision_promise(
+    probs: np.ndarray, labels: np.ndarray, threshold: float, promised: float | None, names: Sequence[str], *,
+    weights: np.ndarray, identifiable: np.ndarray,
+) -> dict[str, object]:  # fmt: skip
+    """Promised against delivered precision of "identified" answers, overall and per predicted class."""
+    predicted = probs.argmax(axis=1)
+    accepted = (probs.max(axis=1) >= threshold) & identifiable[predicted]
+    correct = predicted == labels
+    per: dict[str, dict[str, float]] = {}
+    for c, name in enumerate(names):
+        mine = accepted & (predicted == c)
+        if mine.any():
+            per[name] = {"delivered": float(weights[mine & correct].sum() / weights[mine].sum()),
+                         "answers": float(weights[mine].sum())}  # fmt: skip
+    delivered = float(weights[accepted & correct].sum() / weights[accepted].sum()) if accepted.any() else float("nan")
+    return {"promised": promised, "delivered": delivered, "threshold": threshold, "per_class": per}
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float], groups: Sequence[str], *, resamples: int = 1000, seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:  # fmt: skip
+    """A percentile interval of ``statistic(row_weights)`` over resamples of whole groups.
+
+    ``statistic`` receives per-row weights: 1/size of the row's group times how many
+    times the resample drew that group (0 for groups left out).
+    """
+    names, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    base = group_weights(list(groups))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        draws = np.bincount(rng.integers(0, len(names), len(names)), minlength=len(names))
+        values.append(statistic(base * draws[inverse]))
+    lo, hi = np.percentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(lo), float(hi)
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -24,7 +25,7 @@ from training.callbacks import Callback, CallbackList
 from training.config import TrainConfig, save_config
 from training.data import ManifestDataset, balanced_sampler, class_weights
 from training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
-from training.metrics import choose_threshold, fit_temperature, selective
+from training.metrics import choose_threshold, fit_temperature, group_weights, selective
 from training.models import create_model, preprocess_spec
 from training.provenance import code_revision
 
@@ -58,18 +59,14 @@ def _loaders(
 ) -> tuple[DataLoader, DataLoader, ManifestDataset]:
     spec = preprocess_spec(config.model)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
-    if not train_rows or not val_rows:
-        raise DatasetError(
-            f"Manifest {config.data.manifest} chưa có tập train và val: hãy chạy 'pestid data split'.",
-            f"Manifest {config.data.manifest} has no train or val rows: run 'pestid data split' first.",
-        )
     train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment))
     val_set = ManifestDataset(manifest, val_rows, eval_transform(spec))
     sampler: Any = None
     if distributed:
         sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed)
-    elif config.data.balance == "sampler":
-        sampler = balanced_sampler(train_set.targets, len(manifest.labels), config.seed)
+    elif config.data.balance in ("sampler", "groups"):
+        groups = [r.group for r in train_rows] if config.data.balance == "groups" else None
+        sampler = balanced_sampler(train_set.targets, len(manifest.labels), config.seed, groups)
     common: dict[str, Any] = {"batch_size": config.data.batch_size, "num_workers": config.data.workers,
                               "persistent_workers": config.data.workers > 0}  # fmt: skip
     train_loader = DataLoader(
@@ -79,47 +76,56 @@ def _loaders(
 
 
 def calibrate(
-    model: nn.Module, val_loader: DataLoader, device: torch.device, target_precision: float
+    logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], target_precision: float
 ) -> dict[str, Any]:
-    """Temperature scaling and the rejection threshold, both fitted on validation."""
+    """Temperature scaling and the rejection threshold, both fitted on validation: whole groups the model
+    never trained on, each original counted once, only in-scope answers counted as "identified"."""
+    from pestid.catalogue import load_catalogue
     from pestid.predictor import softmax
 
-    logits, labels = predict_logits(model, val_loader, device)
     temperature = fit_temperature(logits, labels)
     probs = softmax(logits, temperature)
-    threshold = choose_threshold(probs, labels, target_precision)
-    return {"temperature": temperature, "target_precision": target_precision, **selective(probs, labels, threshold)}
+    weights = group_weights(groups)
+    identifiable = np.array(load_catalogue().in_scope(names))
+    threshold = choose_threshold(probs, labels, target_precision, weights=weights, identifiable=identifiable)
+    result = selective(probs, labels, threshold, weights=weights, identifiable=identifiable)
+    return {"temperature": temperature, "target_precision": target_precision, "calibration_groups": len(set(groups)),
+            **result}  # fmt: skip
 
 
 def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, export: bool = True) -> TrainResult:
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(config.data.manifest)
-    device = _device(config)
-    distributed = _setup_distributed(device)
+    if not manifest.split("train") or not manifest.split("val"):
+        raise DatasetError(
+            f"Manifest {config.data.manifest} chưa có tập train và val: hãy chạy 'pestid data split'.",
+            f"Manifest {config.data.manifest} has no train or val rows: run 'pestid data split' first.",
+        )
+    probe = config.method == "linear_probe"
+    device = torch.device("cpu") if probe else _device(config)
+    distributed = False if probe else _setup_distributed(device)
     seed_everything(config.seed)
     model: nn.Module = create_model(config.model, len(manifest.labels)).to(device)
-    if device.type == "cuda" and config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if distributed:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_loader, val_loader, _ = _loaders(manifest, config, distributed)
-    targets = train_loader.dataset.targets  # type: ignore[attr-defined]
-    weights = class_weights(targets, len(manifest.labels)) if config.data.balance == "loss_weights" else None
     info = {"dataset_version": manifest.version, "manifest": str(config.data.manifest), "labels": list(manifest.labels),
             "code_revision": code_revision(), "preprocess": preprocess_spec(config.model).model_dump(mode="json"),
-            "train_images": len(targets), "val_images": len(val_loader.dataset)}  # type: ignore[arg-type]  # fmt: skip
+            "method": config.method, "train_images": len(manifest.split("train")),
+            "val_images": len(manifest.split("val"))}  # fmt: skip
     hooks = CallbackList(callbacks if is_main_process() else [])
     if is_main_process():
         save_config(config, run_dir / "config.yaml")
         (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         hooks.on_train_start(config=config, run_dir=run_dir, info=info)
     try:
-        state = fit(model, train_loader, val_loader, config=config, run_dir=run_dir, device=device,
-                    callbacks=hooks, class_weights=weights)  # fmt: skip
+        if probe:
+            from training.probe import train_probe
+
+            state, val_logits = train_probe(model, manifest, config, run_dir, hooks)
+        else:
+            state, val_logits = _finetune(model, manifest, config, run_dir, device, distributed, hooks)
         if not is_main_process():
             return TrainResult(run_dir, state, {})
-        return _finish(model, val_loader, config, run_dir, device, state, hooks, export)
+        return _finish(manifest, val_logits, config, run_dir, state, hooks, export)
     except BaseException:
         hooks.on_finish(status="FAILED")
         raise
@@ -128,11 +134,32 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
             torch.distributed.destroy_process_group()
 
 
-def _finish(model: nn.Module, val_loader: DataLoader, config: TrainConfig, run_dir: Path, device: torch.device,
-            state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
+def _finetune(model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir: Path, device: torch.device,
+              distributed: bool, hooks: CallbackList) -> tuple[FitState, np.ndarray]:  # fmt: skip
+    """The whole network learns from images; returns the state and the best checkpoint's val logits."""
+    if device.type == "cuda" and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_loader, val_loader, _ = _loaders(manifest, config, distributed)
+    targets = train_loader.dataset.targets  # type: ignore[attr-defined]
+    weights = class_weights(targets, len(manifest.labels)) if config.data.balance == "loss_weights" else None
+    state = fit(model, train_loader, val_loader, config=config, run_dir=run_dir, device=device,
+                callbacks=hooks, class_weights=weights)  # fmt: skip
+    if not is_main_process():
+        return state, np.zeros(0)
     core = unwrap(model)
     core.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location=device, weights_only=True))
-    calibration = calibrate(core, val_loader, device, config.eval.target_precision)
+    logits, _ = predict_logits(core, val_loader, device, config.eval.tta)
+    return state, logits
+
+
+def _finish(manifest: Manifest, val_logits: np.ndarray, config: TrainConfig, run_dir: Path, state: FitState,
+            hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
+    val_rows = manifest.split("val")
+    labels = np.array([manifest.labels.index(r.label) for r in val_rows])
+    calibration = calibrate(val_logits, labels, [r.group for r in val_rows], list(manifest.labels),
+                            config.eval.target_precision)  # fmt: skip
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     result = TrainResult(run_dir, state, calibration)
     hooks.on_train_end(run_dir=run_dir, result={"fit": asdict(state), "calibration": calibration})

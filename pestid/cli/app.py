@@ -15,7 +15,9 @@ data_app = typer.Typer(help="Dữ liệu / datasets: import, split, check, stats
 users_app = typer.Typer(help="Tài khoản cán bộ / officer and admin accounts.", no_args_is_help=True)
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(data_app, name="data")
+review_app = typer.Typer(help="Hàng duyệt / the officers' review queue.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(review_app, name="review")
 out = Console(soft_wrap=True)  # stdout, for results; progress and messages go to stderr
 
 

@@ -186,3 +186,26 @@ def data_stats(
     for warning in stats.warnings:
         out.print(f"[yellow]⚠ {warning}[/]")
     out.print(f"biểu đồ / chart: {png}")
+
+
+@data_app.command("suspects")
+def data_suspects(
+    manifest: Path,
+    out_path: Annotated[Path, typer.Option("--out", help="CSV of suspect labels, worst first.")],
+    config: Annotated[Path, typer.Option(help="Config naming the backbone.")] = Path("training/configs/default.yaml"),
+    folds: int = 5,
+    show: int = 20,
+) -> None:
+    """Nhãn nghi sai / photos whose label the out-of-fold predictions contradict (cleanlab)."""
+    from training.config import resolve_config
+    from training.suspects import find_suspects, write_suspects
+
+    suspects = find_suspects(resolve_config(config), manifest, folds=folds)
+    write_suspects(suspects, out_path)
+    table = Table(title=f"{len(suspects)} nhãn nghi sai / suspect labels")
+    for column in ("path", "label", "suggested", "p(label)"):
+        table.add_column(column)
+    for s in suspects[:show]:
+        table.add_row(Path(s.path).name, s.label, s.suggested, f"{s.label_probability:.3f}")
+    out.print(table)
+    console.print(f"→ {out_path}  (load into the review queue: pestid review load-suspects {out_path})")

@@ -25,9 +25,31 @@ def train(
     console.print(f"best val macro-F1 {result.fit.best_macro_f1:.4f} (epoch {result.fit.best_epoch}); "
                   f"temperature {result.calibration.get('temperature', 1):.3f}; run → {result.run_dir}")  # fmt: skip
     if result.evaluation:
-        e = result.evaluation
-        console.print(f"{e['split']}: macro-F1 {e['macro_f1']:.4f}  top-1 {e['top1']:.4f}  ECE {e['ece']:.4f}  "
-                      f"coverage {e['coverage']:.3f}  → {result.onnx_path}")  # fmt: skip
+        headline(result.evaluation)
+        console.print(f"→ {result.onnx_path}")
+
+
+def headline(report: dict) -> None:
+    """Per-original figures first (each original counted once), with their intervals."""
+    o, p = report["per_original"], report["precision_promise"]
+    ci = o.get("macro_f1_ci", (float("nan"),) * 2)
+    out.print(f"{report['split']}: {report['images']} images, {o['groups']} originals")
+    out.print(f"  macro-F1 per original {o.get('macro_f1', float('nan')):.4f} [95 % {ci[0]:.4f}, {ci[1]:.4f}]  "
+              f"top-1 per original {o.get('top1', float('nan')):.4f}")  # fmt: skip
+    out.print(f"  precision promised {p['promised']} / delivered {p['delivered']:.4f} at threshold {p['threshold']:.3f}; "
+              f"in-scope coverage {_pct(report.get('in_scope_coverage'))}; out-of-scope identified "
+              f"{_pct(report.get('out_of_scope_identified'))}; disease identified as another kind "
+              f"{_pct(report.get('disease_identified_as_other'))}")  # fmt: skip
+    for source, m in report["per_source"].items():
+        s = m.get("macro_f1_ci", (float("nan"),) * 2)
+        out.print(
+            f"  {source}: macro-F1 {m.get('macro_f1', float('nan')):.4f} [{s[0]:.4f}, {s[1]:.4f}], {m['groups']} originals"
+        )
+    out.print(f"  per file: macro-F1 {report['macro_f1']:.4f}  top-1 {report['top1']:.4f}  ECE {report['ece']:.4f}")
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
 
 
 @app.command()
@@ -47,11 +69,9 @@ def evaluate(
         raise typer.BadParameter("split must be one of train, val, test, all")
     report, files = evaluate_model(model, data, split=split, out_dir=report_dir)
     if as_json:
-        print_json({k: v for k, v in report.items() if k not in ("reliability",)})
+        print_json({k: v for k, v in report.items() if k not in ("reliability", "rows")})
         return
-    for key in ("images", "macro_f1", "top1", "top5", "group_top1", "ece", "threshold", "coverage",
-                "accuracy_at_threshold", "ood_auroc"):  # fmt: skip
-        out.print(f"{key:>22}: {report[key]:.4f}" if isinstance(report[key], float) else f"{key:>22}: {report[key]}")
+    headline(report)
     for path in files:
         out.print(f"  → {path}")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pestid.cli.app import app, users_app
+from pestid.cli.app import app, review_app, users_app
 from pestid.progress import console
 
 
@@ -59,3 +59,22 @@ def users_disable(username: str, db: Annotated[str | None, typer.Option(help="SQ
     with _user_sessions(db)() as session, session.begin():
         set_active(session, username, False)
     console.print(f"đã khóa / disabled {username}")
+
+
+# ---- review queue -----------------------------------------------------------------------
+
+
+@review_app.command("load-suspects")
+def review_load_suspects(
+    suspects: Annotated[str, typer.Argument(help="CSV written by 'pestid data suspects'.")],
+    limit: Annotated[int | None, typer.Option(help="Only the worst N.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
+) -> None:
+    """Đưa nhãn nghi sai vào hàng duyệt / queue suspect labels for officers to confirm or correct."""
+    from serving.photos import PhotoStore
+    from serving.settings import get_settings
+    from serving.suspects_import import load_suspects
+
+    counts = load_suspects(suspects, _user_sessions(db), PhotoStore(get_settings().photo_dir), limit=limit)
+    console.print(f"đã đưa vào hàng duyệt / queued {counts['queued']}, already queued {counts['already_queued']}, "
+                  f"unreadable {counts['unreadable']}")  # fmt: skip

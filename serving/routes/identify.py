@@ -108,12 +108,13 @@ def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int)
     best = outcome.ranked[0]
     identified = outcome.decision != "not_recognised"
     group = outcome.nearest_group
-    shown = outcome.ranked[1:] if identified else outcome.ranked  # not recognised: every guess is an alternative
+    # Not recognised: every in-scope guess is an alternative, without advice (nothing to act on).
+    shown = outcome.ranked[1:] if identified else [r for r in outcome.ranked if catalogue.get(r.id).in_scope]
     body = IdentifyResponse(
         submission_id="", decision=outcome.decision, message=outcome.messages[lang],
         message_vi=outcome.messages["vi"], message_en=outcome.messages["en"],
         species=Species.of(catalogue.get(best.id), lang, best.probability) if identified else None,
-        alternatives=[Species.of(catalogue.get(r.id), lang, r.probability) for r in shown],
+        alternatives=[Species.of(catalogue.get(r.id), lang, r.probability, advice=identified) for r in shown],
         nearest_group=Species.of(catalogue.get(group.id), lang, group.probability) if group else None,
         do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos,
         model={"name": model.name, "version": model.version}, lang=lang,

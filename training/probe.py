@@ -1,0 +1,135 @@
+"""The linear probe: the ImageNet backbone stays frozen and only the head learns.
+
+Features come from ``training.features`` (onnxruntime, cached). The head is the
+model's own classifier, so the run is exported, calibrated and served exactly as
+a fine-tuned one. Levers: weights that make each original (and each class) count
+once, label smoothing, dropout and mixup on the features, augmented views of the
+training images, and the test-time mirrored view. The best epoch is chosen on
+validation macro-F1 weighted by group.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pestid.manifest import Manifest
+from training.callbacks import Callback
+from training.config import TrainConfig
+from training.data import sample_weights
+from training.features import FeatureCache
+from training.loop import FitState, seed_everything
+from training.metrics import group_weights, macro_f1
+
+
+def _views(config: TrainConfig) -> tuple[list[str], list[str]]:
+    train = ["plain", *(f"aug{k}" for k in range(config.data.augment_views))]
+    evaluation = ["plain", *(["hflip"] if "hflip" in config.eval.tta else [])]
+    if "hflip" in config.eval.tta:
+        train.append("hflip")
+    return train, evaluation
+
+
+def _logits(head: nn.Module, views: list[np.ndarray]) -> np.ndarray:
+    head.eval()
+    with torch.no_grad():
+        return np.mean([head(torch.from_numpy(v)).numpy() for v in views], axis=0)
+
+
+def _soft_targets(targets: torch.Tensor, classes: int, smoothing: float) -> torch.Tensor:
+    one_hot = torch.nn.functional.one_hot(targets, classes).float()
+    return one_hot * (1 - smoothing) + smoothing / classes
+
+
+def _epoch(
+    head: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, classes: int, generator: torch.Generator,
+) -> float:  # fmt: skip
+    head.train()
+    order = torch.randperm(len(x), generator=generator)
+    batch, total, dropout = max(config.data.batch_size, 256), 0.0, config.model.drop_rate
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
+        features, target, weight = x[idx], _soft_targets(y[idx], classes, config.optim.label_smoothing), w[idx]
+        if config.optim.mixup > 0:
+            lam = float(np.random.beta(config.optim.mixup, config.optim.mixup))
+            perm = torch.randperm(len(idx), generator=generator)
+            features = lam * features + (1 - lam) * features[perm]
+            target, weight = lam * target + (1 - lam) * target[perm], lam * weight + (1 - lam) * weight[perm]
+        features = nn.functional.dropout(features, dropout, training=True)
+        loss_rows = -(target * nn.functional.log_softmax(head(features), dim=1)).sum(dim=1)
+        loss = (loss_rows * weight).sum() / weight.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += float(loss) * len(idx)
+    return total / max(len(order), 1)
+
+
+def _optimiser(
+    head: nn.Module, config: TrainConfig, rows: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    steps = max(1, config.epochs * math.ceil(rows / max(config.data.batch_size, 256)))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    return optimizer, cosine
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: int, config: TrainConfig) -> nn.Linear:
+    """A fresh linear head trained on features for ``config.epochs`` (no validation: out-of-fold use)."""
+    torch.manual_seed(config.seed)
+    head = nn.Linear(x.shape[1], classes)
+    optimizer, scheduler = _optimiser(head, config, len(x))
+    generator = torch.Generator().manual_seed(config.seed)
+    xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(weights).float()
+    for _ in range(config.epochs):
+        _epoch(head, xt, yt, wt, optimizer, scheduler, config, classes, generator)
+    return head.eval()
+
+
+def train_probe(
+    model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir: Path, callbacks: Callback
+) -> tuple[FitState, np.ndarray]:
+    """Fit the head on cached features; save ``checkpoints/best.pt``; return the state and val logits."""
+    seed_everything(config.seed)
+    train_rows, val_rows = manifest.split("train"), manifest.split("val")
+    cache = FeatureCache(config, manifest)
+    train_views, eval_views = _views(config)
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    y_train = np.array([index[r.label] for r in train_rows])
+    y_val = np.array([index[r.label] for r in val_rows])
+    x = np.concatenate([cache.get(train_rows, v, desc=f"train {v}") for v in train_views])
+    val = [cache.get(val_rows, v, desc=f"val {v}") for v in eval_views]
+    weights = sample_weights(y_train.tolist(), [r.group for r in train_rows], len(manifest.labels), config.data.balance)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(np.tile(y_train, len(train_views)))
+    wt = torch.from_numpy(np.tile(weights, len(train_views))).float()
+    head: nn.Module = model.get_classifier()  # type: ignore[operator]
+    optimizer, scheduler = _optimiser(head, config, len(xt))
+    generator = torch.Generator().manual_seed(config.seed)
+    val_weights = group_weights([r.group for r in val_rows])
+    state, best, best_logits = FitState(), None, np.zeros((len(val_rows), len(manifest.labels)), dtype=np.float32)
+    start = time.perf_counter()
+    for epoch in tqdm(range(config.epochs), desc="linear probe", leave=False):
+        loss = _epoch(head, xt, yt, wt, optimizer, scheduler, config, len(manifest.labels), generator)
+        logits = _logits(head, val)
+        f1 = macro_f1(y_val, logits.argmax(axis=1), len(manifest.labels), val_weights)
+        state.history.append({"epoch": epoch + 1, "train_loss": loss, "val_macro_f1": f1})
+        state.epoch = epoch + 1
+        if f1 > state.best_macro_f1:
+            state.best_macro_f1, state.best_epoch, best_logits = f1, epoch + 1, logits
+            best = {k: v.clone() for k, v in head.state_dict().items()}
+        callbacks.on_epoch_end(epoch=epoch + 1, metrics={"train_loss": loss, "val_macro_f1": f1})
+    if best is not None:
+        head.load_state_dict(best)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
+    print(f"linear probe: {state.epoch} epochs on {len(xt)} feature rows in {time.perf_counter() - start:.1f} s; "
+          f"best val macro-F1 (per original) {state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip
+    return state, best_logits
