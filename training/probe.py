@@ -69,7 +69,7 @@ def _epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += float(loss) * len(idx)
+        total += loss.item() * len(idx)
     return total / max(len(order), 1)
 
 

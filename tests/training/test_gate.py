@@ -1,3 +1,5 @@
+import numpy as np
+
 from training.config import GateConfig
 from training.gate import decide
 
@@ -34,3 +36,25 @@ def test_per_class_tolerance_and_small_classes():
         _report(0.9, {"a": 0.9, "b": 0.9}) | {"per_class": {
         "a": {"recall": 0.9, "support": 10}, "b": {"recall": 0.9, "support": 2}}}, config)  # fmt: skip
     assert decision.passed and any("not gated" in r for r in decision.reasons)
+
+
+def _paired(predicted, labels, groups):
+    from training.metrics import macro_f1
+
+    f1 = macro_f1(np.array(labels), np.array(predicted), 2)
+    return {"per_original": {"macro_f1": f1, "per_class": {}},
+            "rows": {"group": groups, "label": labels, "predicted": predicted}}  # fmt: skip
+
+
+def test_gate_knows_noise_an_equal_model_passes_a_clearly_worse_one_does_not():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400).tolist()
+    groups = [str(i // 2) for i in range(400)]
+    champion = [y if rng.random() < 0.85 else 1 - y for y in labels]
+    noisy_equal = [y if rng.random() < 0.85 else 1 - y for y in labels]  # same skill, other mistakes
+    worse = [y if rng.random() < 0.6 else 1 - y for y in labels]
+    config = GateConfig(macro_f1_tolerance=0.05)
+    equal = decide(_paired(noisy_equal, labels, groups), _paired(champion, labels, groups), config)
+    assert equal.passed and "95 % interval of the difference" in equal.reasons[0]
+    refused = decide(_paired(worse, labels, groups), _paired(champion, labels, groups), config)
+    assert not refused.passed and "too large" in refused.reasons[0]

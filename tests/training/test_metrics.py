@@ -72,3 +72,64 @@ def test_group_accuracy_is_one_vote_per_group():
     labels = np.array([0, 0, 0, 1])
     # group a: both rows say 0 (right); group b: mean says 1, majority label is 0 (tie -> smallest) -> wrong
     assert group_accuracy(probs, labels, ["a", "a", "b", "b"]) == 0.5
+
+
+def _ranked(confidences, correct, predicted=None):
+    """Two-class probabilities whose top class has the given confidence; labels right or wrong as told."""
+    confidences = np.asarray(confidences, dtype=float)
+    predicted = np.zeros(len(confidences), dtype=int) if predicted is None else np.asarray(predicted)
+    probs = np.zeros((len(confidences), 2))
+    probs[np.arange(len(confidences)), predicted] = confidences
+    probs[np.arange(len(confidences)), 1 - predicted] = 1 - confidences
+    labels = np.where(np.asarray(correct), predicted, 1 - predicted)
+    return probs, labels
+
+
+def test_threshold_counts_each_original_once():
+    # 20 originals answered right at confidences 0.99, 0.98, ..., 0.80, and one original answered wrong
+    # in 8 augmented copies, all at 0.955. Per file the 8 copies weigh 8: precision 0.95 holds only above
+    # them (at 0.96). Per original they weigh 1: at 0.80, 20 of 21 originals are right (0.952).
+    right, _ = _ranked(np.linspace(0.99, 0.80, 20), [1] * 20)
+    wrong, _ = _ranked([0.955] * 8, [0] * 8)
+    probs = np.concatenate([right, wrong])
+    labels = np.array([0] * 20 + [1] * 8)
+    groups = [f"o{k}" for k in range(20)] + ["copies"] * 8
+    from training.metrics import group_weights
+
+    weights = group_weights(groups)
+    assert weights[-1] == pytest.approx(1 / 8)
+    assert choose_threshold(probs, labels, 0.95, weights=weights) == pytest.approx(0.80)
+    assert choose_threshold(probs, labels, 0.95) == pytest.approx(0.96)
+
+
+def test_out_of_scope_top_answers_are_never_identified_and_do_not_count():
+    # Row 0: the out-of-scope class (index 1) at 0.99, right. It is "not recognised", so it neither helps
+    # precision nor is it covered: the threshold is set by the in-scope rows alone.
+    probs, labels = _ranked([0.99, 0.9, 0.8, 0.7], [1, 1, 0, 1], predicted=[1, 0, 0, 0])
+    identifiable = np.array([True, False])
+    t = choose_threshold(probs, labels, 0.99, identifiable=identifiable)
+    assert t == pytest.approx(0.9)
+    result = selective(probs, labels, t, identifiable=identifiable)
+    assert result["coverage"] == pytest.approx(0.25) and result["accuracy_at_threshold"] == 1.0
+
+
+def test_bootstrap_interval_over_groups_contains_the_estimate_and_narrows_with_more_groups():
+    from training.metrics import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+
+    def interval(n_groups):
+        correct = rng.random(n_groups) < 0.8
+        rows = np.repeat(correct, 5)  # five copies of each original
+        groups = np.repeat(np.arange(n_groups).astype(str), 5).tolist()
+
+        def accuracy(w):
+            return float((w * rows).sum() / w.sum())
+
+        return correct.mean(), bootstrap_interval(accuracy, groups, resamples=400)
+
+    small_mean, (lo_s, hi_s) = interval(40)
+    big_mean, (lo_b, hi_b) = interval(1000)
+    assert lo_s <= small_mean <= hi_s and lo_b <= big_mean <= hi_b
+    assert (hi_b - lo_b) < (hi_s - lo_s) / 3  # about sqrt(25) = 5 times narrower
+    assert lo_b < 0.8 < hi_b
