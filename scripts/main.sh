@@ -17,6 +17,11 @@ $PESTID data check "$DATA/manifests/sample.csv"
 $PESTID data stats "$DATA/manifests/sample.csv"
 echo "== 3. train the smoke config (tracked in the local MLflow store: sqlite:///mlflow.db, mlruns/)"
 $PESTID train --config training/configs/smoke.yaml --data "$DATA/manifests/sample.csv" --out runs/smoke resume=false
+if [ -f ../shared/datasets/ricepest6/manifest.csv ]; then
+  echo "== 3b. the default model on the real photos in ../shared: merge the four sources, linear probe (~6 min)"
+  bash scripts/merge_shared.sh
+  $PESTID train --config training/configs/default.yaml --data "$DATA/manifests/merged.csv" --out runs/default
+fi
 echo "== 4. export again by hand (train already exported runs/smoke/model.onnx), evaluate, predict"
 $PESTID export runs/smoke --out artifacts/model.onnx
 $PESTID evaluate --model artifacts/model.onnx --data "$DATA/manifests/sample.csv" --split test --out artifacts/evaluation
@@ -24,7 +29,9 @@ $PESTID predict --model artifacts/model.onnx "$DATA"/sample/golden_apple_snail/g
 echo "== 5. serve: the API and the farmer's page (photos and the SQLite database under \$PESTID_DATA_DIR)"
 export PESTID_DATA_DIR="$DATA/serving"
 PORT=${PESTID_PORT:-8000}
-$PESTID serve --model artifacts/model.onnx --port "$PORT" --workers 2 &
+MODEL=artifacts/model.onnx
+[ -f runs/default/model.onnx ] && MODEL=runs/default/model.onnx
+$PESTID serve --model "$MODEL" --port "$PORT" --workers 2 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.5; done

@@ -64,6 +64,9 @@ class MlflowConfig(_Section):
 class EvalConfig(_Section):
     target_precision: float = 0.95  # the rejection threshold is chosen on val for this precision
     split: Literal["val", "test"] = "test"
+    # Where temperature and threshold are fitted: val, or (linear probe) group 5-fold out-of-fold predictions
+    # over train and val, which scores every original with a head that never saw it.
+    calibration: Literal["val", "out_of_fold"] = "val"
     tta: list[Literal["hflip"]] = []  # test-time views, declared in the ONNX contract and applied by every predictor
 
 

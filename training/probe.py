@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pestid.manifest import Manifest
+from pestid.manifest import Manifest, Row
 from training.callbacks import Callback
 from training.config import TrainConfig
 from training.data import sample_weights
@@ -94,10 +94,29 @@ def fit_linear(x: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: int, 
     return head.eval()
 
 
+def out_of_fold_logits(
+    views: list[np.ndarray], train_views: list[np.ndarray], labels: np.ndarray, groups: list[str], classes: int,
+    config: TrainConfig, folds: int = 5,
+) -> np.ndarray:  # fmt: skip
+    """Logits of every row from a head that never saw its group (group k-fold), averaged over the test-time
+    ``views``; ``train_views`` are the feature arrays each fold's head learns from."""
+    from sklearn.model_selection import GroupKFold
+
+    logits = np.zeros((len(labels), classes), dtype=np.float32)
+    for train, held in GroupKFold(n_splits=folds).split(views[0], labels, groups):
+        x = np.concatenate([v[train] for v in train_views])
+        y = np.tile(labels[train], len(train_views))
+        w = np.tile(sample_weights(labels[train].tolist(), [groups[i] for i in train], classes, config.data.balance),
+                    len(train_views))  # fmt: skip
+        logits[held] = _logits(fit_linear(x, y, w, classes, config), [v[held] for v in views])
+    return logits
+
+
 def train_probe(
     model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir: Path, callbacks: Callback
-) -> tuple[FitState, np.ndarray]:
-    """Fit the head on cached features; save ``checkpoints/best.pt``; return the state and val logits."""
+) -> tuple[FitState, np.ndarray, list[Row]]:
+    """Fit the head on cached features; save ``checkpoints/best.pt``; return the state and the logits of the
+    rows to calibrate on (val, or out-of-fold over train and val), with those rows."""
     seed_everything(config.seed)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
     cache = FeatureCache(config, manifest)
@@ -130,6 +149,15 @@ def train_probe(
         head.load_state_dict(best)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
+    if config.eval.calibration == "out_of_fold":  # thousands of unseen originals instead of val's hundreds
+        rows = [*train_rows, *val_rows]
+        plain_views = [np.concatenate([cache.get(train_rows, v), cache.get(val_rows, v)]) for v in eval_views]
+        train_sets = [np.concatenate([cache.get(train_rows, v), cache.get(val_rows, v)]) for v in train_views
+                      if not v.startswith("aug")]  # fmt: skip
+        labels = np.concatenate([y_train, y_val])
+        with_epochs = config.model_copy(update={"epochs": max(state.best_epoch, 1)})
+        oof = out_of_fold_logits(plain_views, train_sets, labels, [r.group for r in rows], len(index), with_epochs)
+        return state, oof, rows
     print(f"linear probe: {state.epoch} epochs on {len(xt)} feature rows in {time.perf_counter() - start:.1f} s; "
           f"best val macro-F1 (per original) {state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip
-    return state, best_logits
+    return state, best_logits, val_rows

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pestid.errors import DatasetError
-from pestid.manifest import Manifest, read_manifest
+from pestid.manifest import Manifest, Row, read_manifest
 from training.augment import eval_transform, train_transform
 from training.callbacks import Callback, CallbackList
 from training.config import TrainConfig, save_config
@@ -120,12 +120,13 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
         if probe:
             from training.probe import train_probe
 
-            state, val_logits = train_probe(model, manifest, config, run_dir, hooks)
+            state, logits, rows = train_probe(model, manifest, config, run_dir, hooks)
         else:
-            state, val_logits = _finetune(model, manifest, config, run_dir, device, distributed, hooks)
+            state, logits = _finetune(model, manifest, config, run_dir, device, distributed, hooks)
+            rows = manifest.split("val")
         if not is_main_process():
             return TrainResult(run_dir, state, {})
-        return _finish(manifest, val_logits, config, run_dir, state, hooks, export)
+        return _finish(manifest, rows, logits, config, run_dir, state, hooks, export)
     except BaseException:
         hooks.on_finish(status="FAILED")
         raise
@@ -154,12 +155,13 @@ def _finetune(model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir
     return state, logits
 
 
-def _finish(manifest: Manifest, val_logits: np.ndarray, config: TrainConfig, run_dir: Path, state: FitState,
-            hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
-    val_rows = manifest.split("val")
-    labels = np.array([manifest.labels.index(r.label) for r in val_rows])
-    calibration = calibrate(val_logits, labels, [r.group for r in val_rows], list(manifest.labels),
+def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: TrainConfig, run_dir: Path,
+            state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
+    """Calibrate on ``rows`` (originals the scoring model never trained on), export, evaluate."""
+    labels = np.array([manifest.labels.index(r.label) for r in rows])
+    calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
                             config.eval.target_precision)  # fmt: skip
+    calibration["calibrated_on"] = config.eval.calibration if config.method == "linear_probe" else "val"
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     result = TrainResult(run_dir, state, calibration)
     hooks.on_train_end(run_dir=run_dir, result={"fit": asdict(state), "calibration": calibration})

@@ -1,0 +1,139 @@
+"""Accuracy on the merged dataset: an ablation of the training levers and leave-one-source-out.
+
+Needs ../shared/datasets and a merged manifest (scripts/merge_shared.sh writes data/manifests/merged.csv).
+Every figure is per original (each group counted once) with its 95 % bootstrap interval over groups, and
+each lever is printed as a ratio against the baseline measured in the same run. Levers are chosen on val;
+test is reported, not tuned on. Backbone features come from the feature cache that `pestid train` uses.
+
+    .venv/bin/python benchmarks/accuracy_merged.py [--manifest data/manifests/merged.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from pestid.manifest import Manifest, Row, read_manifest
+from training.config import TrainConfig, resolve_config
+from training.data import sample_weights
+from training.features import FeatureCache
+from training.metrics import bootstrap_interval, group_weights, macro_f1
+from training.probe import _logits, fit_linear
+
+BASELINE = ["data.balance=none", "optim.label_smoothing=0.0", "optim.mixup=0.0", "eval.tta=[]", "data.augment_views=0"]
+LEVERS: list[tuple[str, list[str]]] = [
+    ("baseline: plain features, no balancing, no smoothing", BASELINE),
+    ("+ group- and class-balanced weights", [*BASELINE, "data.balance=groups"]),
+    ("+ label smoothing 0.1", [*BASELINE, "data.balance=groups", "optim.label_smoothing=0.1"]),
+    ("+ flip view (train) and flip TTA", [*BASELINE, "data.balance=groups", "optim.label_smoothing=0.1", "eval.tta=[hflip]"]),
+    ("+ mixup 0.2 on features", [*BASELINE, "data.balance=groups", "optim.label_smoothing=0.1", "eval.tta=[hflip]",
+                                 "optim.mixup=0.2"]),
+    ("+ one field-augmented view", [*BASELINE, "data.balance=groups", "optim.label_smoothing=0.1", "eval.tta=[hflip]",
+                                    "data.augment_views=1"]),
+    ("+ 80 epochs, lr 0.01", [*BASELINE, "data.balance=groups", "optim.label_smoothing=0.1", "eval.tta=[hflip]",
+                              "epochs=80", "optim.lr=0.01"]),
+]  # fmt: skip
+
+
+def per_original(
+    logits: np.ndarray, labels: np.ndarray, groups: Sequence[str], classes: int
+) -> tuple[float, tuple[float, float]]:
+    predicted = logits.argmax(axis=1)
+    weights = group_weights(list(groups))
+    return macro_f1(labels, predicted, classes, weights), bootstrap_interval(
+        lambda w: macro_f1(labels, predicted, classes, w), list(groups), resamples=500
+    )
+
+
+def _views(config: TrainConfig) -> tuple[list[str], list[str]]:
+    tta = "hflip" in config.eval.tta
+    return (["plain", *(f"aug{k}" for k in range(config.data.augment_views)), *(["hflip"] if tta else [])],
+            ["plain", *(["hflip"] if tta else [])])  # fmt: skip
+
+
+def run_lever(config: TrainConfig, manifest: Manifest, cache: FeatureCache) -> dict[str, object]:
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    split = {s: manifest.split(s) for s in ("train", "val", "test")}
+    y = {s: np.array([index[r.label] for r in rows]) for s, rows in split.items()}
+    train_views, eval_views = _views(config)
+    x = np.concatenate([cache.get(split["train"], v) for v in train_views])
+    w = sample_weights(y["train"].tolist(), [r.group for r in split["train"]], len(index), config.data.balance)
+    start = time.perf_counter()
+    head = fit_linear(x, np.tile(y["train"], len(train_views)), np.tile(w, len(train_views)), len(index), config)
+    seconds = time.perf_counter() - start
+    out: dict[str, object] = {"seconds": seconds}
+    for s in ("val", "test"):
+        logits = _logits(head, [cache.get(split[s], v) for v in eval_views])
+        out[s] = per_original(logits, y[s], [r.group for r in split[s]], len(index))
+    return out
+
+
+def leave_one_source_out(manifest: Manifest, cache: FeatureCache, config: TrainConfig) -> list[dict[str, object]]:
+    """For each source that shares classes with another: train on the others, score its shared-class originals."""
+    rows: list[Row] = [r for s in ("train", "val", "test") for r in manifest.split(s)]
+    x = np.concatenate([cache.get(manifest.split(s), "plain") for s in ("train", "val", "test")])
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    y = np.array([index[r.label] for r in rows])
+    sources = sorted({r.source for r in rows})
+    results = []
+    for held in sources:
+        mine = np.array([r.source == held for r in rows])
+        shared = {r.label for r in rows if r.source == held} & {r.label for r in rows if r.source != held}
+        if not shared:
+            continue
+        train = ~mine
+        groups = [r.group for r in rows]
+        w = sample_weights(
+            y[train].tolist(), [groups[i] for i in np.flatnonzero(train)], len(index), config.data.balance
+        )
+        head = fit_linear(x[train], y[train], w, len(index), config)
+        test = mine & np.isin(y, [index[c] for c in shared])
+        logits = _logits(head, [x[test]])
+        f1, ci = per_original(logits, y[test], [groups[i] for i in np.flatnonzero(test)], len(index))
+        inside = {r.label for r in rows if r.source == held}
+        results.append({"held_out": held, "shared_classes": sorted(shared), "originals": len({groups[i] for i in np.flatnonzero(test)}),
+                        "macro_f1": f1, "ci": ci, "classes_in_source": len(inside)})  # fmt: skip
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", default="data/manifests/merged.csv")
+    parser.add_argument("--config", default="training/configs/default.yaml")
+    args = parser.parse_args()
+    manifest = read_manifest(args.manifest)
+    print(f"{args.manifest}: {len(manifest.rows)} images, {len({r.group for r in manifest.rows})} originals, "
+          f"{len(manifest.labels)} classes")  # fmt: skip
+    rows = []
+    for name, overrides in LEVERS:
+        config = resolve_config(args.config, [*overrides, f"data.manifest={args.manifest}"])
+        result = run_lever(config, manifest, FeatureCache(config, manifest))
+        rows.append((name, result))
+        print(
+            f"  {name}: val {result['val'][0]:.4f}  test {result['test'][0]:.4f}  ({result['seconds']:.1f} s)",
+            flush=True,
+        )
+    base_val, base_test = rows[0][1]["val"][0], rows[0][1]["test"][0]  # type: ignore[index]
+    print(
+        "\n| lever (cumulative) | val macro-F1 per original | test macro-F1 per original [95 % CI] | test vs baseline |"
+    )
+    print("| --- | --- | --- | --- |")
+    for name, r in rows:
+        (vf, _), (tf, (lo, hi)) = r["val"], r["test"]  # type: ignore[misc]
+        print(f"| {name} | {vf:.4f} ({vf / base_val:.3f}×) | {tf:.4f} [{lo:.4f}, {hi:.4f}] | {tf / base_test:.3f}× |")
+    config = resolve_config(args.config, [f"data.manifest={args.manifest}", "eval.tta=[]"])
+    print("\nLeave one source out (train on the other sources, score the held-out source's shared classes):")
+    print("| held-out source | shared classes | originals | macro-F1 per original [95 % CI] |")
+    print("| --- | --- | --- | --- |")
+    for r in leave_one_source_out(manifest, FeatureCache(config, manifest), config):
+        lo, hi = r["ci"]  # type: ignore[misc]
+        print(
+            f"| {r['held_out']} | {', '.join(r['shared_classes'])} | {r['originals']} | {r['macro_f1']:.4f} [{lo:.4f}, {hi:.4f}] |"
+        )  # type: ignore[str-format]
+
+
+if __name__ == "__main__":
+    main()
