@@ -21,7 +21,7 @@ from training.config import TrainConfig, resolve_config
 from training.data import sample_weights
 from training.features import FeatureCache
 from training.metrics import bootstrap_interval, group_weights, macro_f1
-from training.probe import _logits, fit_linear
+from training.probe import _logits, _views, fit_linear
 
 BASELINE = ["data.balance=none", "optim.label_smoothing=0.0", "optim.mixup=0.0", "eval.tta=[]", "data.augment_views=0"]
 LEVERS: list[tuple[str, list[str]]] = [
@@ -46,12 +46,6 @@ def per_original(
     return macro_f1(labels, predicted, classes, weights), bootstrap_interval(
         lambda w: macro_f1(labels, predicted, classes, w), list(groups), resamples=500
     )
-
-
-def _views(config: TrainConfig) -> tuple[list[str], list[str]]:
-    tta = "hflip" in config.eval.tta
-    return (["plain", *(f"aug{k}" for k in range(config.data.augment_views)), *(["hflip"] if tta else [])],
-            ["plain", *(["hflip"] if tta else [])])  # fmt: skip
 
 
 def run_lever(config: TrainConfig, manifest: Manifest, cache: FeatureCache) -> dict[str, object]:
