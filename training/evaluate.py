@@ -33,6 +33,7 @@ from training.metrics import (
     confusion,
     group_accuracy,
     group_weights,
+    identified,
     macro_f1,
     per_class,
     precision_promise,
@@ -140,16 +141,16 @@ def _answer_rates(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, th
     """Per original: in-scope coverage, out-of-scope photos "identified", disease photos "identified" as a non-disease."""
     catalogue = load_catalogue()
     predicted = probs.argmax(axis=1)
-    identified = (probs.max(axis=1) >= threshold) & identifiable[predicted]
+    answered = identified(probs, threshold, identifiable)
     disease = np.array([catalogue.get(n).category in DISEASE_CATEGORIES for n in names])
     in_scope = identifiable[labels]
 
     def rate(mask: np.ndarray, hit: np.ndarray) -> float | None:
         return float(weights[mask & hit].sum() / weights[mask].sum()) if mask.any() else None
 
-    return {"in_scope_coverage": rate(in_scope, identified),
-            "out_of_scope_identified": rate(~in_scope, identified),
-            "disease_identified_as_other": rate(disease[labels], identified & ~disease[predicted])}  # fmt: skip
+    return {"in_scope_coverage": rate(in_scope, answered),
+            "out_of_scope_identified": rate(~in_scope, answered),
+            "disease_identified_as_other": rate(disease[labels], answered & ~disease[predicted])}  # fmt: skip
 
 
 def worst_mistakes(

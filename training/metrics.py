@@ -93,6 +93,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
+def identified(probs: np.ndarray, threshold: float, identifiable: np.ndarray | None = None) -> np.ndarray:
+    """Which rows are answered "identified": top confidence at the threshold and, given ``identifiable``
+    (per class), a top class that may be identified (never the out-of-scope class)."""
+    accepted = probs.max(axis=1) >= threshold
+    return accepted if identifiable is None else accepted & identifiable[probs.argmax(axis=1)]
+
+
 def _accepted_order(probs: np.ndarray, identifiable: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows that could be answered "identified" (their top class is identifiable), most confident first."""
     predicted = probs.argmax(axis=1)
@@ -130,11 +137,8 @@ def selective(
 ) -> dict[str, float]:  # fmt: skip
     """Coverage and precision of the "identified" answers at ``threshold`` (weighted when weights are given)."""
     w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
-    predicted = probs.argmax(axis=1)
-    accepted = probs.max(axis=1) >= threshold
-    if identifiable is not None:
-        accepted &= identifiable[predicted]
-    correct = predicted == labels
+    accepted = identified(probs, threshold, identifiable)
+    correct = probs.argmax(axis=1) == labels
     total = w.sum()
     return {
         "threshold": threshold,
@@ -149,7 +153,7 @@ def precision_promise(
 ) -> dict[str, object]:  # fmt: skip
     """Promised against delivered precision of "identified" answers, overall and per predicted class."""
     predicted = probs.argmax(axis=1)
-    accepted = (probs.max(axis=1) >= threshold) & identifiable[predicted]
+    accepted = identified(probs, threshold, identifiable)
     correct = predicted == labels
     per: dict[str, dict[str, float]] = {}
     for c, name in enumerate(names):

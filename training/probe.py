@@ -124,8 +124,10 @@ def train_probe(
     index = {label: i for i, label in enumerate(manifest.labels)}
     y_train = np.array([index[r.label] for r in train_rows])
     y_val = np.array([index[r.label] for r in val_rows])
-    x = np.concatenate([cache.get(train_rows, v, desc=f"train {v}") for v in train_views])
-    val = [cache.get(val_rows, v, desc=f"val {v}") for v in eval_views]
+    train_features = {v: cache.get(train_rows, v, desc=f"train {v}") for v in train_views}
+    val_features = {v: cache.get(val_rows, v, desc=f"val {v}") for v in eval_views}  # the train views but "aug"
+    x = np.concatenate(list(train_features.values()))
+    val = list(val_features.values())
     weights = sample_weights(y_train.tolist(), [r.group for r in train_rows], len(manifest.labels), config.data.balance)
     xt, yt = torch.from_numpy(x), torch.from_numpy(np.tile(y_train, len(train_views)))
     wt = torch.from_numpy(np.tile(weights, len(train_views))).float()
@@ -149,15 +151,14 @@ def train_probe(
         head.load_state_dict(best)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
-    if config.eval.calibration == "out_of_fold":  # thousands of unseen originals instead of val's hundreds
-        rows = [*train_rows, *val_rows]
-        plain_views = [np.concatenate([cache.get(train_rows, v), cache.get(val_rows, v)]) for v in eval_views]
-        train_sets = [np.concatenate([cache.get(train_rows, v), cache.get(val_rows, v)]) for v in train_views
-                      if not v.startswith("aug")]  # fmt: skip
-        labels = np.concatenate([y_train, y_val])
-        with_epochs = config.model_copy(update={"epochs": max(state.best_epoch, 1)})
-        oof = out_of_fold_logits(plain_views, train_sets, labels, [r.group for r in rows], len(index), with_epochs)
-        return state, oof, rows
     print(f"linear probe: {state.epoch} epochs on {len(xt)} feature rows in {time.perf_counter() - start:.1f} s; "
           f"best val macro-F1 (per original) {state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip
-    return state, best_logits, val_rows
+    if config.eval.calibration != "out_of_fold":
+        return state, best_logits, val_rows
+    # Thousands of unseen originals instead of val's hundreds: train and val, each scored by a head that never saw it.
+    both = {v: np.concatenate([train_features[v], val_features[v]]) for v in val_features}
+    rows = [*train_rows, *val_rows]
+    with_epochs = config.model_copy(update={"epochs": max(state.best_epoch, 1)})
+    views = [both[v] for v in eval_views]
+    labels = np.concatenate([y_train, y_val])
+    return state, out_of_fold_logits(views, views, labels, [r.group for r in rows], len(index), with_epochs), rows

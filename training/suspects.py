@@ -13,16 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.model_selection import GroupKFold
 
 from pestid.errors import DatasetError
 from pestid.manifest import read_manifest
 from pestid.predictor import softmax
 from training.config import TrainConfig
-from training.data import sample_weights
 from training.features import FeatureCache
-from training.probe import fit_linear
+from training.probe import out_of_fold_logits
 
 COLUMNS = ("path", "label", "suggested", "label_probability", "suggested_probability", "group", "source", "split",
            "source_label")  # fmt: skip
@@ -41,19 +38,6 @@ class Suspect:
     source_label: str
 
 
-def out_of_fold_probabilities(
-    features: np.ndarray, labels: np.ndarray, groups: list[str], classes: int, config: TrainConfig, folds: int
-) -> np.ndarray:
-    """Each row predicted by a head trained on the other folds; no group is on both sides."""
-    probs = np.zeros((len(labels), classes))
-    for train, held in GroupKFold(n_splits=folds).split(features, labels, groups):
-        weights = sample_weights(labels[train].tolist(), [groups[i] for i in train], classes, config.data.balance)
-        head = fit_linear(features[train], labels[train], weights, classes, config)
-        with torch.no_grad():
-            probs[held] = softmax(head(torch.from_numpy(features[held])).numpy())
-    return probs
-
-
 def find_suspects(config: TrainConfig, manifest_path: str | Path, *, folds: int = 5) -> list[Suspect]:
     from cleanlab.filter import find_label_issues
 
@@ -70,7 +54,8 @@ def find_suspects(config: TrainConfig, manifest_path: str | Path, *, folds: int 
     )
     index = {label: i for i, label in enumerate(manifest.labels)}
     labels = np.array([index[r.label] for r in rows])
-    probs = out_of_fold_probabilities(features, labels, [r.group for r in rows], len(index), config, folds)
+    logits = out_of_fold_logits([features], [features], labels, [r.group for r in rows], len(index), config, folds)
+    probs = softmax(logits)
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
     out = []
     for i in ranked:
