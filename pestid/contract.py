@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pestid.preprocess import PreprocessSpec
@@ -22,12 +23,21 @@ class ModelContract(BaseModel):
     preprocess: PreprocessSpec
     tta: list[Literal["hflip"]] = []  # test-time views whose logits every predictor averages
     temperature: float = Field(1.0, gt=0)
-    threshold: float = Field(0.0, ge=0, le=1)  # below it: "not recognised"
-    target_precision: float | None = None
+    threshold: float = Field(0.0, ge=0, le=1)  # below it: not "identified" (the class's own, where it has one)
+    class_thresholds: dict[str, float] = {}  # per label: the target precision held for each answer a farmer gets
+    target_precision: float | None = None  # what each class's "identified" answers are held to
+    expected_precision: float | None = None  # overall, at these thresholds, on the originals they were chosen on
     dataset_version: str = ""
     code_revision: str = ""
     metrics: dict[str, Any] = {}
     created: str = ""
+
+    def threshold_for(self, label: str) -> float:
+        return self.class_thresholds.get(label, self.threshold)
+
+    def thresholds(self) -> np.ndarray:
+        """The rejection threshold of each label, in the model's output order."""
+        return np.array([self.threshold_for(label) for label in self.labels], dtype=np.float64)
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -1,7 +1,8 @@
 """From fused probabilities to what a farmer is told: identified, uncertain or not recognised.
 
-- ``identified``: the top species is at or above the model's rejection threshold
-  (chosen on validation for a target precision).
+- ``identified``: the top species is at or above its rejection threshold: the
+  model's per-class one where the contract has it, else the overall one (both
+  chosen on unseen originals for a target precision).
 - ``uncertain``: below it but at least ``uncertain_floor``: shown with its
   alternatives and flagged for an officer.
 - ``not_recognised``: below that, or whenever the top answer is the trained
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,7 +57,7 @@ def _group_mass(probs: np.ndarray, labels: Sequence[str], catalogue: Catalogue) 
 
 def decide(
     probs: np.ndarray, labels: Sequence[str], *, threshold: float, catalogue: Catalogue,
-    uncertain_floor: float = 0.4, top: int = 3,
+    class_thresholds: Mapping[str, float] | None = None, uncertain_floor: float = 0.4, top: int = 3,
 ) -> Outcome:  # fmt: skip
     order = np.argsort(-probs)
     best = Ranked(labels[order[0]], float(probs[order[0]]))
@@ -69,7 +70,7 @@ def decide(
                   "rice leaf or stem up close.",
         })  # fmt: skip
     enemy = catalogue.get(best.id).category is Category.natural_enemy
-    if best.probability >= threshold:
+    if best.probability >= (class_thresholds or {}).get(best.id, threshold):
         org = catalogue.get(best.id)
         return Outcome("identified", ranked, do_not_spray=enemy,
                        messages={"vi": f"Đây là {org.name_vi}.", "en": f"This is {org.name_en}."})  # fmt: skip

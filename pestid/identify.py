@@ -25,7 +25,7 @@ def identify_files(model: str | Path, images: Sequence[str | Path], *, top: int 
         results.append({
             "image": str(path),
             "recognised": predictor.recognised(probs),
-            "threshold": predictor.contract.threshold,
+            "threshold": predictor.contract.threshold_for(predictor.labels[int(probs.argmax())]),
             "top": [describe(c) for c in predictor.top_k(probs, top)],
         })  # fmt: skip
     return results

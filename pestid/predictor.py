@@ -80,7 +80,7 @@ class Predictor:
         return [Candidate(self.labels[i], float(probabilities[i])) for i in order]
 
     def recognised(self, probabilities: np.ndarray) -> bool:
-        return float(probabilities.max()) >= self.contract.threshold
+        return float(probabilities.max()) >= self.contract.threshold_for(self.labels[int(probabilities.argmax())])
 
 
 def describe(candidate: Candidate, catalogue: Catalogue | None = None) -> dict[str, object]:

@@ -41,6 +41,7 @@ class ModelInfo(BaseModel):
     labels: list[str]
     dataset_version: str
     threshold: float
+    class_thresholds: dict[str, float] = {}
     temperature: float
     preprocess: dict[str, object]
 

@@ -67,6 +67,9 @@ class EvalConfig(_Section):
     # Where temperature and threshold are fitted: val, or (linear probe) group 5-fold out-of-fold predictions
     # over train and val, which scores every original with a head that never saw it.
     calibration: Literal["val", "out_of_fold"] = "val"
+    # One threshold per class (a class named by too few calibration originals keeps the overall one), so the
+    # target precision holds for each species' answers, not just on average over all of them.
+    per_class_threshold: bool = True
     tta: list[Literal["hflip"]] = []  # test-time views, declared in the ONNX contract and applied by every predictor
 
 

@@ -28,6 +28,7 @@ from pestid.predictor import Predictor
 from pestid.sample import unrelated_images
 from training import plots
 from training.metrics import (
+    Thresholds,
     auroc,
     bootstrap_interval,
     confusion,
@@ -84,9 +85,10 @@ def evaluate_model(
     report.update(summary(probs, labels, predictor.labels))
     report.update(per_original(probs, labels, rows, predictor))
     report["group_top1"] = group_accuracy(probs, labels, [r.group for r in rows])
-    ood = predictor.probabilities(unrelated_images(ood_images, size=predictor.contract.preprocess.size)).max(axis=1)
+    ood_probs = predictor.probabilities(unrelated_images(ood_images, size=predictor.contract.preprocess.size))
+    ood = ood_probs.max(axis=1)
     report["ood_auroc"] = auroc(probs.max(axis=1), ood)
-    report["ood_rejected"] = float((ood < predictor.contract.threshold).mean())
+    report["ood_rejected"] = float((ood < predictor.contract.thresholds()[ood_probs.argmax(axis=1)]).mean())
     report["reliability"] = reliability(probs, labels)
     # What a paired comparison of two models on this split needs (training.gate.paired_difference).
     report["rows"] = {"group": [r.group or r.path for r in rows], "label": labels.tolist(),
@@ -117,7 +119,7 @@ def per_original(probs: np.ndarray, labels: np.ndarray, rows: list[Row], predict
     """The figures that judge the model: each original counted once (see the module docstring)."""
     catalogue = load_catalogue()
     names, groups = predictor.labels, [r.group or r.path for r in rows]
-    weights, threshold = group_weights(groups), predictor.contract.threshold
+    weights, thresholds = group_weights(groups), predictor.contract.thresholds()
     identifiable = np.array(catalogue.in_scope(names))
     stats = per_class(confusion(labels, probs.argmax(axis=1), len(names), weights))
     out: dict[str, Any] = {"per_original": _group_figures(probs, labels, groups, len(names))}
@@ -129,14 +131,24 @@ def per_original(probs: np.ndarray, labels: np.ndarray, rows: list[Row], predict
         by_source.setdefault(row.source or "?", []).append(k)
     out["per_source"] = {source: _group_figures(probs[idx], labels[idx], [groups[k] for k in idx], len(names))
                          for source, idx in sorted(by_source.items())}  # fmt: skip
-    out.update(selective(probs, labels, threshold, weights=weights, identifiable=identifiable))
-    out["precision_promise"] = precision_promise(probs, labels, threshold, predictor.contract.target_precision, names,
-                                                 weights=weights, identifiable=identifiable)  # fmt: skip
-    out.update(_answer_rates(probs, labels, weights, threshold, identifiable, names))
+    out["threshold"] = predictor.contract.threshold
+    out["class_thresholds"] = dict(zip(names, thresholds.tolist(), strict=True))
+    out.update(selective(probs, labels, thresholds, weights=weights, identifiable=identifiable))
+    promise = precision_promise(probs, labels, thresholds, predictor.contract.target_precision, names,
+                                weights=weights, identifiable=identifiable)  # fmt: skip
+
+    def delivered(w: np.ndarray) -> float:
+        return float(precision_promise(probs, labels, thresholds, None, names, weights=w,
+                                       identifiable=identifiable)["delivered"])  # fmt: skip
+
+    promise["delivered_ci"] = bootstrap_interval(delivered, groups)
+    promise["expected"] = predictor.contract.expected_precision
+    out["precision_promise"] = promise
+    out.update(_answer_rates(probs, labels, weights, thresholds, identifiable, names))
     return out
 
 
-def _answer_rates(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, threshold: float,
+def _answer_rates(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, threshold: Thresholds,
                   identifiable: np.ndarray, names: list[str]) -> dict[str, float | None]:  # fmt: skip
     """Per original: in-scope coverage, out-of-scope photos "identified", disease photos "identified" as a non-disease."""
     catalogue = load_catalogue()
@@ -198,7 +210,8 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- |",
         f"| macro-F1 | {_fmt(original.get('macro_f1'))} | {_fmt(original.get('macro_f1_ci'))} |",
         f"| top-1 | {_fmt(original.get('top1'))} | {_fmt(original.get('top1_ci'))} |",
-        f"| precision promised / delivered | {_fmt(promise['promised'])} / {_fmt(promise['delivered'])} | |",
+        f"| precision promised (each class) / expected (overall) / delivered | {_fmt(promise['promised'])} / "
+        f"{_fmt(promise.get('expected'))} / {_fmt(promise['delivered'])} | {_fmt(promise.get('delivered_ci'))} |",
     ]
     for key in ("threshold", "coverage", "in_scope_coverage", "out_of_scope_identified", "disease_identified_as_other"):
         lines.append(f"| {key} | {_fmt(report.get(key))} | |")
@@ -219,10 +232,11 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for key in ("macro_f1", "top1", "top5", "group_top1", "ece", "ood_auroc", "ood_rejected"):
         lines.append(f"| {key} | {report[key]:.4f} |")
-    lines += ["", "| class | precision | recall | F1 | originals | delivered precision when identified |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += ["", "| class | precision | recall | F1 | originals | threshold | delivered precision when identified "
+              "| answers identified |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, m in original["per_class"].items():
-        delivered = promise["per_class"].get(name, {}).get("delivered")
+        answers = promise["per_class"].get(name, {})
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']:.1f} | "
-                     f"{_fmt(delivered)} |")  # fmt: skip
+                     f"{_fmt(report['class_thresholds'].get(name))} | {_fmt(answers.get('delivered'))} | "
+                     f"{_fmt(answers.get('answers'))} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -86,7 +86,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, metrics: dict[str, Any] 
     contract = ModelContract(
         model_name=config.mlflow.registered_model, architecture=config.model.name, labels=info["labels"],
         preprocess=info["preprocess"], tta=config.eval.tta, temperature=calibration.get("temperature", 1.0),
-        threshold=calibration.get("threshold", 0.0), target_precision=calibration.get("target_precision"),
+        threshold=calibration.get("threshold", 0.0), class_thresholds=calibration.get("class_thresholds", {}),
+        target_precision=calibration.get("target_precision"), expected_precision=calibration.get("accuracy_at_threshold"),
         dataset_version=info["dataset_version"], code_revision=info["code_revision"],
         metrics=metrics or {}, created=datetime.now(UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
@@ -133,6 +134,13 @@ def parity(model: torch.nn.Module, onnx_path: Path, images: list[Image.Image]) -
     return float(np.abs(softmax(torch_logits, t) - predictor.probabilities(images)).max())
 
 
+def _thresholds(contract: ModelContract) -> str:
+    if not contract.class_thresholds:
+        return f"confidence {contract.threshold:.3f}"
+    per = ", ".join(f"{label} {t:.3f}" for label, t in contract.class_thresholds.items())
+    return f"each class's own confidence ({per}; {contract.threshold:.3f} for any other)"
+
+
 def write_model_card(onnx_path: Path, contract: ModelContract, parity_diff: float) -> Path:
     catalogue = load_catalogue()
     rows = "\n".join(
@@ -147,7 +155,7 @@ def write_model_card(onnx_path: Path, contract: ModelContract, parity_diff: floa
 - Dataset version: `{contract.dataset_version}`; code revision: `{contract.code_revision}`; created {contract.created}.
 - Preprocessing: shorter side to {contract.preprocess.size}/{contract.preprocess.crop_pct}, centre crop, mean {contract.preprocess.mean}, std {contract.preprocess.std}.
 - Test-time views averaged: {", ".join(contract.tta) or "none"}.
-- Calibration: temperature {contract.temperature:.3f}; "not recognised" below confidence {contract.threshold:.3f} (chosen on validation for precision {contract.target_precision}).
+- Calibration: temperature {contract.temperature:.3f}; "identified" at or above {_thresholds(contract)}, chosen on unseen originals for precision {contract.target_precision}.
 - Parity, PyTorch vs onnxruntime: max |Δp| = {parity_diff:.2e}.
 
 ## Metrics

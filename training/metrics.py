@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -93,10 +94,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
-def identified(probs: np.ndarray, threshold: float, identifiable: np.ndarray | None = None) -> np.ndarray:
-    """Which rows are answered "identified": top confidence at the threshold and, given ``identifiable``
-    (per class), a top class that may be identified (never the out-of-scope class)."""
-    accepted = probs.max(axis=1) >= threshold
+Thresholds = float | np.ndarray  # one rejection threshold for every class, or one per class (C,)
+
+
+def identified(probs: np.ndarray, threshold: Thresholds, identifiable: np.ndarray | None = None) -> np.ndarray:
+    """Which rows are answered "identified": top confidence at the threshold (of the top class, when there is
+    one per class) and, given ``identifiable`` (per class), a top class that may be identified (never the
+    out-of-scope class)."""
+    t = np.asarray(threshold, dtype=np.float64)
+    accepted = probs.max(axis=1) >= (t if t.ndim == 0 else t[probs.argmax(axis=1)])
     return accepted if identifiable is None else accepted & identifiable[probs.argmax(axis=1)]
 
 
@@ -125,14 +131,42 @@ def choose_threshold(
     w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
     correct = (predicted == labels).astype(np.float64)
     precision = np.cumsum((w * correct)[order]) / np.cumsum(w[order])
-    reaching = np.flatnonzero(precision >= target_precision)
+    ranked = confidence[order]
+    # A threshold accepts every row tied at it, so only the last row of each run of ties is a possible cut.
+    cuts = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    reaching = cuts[precision[cuts] >= target_precision]
     if len(reaching) == 0:
-        return float(confidence[order][int(np.argmax(precision))])
-    return float(confidence[order][reaching[-1]])
+        return float(ranked[cuts[int(np.argmax(precision[cuts]))]])
+    return float(ranked[reaching[-1]])
+
+
+def choose_class_thresholds(
+    probs: np.ndarray, labels: np.ndarray, target_precision: float, *, weights: np.ndarray | None = None,
+    identifiable: np.ndarray | None = None, min_answers: float = 20.0, floor: float = 0.5,
+) -> np.ndarray:  # fmt: skip
+    """One threshold per class: the lowest at which the answers naming that class reach the target precision.
+
+    One overall threshold keeps its promise only on average: easy classes (a
+    dragonfly) pay for hard ones (the planthoppers), so "brown planthopper,
+    identified" is right less often than promised. Per class, the promise holds
+    for each answer a farmer can get. A class named by fewer than ``min_answers``
+    originals (weighted) is too thin to judge alone and keeps the overall threshold.
+    No threshold is below ``floor``: "This is a lady beetle" beside "23 %" would
+    contradict itself, however often such answers were right.
+    """
+    overall = choose_threshold(probs, labels, target_precision, weights=weights, identifiable=identifiable)
+    w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    predicted = probs.argmax(axis=1)
+    thresholds = np.full(probs.shape[1], overall, dtype=np.float64)
+    for c in range(probs.shape[1]):
+        mine = predicted == c
+        if (identifiable is None or identifiable[c]) and w[mine].sum() >= min_answers:
+            thresholds[c] = choose_threshold(probs[mine], labels[mine], target_precision, weights=w[mine])
+    return np.maximum(thresholds, floor)
 
 
 def selective(
-    probs: np.ndarray, labels: np.ndarray, threshold: float, *, weights: np.ndarray | None = None,
+    probs: np.ndarray, labels: np.ndarray, threshold: Thresholds, *, weights: np.ndarray | None = None,
     identifiable: np.ndarray | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Coverage and precision of the "identified" answers at ``threshold`` (weighted when weights are given)."""
@@ -141,16 +175,15 @@ def selective(
     correct = probs.argmax(axis=1) == labels
     total = w.sum()
     return {
-        "threshold": threshold,
         "coverage": float(w[accepted].sum() / total) if total else 0.0,
         "accuracy_at_threshold": float(w[accepted & correct].sum() / w[accepted].sum()) if accepted.any() else 0.0,
     }
 
 
 def precision_promise(
-    probs: np.ndarray, labels: np.ndarray, threshold: float, promised: float | None, names: Sequence[str], *,
+    probs: np.ndarray, labels: np.ndarray, threshold: Thresholds, promised: float | None, names: Sequence[str], *,
     weights: np.ndarray, identifiable: np.ndarray,
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """Promised against delivered precision of "identified" answers, overall and per predicted class."""
     predicted = probs.argmax(axis=1)
     accepted = identified(probs, threshold, identifiable)
@@ -158,11 +191,12 @@ def precision_promise(
     per: dict[str, dict[str, float]] = {}
     for c, name in enumerate(names):
         mine = accepted & (predicted == c)
-        if mine.any():
+        if weights[mine].sum() > 0:
             per[name] = {"delivered": float(weights[mine & correct].sum() / weights[mine].sum()),
                          "answers": float(weights[mine].sum())}  # fmt: skip
-    delivered = float(weights[accepted & correct].sum() / weights[accepted].sum()) if accepted.any() else float("nan")
-    return {"promised": promised, "delivered": delivered, "threshold": threshold, "per_class": per}
+    answered = weights[accepted].sum()  # 0 in a bootstrap resample that drew none of the answered originals
+    delivered = float(weights[accepted & correct].sum() / answered) if answered > 0 else float("nan")
+    return {"promised": promised, "delivered": delivered, "per_class": per}
 
 
 def bootstrap_interval(
@@ -172,7 +206,8 @@ def bootstrap_interval(
     """A percentile interval of ``statistic(row_weights)`` over resamples of whole groups.
 
     ``statistic`` receives per-row weights: 1/size of the row's group times how many
-    times the resample drew that group (0 for groups left out).
+    times the resample drew that group (0 for groups left out). A resample where the
+    statistic is undefined (NaN: nothing to measure in it) is left out.
     """
     names, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
     base = group_weights(list(groups))
@@ -181,7 +216,7 @@ def bootstrap_interval(
     for _ in range(resamples):
         draws = np.bincount(rng.integers(0, len(names), len(names)), minlength=len(names))
         values.append(statistic(base * draws[inverse]))
-    lo, hi = np.percentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    lo, hi = np.nanpercentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)
 
 

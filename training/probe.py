@@ -82,24 +82,27 @@ def _optimiser(
     return optimizer, cosine
 
 
-def fit_linear(x: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: int, config: TrainConfig) -> nn.Linear:
-    """A fresh linear head trained on features for ``config.epochs`` (no validation: out-of-fold use)."""
+def fit_linear(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: int, config: TrainConfig, stop: int | None = None
+) -> nn.Linear:
+    """A fresh linear head trained on features with ``config``'s schedule, stopped after ``stop`` epochs
+    (all of them by default); no validation: out-of-fold use."""
     torch.manual_seed(config.seed)
     head = nn.Linear(x.shape[1], classes)
     optimizer, scheduler = _optimiser(head, config, len(x))
     generator = torch.Generator().manual_seed(config.seed)
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(weights).float()
-    for _ in range(config.epochs):
+    for _ in range(config.epochs if stop is None else stop):
         _epoch(head, xt, yt, wt, optimizer, scheduler, config, classes, generator)
     return head.eval()
 
 
 def out_of_fold_logits(
     views: list[np.ndarray], train_views: list[np.ndarray], labels: np.ndarray, groups: list[str], classes: int,
-    config: TrainConfig, folds: int = 5,
+    config: TrainConfig, folds: int = 5, stop: int | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Logits of every row from a head that never saw its group (group k-fold), averaged over the test-time
-    ``views``; ``train_views`` are the feature arrays each fold's head learns from."""
+    ``views``; ``train_views`` are the feature arrays each fold's head learns from, for ``stop`` epochs."""
     from sklearn.model_selection import GroupKFold
 
     logits = np.zeros((len(labels), classes), dtype=np.float32)
@@ -108,7 +111,7 @@ def out_of_fold_logits(
         y = np.tile(labels[train], len(train_views))
         w = np.tile(sample_weights(labels[train].tolist(), [groups[i] for i in train], classes, config.data.balance),
                     len(train_views))  # fmt: skip
-        logits[held] = _logits(fit_linear(x, y, w, classes, config), [v[held] for v in views])
+        logits[held] = _logits(fit_linear(x, y, w, classes, config, stop), [v[held] for v in views])
     return logits
 
 
@@ -156,9 +159,12 @@ def train_probe(
     if config.eval.calibration != "out_of_fold":
         return state, best_logits, val_rows
     # Thousands of unseen originals instead of val's hundreds: train and val, each scored by a head that never saw it.
-    both = {v: np.concatenate([train_features[v], val_features[v]]) for v in val_features}
+    # Each fold's head follows the shipped head's recipe (views, schedule, chosen epoch), so their confidence matches.
+    for v in train_views:
+        val_features.setdefault(v, cache.get(val_rows, v, desc=f"val {v}"))
+    both = {v: np.concatenate([train_features[v], val_features[v]]) for v in train_views}
     rows = [*train_rows, *val_rows]
-    with_epochs = config.model_copy(update={"epochs": max(state.best_epoch, 1)})
-    views = [both[v] for v in eval_views]
     labels = np.concatenate([y_train, y_val])
-    return state, out_of_fold_logits(views, views, labels, [r.group for r in rows], len(index), with_epochs), rows
+    logits = out_of_fold_logits([both[v] for v in eval_views], [both[v] for v in train_views], labels,
+                                [r.group for r in rows], len(index), config, stop=max(state.best_epoch, 1))  # fmt: skip
+    return state, logits, rows

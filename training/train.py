@@ -25,7 +25,7 @@ from training.callbacks import Callback, CallbackList
 from training.config import TrainConfig, save_config
 from training.data import ManifestDataset, balanced_sampler, class_weights
 from training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
-from training.metrics import choose_threshold, fit_temperature, group_weights, selective
+from training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
 from training.models import create_model, preprocess_spec
 from training.provenance import code_revision
 
@@ -76,10 +76,11 @@ def _loaders(
 
 
 def calibrate(
-    logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], target_precision: float
-) -> dict[str, Any]:
-    """Temperature scaling and the rejection threshold, both fitted on validation: whole groups the model
-    never trained on, each original counted once, only in-scope answers counted as "identified"."""
+    logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], target_precision: float, *,
+    per_class: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Temperature scaling and the rejection thresholds, fitted on originals the model never trained on (val,
+    or out-of-fold), each original counted once, only in-scope answers counted as "identified"."""
     from pestid.catalogue import load_catalogue
     from pestid.predictor import softmax
 
@@ -88,9 +89,14 @@ def calibrate(
     weights = group_weights(groups)
     identifiable = np.array(load_catalogue().in_scope(names))
     threshold = choose_threshold(probs, labels, target_precision, weights=weights, identifiable=identifiable)
-    result = selective(probs, labels, threshold, weights=weights, identifiable=identifiable)
-    return {"temperature": temperature, "target_precision": target_precision, "calibration_groups": len(set(groups)),
-            **result}  # fmt: skip
+    out: dict[str, Any] = {"temperature": temperature, "target_precision": target_precision,
+                           "calibration_groups": len(set(groups)), "threshold": threshold}  # fmt: skip
+    thresholds: float | np.ndarray = threshold
+    if per_class:
+        thresholds = choose_class_thresholds(probs, labels, target_precision, weights=weights,
+                                             identifiable=identifiable)  # fmt: skip
+        out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, thresholds, identifiable, strict=True) if ok}
+    return {**out, **selective(probs, labels, thresholds, weights=weights, identifiable=identifiable)}
 
 
 def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, export: bool = True) -> TrainResult:
@@ -160,7 +166,7 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
     """Calibrate on ``rows`` (originals the scoring model never trained on), export, evaluate."""
     labels = np.array([manifest.labels.index(r.label) for r in rows])
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
-                            config.eval.target_precision)  # fmt: skip
+                            config.eval.target_precision, per_class=config.eval.per_class_threshold)  # fmt: skip
     calibration["calibrated_on"] = config.eval.calibration if config.method == "linear_probe" else "val"
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     result = TrainResult(run_dir, state, calibration)

@@ -36,7 +36,10 @@ def headline(report: dict) -> None:
     out.print(f"{report['split']}: {report['images']} images, {o['groups']} originals")
     out.print(f"  macro-F1 per original {o.get('macro_f1', float('nan')):.4f} [95 % {ci[0]:.4f}, {ci[1]:.4f}]  "
               f"top-1 per original {o.get('top1', float('nan')):.4f}")  # fmt: skip
-    out.print(f"  precision promised {p['promised']} / delivered {p['delivered']:.4f} at threshold {p['threshold']:.3f}; "
+    d = p.get("delivered_ci", (float("nan"),) * 2)
+    expected = "—" if p.get("expected") is None else f"{p['expected']:.4f}"
+    out.print(f"  precision promised {p['promised']} per class, expected {expected} overall / delivered "
+              f"{p['delivered']:.4f} [95 % {d[0]:.4f}, {d[1]:.4f}]; "
               f"in-scope coverage {_pct(report.get('in_scope_coverage'))}; out-of-scope identified "
               f"{_pct(report.get('out_of_scope_identified'))}; disease identified as another kind "
               f"{_pct(report.get('disease_identified_as_other'))}")  # fmt: skip

@@ -143,7 +143,8 @@ async def identify(
         return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
     photos, images = await run_in_threadpool(accept_photos, files, settings.max_pixels)
     probs = fuse(await run_in_threadpool(model.predictor.probabilities, images))
-    outcome = decide(probs, model.predictor.labels, threshold=model.predictor.contract.threshold,
+    contract = model.predictor.contract
+    outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
                      catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)  # fmt: skip
     body = build_response(outcome, model, lang, len(photos))
     stored, created = await run_in_threadpool(

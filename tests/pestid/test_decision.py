@@ -41,3 +41,14 @@ def test_natural_enemy_says_do_not_spray():
 def test_fusion_averages_photos():
     fused = fuse(np.array([[0.9, 0.1], [0.5, 0.5]]))
     assert np.allclose(fused, [0.7, 0.3])
+
+
+def test_a_class_threshold_replaces_the_overall_one_for_that_class_only():
+    probs = np.array([0.7, 0.1, 0.1, 0.05, 0.05])
+    catalogue = load_catalogue()
+    strict = decide(probs, LABELS, threshold=0.6, class_thresholds={"yellow_stem_borer": 0.9}, catalogue=catalogue)
+    assert strict.decision == "uncertain"
+    lenient = decide(probs, LABELS, threshold=0.8, class_thresholds={"yellow_stem_borer": 0.65}, catalogue=catalogue)
+    assert lenient.decision == "identified"
+    other = decide(probs, LABELS, threshold=0.8, class_thresholds={"brown_planthopper": 0.1}, catalogue=catalogue)
+    assert other.decision == "uncertain"

@@ -4,6 +4,7 @@ import pytest
 from pestid.predictor import softmax
 from training.metrics import (
     auroc,
+    choose_class_thresholds,
     choose_threshold,
     ece,
     fit_temperature,
@@ -111,6 +112,32 @@ def test_out_of_scope_top_answers_are_never_identified_and_do_not_count():
     assert t == pytest.approx(0.9)
     result = selective(probs, labels, t, identifiable=identifiable)
     assert result["coverage"] == pytest.approx(0.25) and result["accuracy_at_threshold"] == 1.0
+
+
+def test_per_class_thresholds_hold_the_promise_for_each_class_where_one_threshold_averages_it():
+    # Class 0 is easy: 30 answers at 0.60..0.89, all right. Class 1 is hard: 30 answers at the same
+    # confidences, the 10 least confident (0.60..0.69) wrong. One threshold for 95 % overall stops at 0.68,
+    # where the easy class's right answers still average out class 1's 2 wrong of 22 (91 %), and class 0
+    # loses its answers below 0.68 for nothing. Per class: class 0 keeps 0.60, class 1 stops at 0.69
+    # (20 right of 21, 95.2 %): each class keeps the promise.
+    confidence = np.round(np.linspace(0.60, 0.89, 30), 2)
+    easy, easy_labels = _ranked(confidence, [1] * 30, predicted=[0] * 30)
+    hard, hard_labels = _ranked(confidence, [0] * 10 + [1] * 20, predicted=[1] * 30)
+    probs, labels = np.concatenate([easy, hard]), np.concatenate([easy_labels, hard_labels])
+    easy_rows, hard_rows = np.arange(30), np.arange(30, 60)
+    overall = choose_threshold(probs, labels, 0.95)
+    assert overall == pytest.approx(0.68)
+    assert selective(probs[hard_rows], labels[hard_rows], overall)["accuracy_at_threshold"] < 0.95
+    per_class = choose_class_thresholds(probs, labels, 0.95, min_answers=10)
+    assert per_class.tolist() == pytest.approx([0.60, 0.69])
+    assert selective(probs[easy_rows], labels[easy_rows], per_class) == {"coverage": 1.0, "accuracy_at_threshold": 1.0}
+    assert selective(probs[hard_rows], labels[hard_rows], per_class)["accuracy_at_threshold"] == pytest.approx(20 / 21)
+    # Never "identified" below the floor, however often such answers were right.
+    assert choose_class_thresholds(probs, labels, 0.95, min_answers=10, floor=0.65).tolist() == pytest.approx(
+        [0.65, 0.69]
+    )
+    # Too few answers to judge a class alone: it keeps the overall threshold.
+    assert np.allclose(choose_class_thresholds(probs, labels, 0.95, min_answers=31), overall)
 
 
 def test_bootstrap_interval_over_groups_contains_the_estimate_and_narrows_with_more_groups():
