@@ -216,6 +216,8 @@ def bootstrap_interval(
     for _ in range(resamples):
         draws = np.bincount(rng.integers(0, len(names), len(names)), minlength=len(names))
         values.append(statistic(base * draws[inverse]))
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
     lo, hi = np.nanpercentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)
 
