@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from pestid.manifest import Manifest, Row, read_manifest
-from training.config import TrainConfig, resolve_config
-from training.data import sample_weights
-from training.features import FeatureCache
-from training.metrics import bootstrap_interval, group_weights, macro_f1
-from training.probe import _logits, _views, fit_linear
+from pestid.training.config import TrainConfig, resolve_config
+from pestid.training.data import sample_weights
+from pestid.training.features import FeatureCache
+from pestid.training.metrics import bootstrap_interval, group_weights, macro_f1
+from pestid.training.probe import _logits, _views, fit_linear
 
 BASELINE = ["data.balance=none", "optim.label_smoothing=0.0", "optim.mixup=0.0", "eval.tta=[]", "data.augment_views=0"]
 LEVERS: list[tuple[str, list[str]]] = [

@@ -27,10 +27,10 @@ from pestid.dataset import import_to_manifest, split_manifest
 from pestid.imaging import read_image
 from pestid.manifest import read_manifest
 from pestid.preprocess import preprocess
-from training.config import resolve_config
-from training.metrics import macro_f1
-from training.models import create_model, preprocess_spec
-from training.train import run
+from pestid.training.config import resolve_config
+from pestid.training.metrics import macro_f1
+from pestid.training.models import create_model, preprocess_spec
+from pestid.training.train import run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -43,8 +43,8 @@ def make_run(folder: Path, image_size: int) -> Path:
     """A run folder (config, run.json, best.pt) for EfficientNet-Lite0 with a 6-class head."""
     import torch
 
-    from training.config import resolve_config, save_config
-    from training.models import create_model, preprocess_spec
+    from pestid.training.config import resolve_config, save_config
+    from pestid.training.models import create_model, preprocess_spec
 
     config = resolve_config(None, [f"model.image_size={image_size}", f"out={folder}"])
     folder.joinpath("checkpoints").mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-serving-bench-"))
     run_dir = args.run or make_run(work / "run", args.image_size)
-    from training.export import export_run
+    from pestid.training.export import export_run
 
     model = export_run(run_dir, work / "model.onnx").onnx_path
     images = photos()

@@ -15,8 +15,8 @@ from fastapi import FastAPI, UploadFile
 
 from pestid.imaging import decode_image
 from pestid.preprocess import PreprocessSpec, preprocess
-from training.config import resolve_config
-from training.models import create_model
+from pestid.training.config import resolve_config
+from pestid.training.models import create_model
 
 
 def build(run_dir: Path) -> FastAPI:

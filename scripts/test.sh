@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set up, lint, type-check, then run every test.
+# The test command: set up, lint, type-check, check the layers, then run every test.
 # pytest's exit code 5 ("no tests ran") is a failure here, as any non-zero code is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ bash scripts/setup-services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layer contracts in pyproject.toml (ARCHITECTURE.md)
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pestid.errors import PestidError
-from serving.db import AuthToken, User
+from pestid.serving.db import AuthToken, User
 
 ROLES = ("officer", "senior", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}

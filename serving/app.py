@@ -10,16 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import problems
-from serving.db import make_engine, migrate, session_factory
-from serving.model import load_model
-from serving.model_refresh import watching
-from serving.observability import RequestContext, configure_logging, log
-from serving.photos import PhotoStore
-from serving.routes import health, identify, model, pages, review
-from serving.routes.pages import STATIC
-from serving.settings import Settings, get_settings
-from serving.submissions import referenced_paths
+from pestid.serving import problems
+from pestid.serving.db import make_engine, migrate, session_factory
+from pestid.serving.model import load_model
+from pestid.serving.model_refresh import watching
+from pestid.serving.observability import RequestContext, configure_logging, log
+from pestid.serving.photos import PhotoStore
+from pestid.serving.routes import health, identify, model, pages, review
+from pestid.serving.routes.pages import STATIC
+from pestid.serving.settings import Settings, get_settings
+from pestid.serving.submissions import referenced_paths
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

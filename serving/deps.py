@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import sessionmaker
 
-from serving.accounts import RANK, user_for_token
-from serving.db import User
-from serving.model import LoadedModel
-from serving.photos import PhotoStore
-from serving.problems import Problem
-from serving.settings import Settings, get_settings
+from pestid.serving.accounts import RANK, user_for_token
+from pestid.serving.db import User
+from pestid.serving.model import LoadedModel
+from pestid.serving.photos import PhotoStore
+from pestid.serving.problems import Problem
+from pestid.serving.settings import Settings, get_settings
 
 __all__ = [
     "current_user",
@@ -21,7 +21,6 @@ __all__ = [
     "get_photo_store",
     "get_sessions",
     "get_settings",
-    "request_language",
     "require",
 ]
 
@@ -40,18 +39,6 @@ def get_sessions(request: Request) -> sessionmaker:
 
 def get_photo_store(request: Request) -> PhotoStore:
     return request.app.state.photos
-
-
-def request_language(request: Request) -> str:
-    """``?lang=`` first, then Accept-Language; Vietnamese by default."""
-    lang = request.query_params.get("lang")
-    if lang in ("vi", "en"):
-        return lang
-    for item in request.headers.get("accept-language", "").split(","):
-        code = item.split(";")[0].strip().lower()[:2]
-        if code in ("vi", "en"):
-            return code
-    return "vi"
 
 
 def current_user(request: Request) -> User:

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from serving.model import current_version, load_model
-from serving.observability import log
+from pestid.serving.model import current_version, load_model
+from pestid.serving.observability import log
 
 
 async def refresh_model(app: FastAPI) -> str:

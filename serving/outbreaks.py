@@ -9,7 +9,7 @@ from collections import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serving.db import Submission
+from pestid.serving.db import Submission
 
 
 def iso_week(sub: Submission) -> str:

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pestid.serving.language import request_language
+
 
 class Problem(Exception):
     def __init__(self, status: int, code: str, vi: str, en: str, **extra: Any) -> None:
@@ -30,15 +32,9 @@ def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi",
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-def _lang(request: Request) -> str:
-    from serving.deps import request_language
-
-    return request_language(request)
-
-
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return problem_response(exc.status, exc.code, exc.vi, exc.en, _lang(request), **exc.extra)
+    return problem_response(exc.status, exc.code, exc.vi, exc.en, request_language(request), **exc.extra)
 
 
 async def handle_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -46,14 +42,14 @@ async def handle_validation(request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
     where = ".".join(str(p) for p in first["loc"])
     return problem_response(422, "invalid_request", f"Yêu cầu không hợp lệ ở '{where}': {first['msg']}.",
-                            f"Invalid request at '{where}': {first['msg']}.", _lang(request))  # fmt: skip
+                            f"Invalid request at '{where}': {first['msg']}.", request_language(request))  # fmt: skip
 
 
 async def handle_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem_response(exc.status_code, "http_error", str(exc.detail), str(exc.detail), _lang(request))
+    return problem_response(exc.status_code, "http_error", str(exc.detail), str(exc.detail), request_language(request))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "internal_error", "Lỗi máy chủ, vui lòng thử lại sau.",
-                            "Server error, please try again later.", _lang(request))  # fmt: skip
+                            "Server error, please try again later.", request_language(request))  # fmt: skip

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pestid.catalogue import load_catalogue
-from serving.db import AuditEntry, Review, Submission, User
+from pestid.serving.db import AuditEntry, Review, Submission, User
 
 REJECT_REASONS = ("blurry", "not_rice", "duplicate", "not_harmful")
 

@@ -12,8 +12,8 @@ from pestid.grouping import GroupingConfig, threshold_for
 from pestid.hashing import phash, to_hex
 from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row, read_manifest, write_manifest
+from pestid.serving.db import Photo, Submission, open_database
 from pestid.splits import extend_frozen, group_and_split
-from serving.db import Photo, Submission, open_database
 
 SOURCE = "reviews"
 TOKEN_PATTERN = r"^review:(?P<review_token>[0-9a-f]{32})/"  # photos of one submission are one observation

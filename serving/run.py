@@ -30,7 +30,7 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int
     os.environ["PESTID_WORKERS"] = str(workers)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pestid-metrics-")
-    config = uvicorn.Config("serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+    config = uvicorn.Config("pestid.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", access_log=False)  # fmt: skip
     if workers <= 1:
         uvicorn.Server(config).run()

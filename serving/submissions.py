@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serving.db import Photo, Submission, _id
-from serving.photos import PhotoStore
+from pestid.serving.db import Photo, Submission, _id
+from pestid.serving.photos import PhotoStore
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif"}
 

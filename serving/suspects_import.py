@@ -17,8 +17,8 @@ from pestid.catalogue import load_catalogue
 from pestid.errors import DatasetError, ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
-from serving.photos import PhotoStore
-from serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
+from pestid.serving.photos import PhotoStore
+from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
 
 MODEL_VERSION = "suspects"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from serving.problems import Problem
+from pestid.serving.problems import Problem
 
 PHOTO_FIELD = "photos"
 

@@ -5,16 +5,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pestid.manifest import read_manifest
-from serving.accounts import add_user
-from serving.app import create_app
-from serving.review_export import manifest_from_reviews
-from serving.settings import Settings
+from pestid.serving.accounts import add_user
+from pestid.serving.app import create_app
+from pestid.serving.review_export import manifest_from_reviews
+from pestid.serving.settings import Settings
+from pestid.training.config import GateConfig
+from pestid.training.mlflow_callback import MLflowCallback
+from pestid.training.promote import promote
+from pestid.training.train import train
 from tests.conftest import jpeg_bytes, photo
 from tests.training.conftest import tiny_config
-from training.config import GateConfig
-from training.mlflow_callback import MLflowCallback
-from training.promote import promote
-from training.train import train
 
 pytestmark = pytest.mark.slow
 

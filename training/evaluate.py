@@ -26,8 +26,8 @@ from pestid.imaging import read_image
 from pestid.manifest import Row, read_manifest
 from pestid.predictor import Predictor
 from pestid.sample import unrelated_images
-from training import plots
-from training.metrics import (
+from pestid.training import plots
+from pestid.training.metrics import (
     Thresholds,
     auroc,
     bootstrap_interval,

@@ -29,8 +29,8 @@ from pestid.manifest import read_manifest
 from pestid.predictor import Predictor, softmax
 from pestid.preprocess import preprocess, tta_views
 from pestid.sample import make_original
-from training.config import resolve_config
-from training.models import create_model
+from pestid.training.config import resolve_config
+from pestid.training.models import create_model
 
 PARITY_TOLERANCE = 1e-4
 

@@ -23,9 +23,9 @@ from tqdm import tqdm
 from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row
 from pestid.preprocess import PreprocessSpec, preprocess
-from training.augment import train_transform
-from training.config import TrainConfig
-from training.models import create_model, preprocess_spec
+from pestid.training.augment import train_transform
+from pestid.training.config import TrainConfig
+from pestid.training.models import create_model, preprocess_spec
 
 BATCH = 64
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from training.config import GateConfig
-from training.metrics import bootstrap_interval, macro_f1
+from pestid.training.config import GateConfig
+from pestid.training.metrics import bootstrap_interval, macro_f1
 
 
 @dataclass

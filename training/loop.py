@@ -23,10 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from training.callbacks import Callback
-from training.config import TrainConfig
-from training.metrics import macro_f1
-from training.models import backbone_parameters, head_parameters
+from pestid.training.callbacks import Callback
+from pestid.training.config import TrainConfig
+from pestid.training.metrics import macro_f1
+from pestid.training.models import backbone_parameters, head_parameters
 
 
 @dataclass

@@ -15,8 +15,8 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
-from training.callbacks import Callback
-from training.config import MlflowConfig, TrainConfig
+from pestid.training.callbacks import Callback
+from pestid.training.config import MlflowConfig, TrainConfig
 
 CHALLENGER = "challenger"
 
@@ -77,7 +77,7 @@ class MLflowCallback(Callback):
         calibration = result["calibration"]
         mlflow.log_metrics({f"val_{k}": float(v) for k, v in calibration.items() if isinstance(v, int | float)})
         mlflow.log_metric("best_epoch", result["fit"]["best_epoch"])
-        from training.plots import history_png
+        from pestid.training.plots import history_png
 
         if result["fit"]["history"]:
             mlflow.log_artifact(str(history_png(result["fit"]["history"], run_dir / "history.png")), "plots")

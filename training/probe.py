@@ -1,6 +1,6 @@
 """The linear probe: the ImageNet backbone stays frozen and only the head learns.
 
-Features come from ``training.features`` (onnxruntime, cached). The head is the
+Features come from ``pestid.training.features`` (onnxruntime, cached). The head is the
 model's own classifier, so the run is exported, calibrated and served exactly as
 a fine-tuned one. Levers: weights that make each original (and each class) count
 once, label smoothing, dropout and mixup on the features, augmented views of the
@@ -20,12 +20,12 @@ from torch import nn
 from tqdm import tqdm
 
 from pestid.manifest import Manifest, Row
-from training.callbacks import Callback
-from training.config import TrainConfig
-from training.data import sample_weights
-from training.features import FeatureCache
-from training.loop import FitState, seed_everything
-from training.metrics import group_weights, macro_f1
+from pestid.training.callbacks import Callback
+from pestid.training.config import TrainConfig
+from pestid.training.data import sample_weights
+from pestid.training.features import FeatureCache
+from pestid.training.loop import FitState, seed_everything
+from pestid.training.metrics import group_weights, macro_f1
 
 
 def _views(config: TrainConfig) -> tuple[list[str], list[str]]:

@@ -14,9 +14,9 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
-from training.config import GateConfig
-from training.evaluate import evaluate_model
-from training.gate import GateDecision, decide
+from pestid.training.config import GateConfig
+from pestid.training.evaluate import evaluate_model
+from pestid.training.gate import GateDecision, decide
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 

@@ -17,9 +17,9 @@ import numpy as np
 from pestid.errors import DatasetError
 from pestid.manifest import read_manifest
 from pestid.predictor import softmax
-from training.config import TrainConfig
-from training.features import FeatureCache
-from training.probe import out_of_fold_logits
+from pestid.training.config import TrainConfig
+from pestid.training.features import FeatureCache
+from pestid.training.probe import out_of_fold_logits
 
 COLUMNS = ("path", "label", "suggested", "label_probability", "suggested_probability", "group", "source", "split",
            "source_label")  # fmt: skip

@@ -20,14 +20,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from pestid.errors import DatasetError
 from pestid.manifest import Manifest, Row, read_manifest
-from training.augment import eval_transform, train_transform
-from training.callbacks import Callback, CallbackList
-from training.config import TrainConfig, save_config
-from training.data import ManifestDataset, balanced_sampler, class_weights
-from training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
-from training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
-from training.models import create_model, preprocess_spec
-from training.provenance import code_revision
+from pestid.training.augment import eval_transform, train_transform
+from pestid.training.callbacks import Callback, CallbackList
+from pestid.training.config import TrainConfig, save_config
+from pestid.training.data import ManifestDataset, balanced_sampler, class_weights
+from pestid.training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
+from pestid.training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
+from pestid.training.models import create_model, preprocess_spec
+from pestid.training.provenance import code_revision
 
 
 @dataclass
@@ -124,7 +124,7 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
         hooks.on_train_start(config=config, run_dir=run_dir, info=info)
     try:
         if probe:
-            from training.probe import train_probe
+            from pestid.training.probe import train_probe
 
             state, logits, rows = train_probe(model, manifest, config, run_dir, hooks)
         else:
@@ -172,8 +172,8 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
     result = TrainResult(run_dir, state, calibration)
     hooks.on_train_end(run_dir=run_dir, result={"fit": asdict(state), "calibration": calibration})
     if export:
-        from training.evaluate import evaluate_model
-        from training.export import export_run, write_contract, write_model_card
+        from pestid.training.evaluate import evaluate_model
+        from pestid.training.export import export_run, write_contract, write_model_card
 
         exported = export_run(run_dir, run_dir / "model.onnx")
         report, files = evaluate_model(exported.onnx_path, config.data.manifest, split=config.eval.split,
@@ -197,13 +197,13 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
 def run(config_path: str | Path | None, *, data: str | None = None, out: str | None = None,
         overrides: list[str] | None = None) -> TrainResult:  # fmt: skip
     """What ``pestid train`` calls: resolve the config, attach MLflow when enabled, train."""
-    from training.config import resolve_config
+    from pestid.training.config import resolve_config
 
     flags: dict[str, Any] = {"data.manifest": data, "out": out}
     config = resolve_config(config_path, overrides, **flags)
     callbacks: list[Callback] = []
     if config.mlflow.enabled:
-        from training.mlflow_callback import MLflowCallback
+        from pestid.training.mlflow_callback import MLflowCallback
 
         callbacks.append(MLflowCallback(config.mlflow))
     return train(config, callbacks=callbacks)

@@ -120,8 +120,8 @@ def data_from_reviews(
     seed: int = 0,
 ) -> None:
     """Tạo dữ liệu từ ảnh đã duyệt / a dataset version from approved submissions."""
-    from serving.review_export import manifest_from_reviews
-    from serving.settings import get_settings
+    from pestid.serving.review_export import manifest_from_reviews
+    from pestid.serving.settings import get_settings
 
     settings = get_settings()
     report = manifest_from_reviews(db or settings.resolved_database_url, photos or settings.photo_dir, out_path,
@@ -197,8 +197,8 @@ def data_suspects(
     show: int = 20,
 ) -> None:
     """Nhãn nghi sai / photos whose label the out-of-fold predictions contradict (cleanlab)."""
-    from training.config import resolve_config
-    from training.suspects import find_suspects, write_suspects
+    from pestid.training.config import resolve_config
+    from pestid.training.suspects import find_suspects, write_suspects
 
     suspects = find_suspects(resolve_config(config), manifest, folds=folds)
     write_suspects(suspects, out_path)

@@ -19,7 +19,7 @@ def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. epochs=3.")] = None,
 ) -> None:
     """Huấn luyện / train, calibrate, export and evaluate; tracked in MLflow."""
-    from training.train import run
+    from pestid.training.train import run
 
     result = run(config, data=data, out=out_dir, overrides=overrides)
     console.print(f"best val macro-F1 {result.fit.best_macro_f1:.4f} (epoch {result.fit.best_epoch}); "
@@ -66,7 +66,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Đánh giá / evaluate an ONNX model on a manifest split."""
-    from training.evaluate import evaluate_model
+    from pestid.training.evaluate import evaluate_model
 
     if split not in ("train", "val", "test", "all"):
         raise typer.BadParameter("split must be one of train, val, test, all")
@@ -85,7 +85,7 @@ def export(
     out_path: Annotated[Path, typer.Option("--out", help="MODEL.onnx to write.")],
 ) -> None:
     """Xuất / export a run to ONNX with its contract, parity-checked, with a model card."""
-    from training.export import export_run
+    from pestid.training.export import export_run
 
     result = export_run(run_dir, out_path)
     console.print(f"{result.onnx_path} (parity max |Δp| {result.parity_max_abs_diff:.1e}); card {result.card_path}")
@@ -125,8 +125,8 @@ def promote(
     ] = None,
 ) -> None:
     """Thăng hạng / gate @challenger against @champion and move @champion if it passes."""
-    from training.config import resolve_config
-    from training.promote import promote as run_gate
+    from pestid.training.config import resolve_config
+    from pestid.training.promote import promote as run_gate
 
     cfg = resolve_config(config, overrides)
     decision = run_gate(model_name=cfg.mlflow.registered_model, manifest=data, tracking_uri=cfg.mlflow.tracking_uri,
@@ -146,13 +146,15 @@ def retrain(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
 ) -> None:
     """Huấn luyện lại / approved reviews → dataset → train → challenger → gate → champion."""
-    from serving.settings import get_settings
-    from training.retrain import retrain as run_retrain
+    from pestid.serving.review_export import manifest_from_reviews
+    from pestid.serving.settings import get_settings
+    from pestid.training.retrain import retrain as run_retrain
 
     settings = get_settings()
-    result = run_retrain(config, base=base, out_manifest=out_manifest, database_url=db or settings.resolved_database_url,
-                         photo_dir=photos or settings.photo_dir, overrides=overrides)  # fmt: skip
-    console.print(f"dataset {out_manifest}: {result.dataset_report}")
+    report = manifest_from_reviews(db or settings.resolved_database_url, photos or settings.photo_dir, out_manifest,
+                                   base=base)  # fmt: skip
+    console.print(f"dataset {out_manifest}: {report}")
+    result = run_retrain(config, out_manifest, overrides=overrides)
     out.print(result.decision.summary())
     if not result.decision.passed:
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes; the cores are shared among them.")] = 1,
 ) -> None:
     """Phục vụ / run the identification API and the farmer's page (data folder: PESTID_DATA_DIR)."""
-    from serving.run import serve as run_server
+    from pestid.serving.run import serve as run_server
 
     console.print(f"pestid serving {model} on http://{host}:{port} ({workers} worker(s))")
     run_server(model=model, host=host, port=port, workers=workers)
@@ -28,8 +28,8 @@ def serve(
 
 
 def _user_sessions(db: str | None) -> Any:
-    from serving.db import open_database
-    from serving.settings import get_settings
+    from pestid.serving.db import open_database
+    from pestid.serving.settings import get_settings
 
     return open_database(db or get_settings().resolved_database_url)
 
@@ -44,7 +44,7 @@ def users_add(
                                           envvar="PESTID_NEW_PASSWORD")] = "",
 ) -> None:  # fmt: skip
     """Thêm tài khoản / add an officer, senior officer or admin."""
-    from serving.accounts import add_user
+    from pestid.serving.accounts import add_user
 
     with _user_sessions(db)() as session, session.begin():
         user = add_user(session, username, password, role, district)
@@ -54,7 +54,7 @@ def users_add(
 @users_app.command("disable")
 def users_disable(username: str, db: Annotated[str | None, typer.Option(help="SQLAlchemy URL.")] = None) -> None:
     """Khóa tài khoản / disable an account and end its sessions."""
-    from serving.accounts import set_active
+    from pestid.serving.accounts import set_active
 
     with _user_sessions(db)() as session, session.begin():
         set_active(session, username, False)
@@ -71,9 +71,9 @@ def review_load_suspects(
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
 ) -> None:
     """Đưa nhãn nghi sai vào hàng duyệt / queue suspect labels for officers to confirm or correct."""
-    from serving.photos import PhotoStore
-    from serving.settings import get_settings
-    from serving.suspects_import import load_suspects
+    from pestid.serving.photos import PhotoStore
+    from pestid.serving.settings import get_settings
+    from pestid.serving.suspects_import import load_suspects
 
     counts = load_suspects(suspects, _user_sessions(db), PhotoStore(get_settings().photo_dir), limit=limit)
     console.print(f"đã đưa vào hàng duyệt / queued {counts['queued']}, already queued {counts['already_queued']}, "

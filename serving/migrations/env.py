@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from serving.db import Base
+from pestid.serving.db import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` on the command line: use sqlalchemy.url from the ini

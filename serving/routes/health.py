@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from serving.observability import metrics_response
+from pestid.serving.observability import metrics_response
 
 router = APIRouter(tags=["operations"])
 

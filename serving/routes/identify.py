@@ -15,15 +15,16 @@ from pestid.decision import Outcome, decide, fuse
 from pestid.errors import ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
-from serving import observability as obs
-from serving.deps import get_model, get_photo_store, get_sessions, request_language, settings_dep
-from serving.model import LoadedModel
-from serving.photos import PhotoStore
-from serving.problems import Problem
-from serving.schemas import IdentifyResponse, Species
-from serving.settings import Settings
-from serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
-from serving.uploads import UploadedFile, read_multipart
+from pestid.serving import observability as obs
+from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
+from pestid.serving.language import request_language
+from pestid.serving.model import LoadedModel
+from pestid.serving.photos import PhotoStore
+from pestid.serving.problems import Problem
+from pestid.serving.schemas import IdentifyResponse, Species
+from pestid.serving.settings import Settings
+from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
+from pestid.serving.uploads import UploadedFile, read_multipart
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 CROP_STAGES = {"seedling", "tillering", "booting", "heading", "flowering", "ripening"}

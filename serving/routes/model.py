@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request
 
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
-from serving.deps import get_model, request_language
-from serving.model import LoadedModel
-from serving.problems import Problem
-from serving.schemas import ModelInfo, Species
+from pestid.serving.deps import get_model
+from pestid.serving.language import request_language
+from pestid.serving.model import LoadedModel
+from pestid.serving.problems import Problem
+from pestid.serving.schemas import ModelInfo, Species
 
 router = APIRouter(prefix="/v1", tags=["model"])
 

@@ -12,14 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from pestid.errors import CatalogueError
-from serving.accounts import login
-from serving.db import AuditEntry, Photo, Submission, User
-from serving.deps import get_photo_store, get_sessions, require, settings_dep
-from serving.outbreaks import outbreak_counts, to_csv
-from serving.photos import PhotoStore
-from serving.problems import Problem
-from serving.review import REJECT_REASONS, Verdict, queue, record_verdict, undo
-from serving.settings import Settings
+from pestid.serving.accounts import login
+from pestid.serving.db import AuditEntry, Photo, Submission, User
+from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
+from pestid.serving.outbreaks import outbreak_counts, to_csv
+from pestid.serving.photos import PhotoStore
+from pestid.serving.problems import Problem
+from pestid.serving.review import REJECT_REASONS, Verdict, queue, record_verdict, undo
+from pestid.serving.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["review"])
 Officer = Annotated[User, Depends(require("officer"))]
@@ -167,7 +167,7 @@ def outbreaks_csv(user: Officer, sessions: Sessions, by: Literal["district", "co
 @router.post("/admin/reload")
 async def reload_model(request: Request, user: Annotated[User, Depends(require("admin"))]) -> dict[str, str]:
     """Re-resolve the model reference now (e.g. after promoting a new champion)."""
-    from serving.model_refresh import refresh_model
+    from pestid.serving.model_refresh import refresh_model
 
     version = await refresh_model(request.app)
     return {"model_version": version}

@@ -7,8 +7,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
-from serving.settings import Settings
+from pestid.serving.app import create_app
+from pestid.serving.settings import Settings
 from tests.conftest import REPO, free_port, jpeg_bytes, photo
 from tests.training.conftest import tiny_config
 
@@ -16,7 +16,7 @@ from tests.training.conftest import tiny_config
 @pytest.fixture(scope="session")
 def tiny_model(sample_split, tmp_path_factory) -> Path:
     """A real one-epoch model exported to ONNX with its contract."""
-    from training.train import train
+    from pestid.training.train import train
 
     out = tmp_path_factory.mktemp("serving-model") / "run"
     return train(tiny_config(sample_split, out)).onnx_path

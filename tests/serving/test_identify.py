@@ -121,7 +121,7 @@ def test_size_limit_is_enforced_while_reading_not_after(tiny_model, tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from serving.app import create_app
+    from pestid.serving.app import create_app
     from tests.serving.conftest import make_settings
 
     head = b'--XyZ\r\nContent-Disposition: form-data; name="photos"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'

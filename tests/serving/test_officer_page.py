@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from serving.accounts import add_user
+from pestid.serving.accounts import add_user
 from tests.serving.conftest import ARTIFACTS, jpeg
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]

@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
+from pestid.serving.app import create_app
 from tests.serving.conftest import jpeg, make_settings
 
 
@@ -82,7 +82,7 @@ def _head_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from serving.db import MIGRATIONS
+    from pestid.serving.db import MIGRATIONS
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from pestid.contract import METADATA_KEY, ModelContract
 from pestid.preprocess import PreprocessSpec
-from serving.app import create_app
+from pestid.serving.app import create_app
 from tests.serving.conftest import jpeg, make_settings
 
 LABELS = ["brown_planthopper", "lady_beetle", "not_rice", "rice_blast"]

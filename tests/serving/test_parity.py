@@ -6,10 +6,10 @@ import torch
 
 from pestid.imaging import decode_image
 from pestid.predictor import Predictor, softmax
+from pestid.training.augment import eval_transform
+from pestid.training.config import resolve_config
+from pestid.training.models import create_model, preprocess_spec
 from tests.serving.conftest import jpeg
-from training.augment import eval_transform
-from training.config import resolve_config
-from training.models import create_model, preprocess_spec
 
 
 def test_same_probabilities_from_training_eval_onnx_and_api(tiny_model, client):

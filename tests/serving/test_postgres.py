@@ -4,8 +4,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from serving.accounts import add_user
-from serving.app import create_app
+from pestid.serving.accounts import add_user
+from pestid.serving.app import create_app
 from tests.serving.conftest import jpeg, make_settings
 
 pytestmark = pytest.mark.server

@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from serving.accounts import add_user
-from serving.app import create_app
-from serving.db import Submission
+from pestid.serving.accounts import add_user
+from pestid.serving.app import create_app
+from pestid.serving.db import Submission
 from tests.serving.conftest import jpeg, make_settings
 
 PASSWORD = "correct horse battery"
@@ -81,7 +81,7 @@ def test_every_officer_endpoint_refuses_anonymous_and_wrong_role_calls(review_ap
 def test_wrong_password_and_disabled_account_cannot_sign_in(review_app, tmp_path):
     client, tokens = review_app()
     assert client.post("/v1/auth/login", json={"username": "an", "password": "nope nope"}).status_code == 401
-    from serving.accounts import set_active
+    from pestid.serving.accounts import set_active
 
     with client.app.state.sessions() as session, session.begin():
         set_active(session, "an", False)

@@ -6,9 +6,9 @@ import csv
 
 from sqlalchemy import select
 
-from serving.db import Submission, open_database
-from serving.photos import PhotoStore
-from serving.suspects_import import load_suspects
+from pestid.serving.db import Submission, open_database
+from pestid.serving.photos import PhotoStore
+from pestid.serving.suspects_import import load_suspects
 from tests.conftest import jpeg_bytes, photo
 
 

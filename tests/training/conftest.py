@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from training.config import TrainConfig, resolve_config
+from pestid.training.config import TrainConfig, resolve_config
 
 
 def tiny_config(manifest: Path, out: Path, *extra: str, mlflow_uri: str | None = None) -> TrainConfig:

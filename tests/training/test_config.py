@@ -1,6 +1,6 @@
 import pytest
 
-from training.config import ConfigError, resolve_config
+from pestid.training.config import ConfigError, resolve_config
 
 
 def test_defaults_then_yaml_then_flags(tmp_path):

@@ -14,11 +14,11 @@ from pestid.cli import app
 from pestid.imaging import read_image
 from pestid.manifest import read_manifest
 from pestid.predictor import Predictor, softmax
+from pestid.training.augment import eval_transform
+from pestid.training.mlflow_callback import MLflowCallback
+from pestid.training.models import create_model, preprocess_spec
+from pestid.training.train import train
 from tests.training.conftest import tiny_config
-from training.augment import eval_transform
-from training.mlflow_callback import MLflowCallback
-from training.models import create_model, preprocess_spec
-from training.train import train
 
 pytestmark = pytest.mark.slow
 

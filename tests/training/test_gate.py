@@ -1,7 +1,7 @@
 import numpy as np
 
-from training.config import GateConfig
-from training.gate import decide
+from pestid.training.config import GateConfig
+from pestid.training.gate import decide
 
 
 def _report(macro_f1, recalls, support=10):
@@ -39,7 +39,7 @@ def test_per_class_tolerance_and_small_classes():
 
 
 def _paired(predicted, labels, groups):
-    from training.metrics import macro_f1
+    from pestid.training.metrics import macro_f1
 
     f1 = macro_f1(np.array(labels), np.array(predicted), 2)
     return {"per_original": {"macro_f1": f1, "per_class": {}},

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pestid.predictor import softmax
-from training.metrics import (
+from pestid.training.metrics import (
     auroc,
     choose_class_thresholds,
     choose_threshold,
@@ -95,7 +95,7 @@ def test_threshold_counts_each_original_once():
     probs = np.concatenate([right, wrong])
     labels = np.array([0] * 20 + [1] * 8)
     groups = [f"o{k}" for k in range(20)] + ["copies"] * 8
-    from training.metrics import group_weights
+    from pestid.training.metrics import group_weights
 
     weights = group_weights(groups)
     assert weights[-1] == pytest.approx(1 / 8)
@@ -141,7 +141,7 @@ def test_per_class_thresholds_hold_the_promise_for_each_class_where_one_threshol
 
 
 def test_bootstrap_interval_over_groups_contains_the_estimate_and_narrows_with_more_groups():
-    from training.metrics import bootstrap_interval
+    from pestid.training.metrics import bootstrap_interval
 
     rng = np.random.default_rng(0)
 

@@ -11,10 +11,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from pestid.training.mlflow_callback import MLflowCallback
+from pestid.training.train import train
 from tests.conftest import free_port
 from tests.training.conftest import tiny_config
-from training.mlflow_callback import MLflowCallback
-from training.train import train
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

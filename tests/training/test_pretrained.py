@@ -7,8 +7,8 @@ from PIL import Image
 
 from pestid.imaging import read_image
 from pestid.preprocess import preprocess
-from training.config import ModelConfig
-from training.models import create_model, imagenet_state_dict, preprocess_spec
+from pestid.training.config import ModelConfig
+from pestid.training.models import create_model, imagenet_state_dict, preprocess_spec
 
 BUILDINGS = {"bell cote, bell cot", "palace", "church, church building", "monastery", "boathouse", "stupa, tope",
              "mosque", "dome", "castle", "pedestal, plinth, footstall", "triumphal arch"}  # fmt: skip

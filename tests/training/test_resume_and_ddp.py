@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 
+from pestid.training.callbacks import Callback
+from pestid.training.train import train
 from tests.conftest import REPO, free_port
 from tests.training.conftest import tiny_config
-from training.callbacks import Callback
-from training.train import train
 
 pytestmark = pytest.mark.slow
 
