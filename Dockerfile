@@ -5,9 +5,11 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PESTID_DATA_DIR=/data
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# pestid/serving and pestid/training are links to these folders: the wheel installs them as pestid.serving
+# and pestid.training. Training's code ships too, but not its dependencies (the [train] extra).
 COPY pestid ./pestid
 COPY serving ./serving
-COPY training/__init__.py ./training/__init__.py
+COPY training ./training
 RUN pip install --no-cache-dir ".[serve]" && useradd --create-home pestid && mkdir -p /data && chown pestid /data
 USER pestid
 EXPOSE 8000

@@ -10,16 +10,13 @@ from fastapi.testclient import TestClient
 from pestid.serving.app import create_app
 from pestid.serving.settings import Settings
 from tests.conftest import REPO, free_port, jpeg_bytes, photo
-from tests.training.conftest import tiny_config
+from tests.onnx_models import linear_model
 
 
 @pytest.fixture(scope="session")
-def tiny_model(sample_split, tmp_path_factory) -> Path:
-    """A real one-epoch model exported to ONNX with its contract."""
-    from pestid.training.train import train
-
-    out = tmp_path_factory.mktemp("serving-model") / "run"
-    return train(tiny_config(sample_split, out)).onnx_path
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny ONNX model with pestid's contract, built without torch (serving never needs it)."""
+    return linear_model(tmp_path_factory.mktemp("serving-model") / "model.onnx")
 
 
 def make_settings(model: Path, data_dir: Path, **extra: object) -> Settings:

@@ -6,44 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from fastapi.testclient import TestClient
-from onnx import TensorProto, helper
 
-from pestid.contract import METADATA_KEY, ModelContract
-from pestid.preprocess import PreprocessSpec
 from pestid.serving.app import create_app
+from tests.onnx_models import linear_model
 from tests.serving.conftest import jpeg, make_settings
 
 LABELS = ["brown_planthopper", "lady_beetle", "not_rice", "rice_blast"]
 
 
 def constant_model(path: Path, logits: list[float], threshold: float = 0.6) -> Path:
-    """An ONNX model that answers ``logits`` for any image (the image's mean times zero, plus a bias)."""
-    size = 32
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["flat"]),
-            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
-        ],
-        "constant",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(logits)])],
-        [
-            helper.make_tensor("weight", TensorProto.FLOAT, [3, len(logits)], np.zeros(3 * len(logits)).tolist()),
-            helper.make_tensor("bias", TensorProto.FLOAT, [len(logits)], logits),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    contract = ModelContract(model_name="pestid", architecture="constant", labels=LABELS,
-                             preprocess=PreprocessSpec(size=size, crop_pct=1.0), threshold=threshold)  # fmt: skip
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, contract.to_json()
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    """A model that answers ``logits`` whatever the image (a zero weight on the colour)."""
+    return linear_model(path, LABELS, weight=np.zeros((3, len(LABELS))), bias=logits, threshold=threshold)
 
 
 def _identify(tmp_path: Path, logits: list[float], lang: str = "vi") -> dict:

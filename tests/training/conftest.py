@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from pestid.training.config import TrainConfig, resolve_config
 
 
@@ -14,3 +16,12 @@ def tiny_config(manifest: Path, out: Path, *extra: str, mlflow_uri: str | None =
     else:
         overrides += [f"mlflow.tracking_uri={mlflow_uri}", f"mlflow.artifact_location={out.parent / 'artifacts'}"]
     return resolve_config(None, [*overrides, *extra])
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(sample_split, tmp_path_factory) -> Path:
+    """A real one-epoch model exported to ONNX with its contract (run folder beside it)."""
+    from pestid.training.train import train
+
+    out = tmp_path_factory.mktemp("trained-model") / "run"
+    return train(tiny_config(sample_split, out)).onnx_path

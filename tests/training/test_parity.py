@@ -3,16 +3,19 @@
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from pestid.imaging import decode_image
 from pestid.predictor import Predictor, softmax
+from pestid.serving.app import create_app
 from pestid.training.augment import eval_transform
 from pestid.training.config import resolve_config
 from pestid.training.models import create_model, preprocess_spec
-from tests.serving.conftest import jpeg
+from tests.serving.conftest import jpeg, make_settings
 
 
-def test_same_probabilities_from_training_eval_onnx_and_api(tiny_model, client):
+def test_same_probabilities_from_training_eval_onnx_and_api(trained_tiny_model, tmp_path):
+    tiny_model = trained_tiny_model
     data = jpeg(21, "brown_planthopper")
     image = decode_image(data)
     run_dir = tiny_model.parent
@@ -26,7 +29,8 @@ def test_same_probabilities_from_training_eval_onnx_and_api(tiny_model, client):
     training = softmax(logits, predictor.contract.temperature)[0]
     onnx = predictor.probabilities([image])[0]
     assert np.abs(training - onnx).max() <= 1e-4
-    body = client.post("/v1/identify", files=[("photos", ("a.jpg", data, "image/jpeg"))]).json()
+    with TestClient(create_app(make_settings(tiny_model, tmp_path / "data"))) as client:
+        body = client.post("/v1/identify", files=[("photos", ("a.jpg", data, "image/jpeg"))]).json()
     shown = ([body["species"]] if body["species"] else []) + body["alternatives"]
     assert len(shown) == 3
     for item in shown:
