@@ -1,4 +1,8 @@
-"""Identify photo files with an ONNX model: what ``pestid predict`` calls."""
+"""Identify photo files with an ONNX model: what ``pestid predict`` calls.
+
+Each photo gets the same answer the API gives (``pestid.decision.decide``):
+identified, uncertain or not recognised, with the top species.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pestid.catalogue import load_catalogue
+from pestid.decision import decide
 from pestid.errors import ImageDecodeError
 from pestid.imaging import read_image
-from pestid.predictor import Predictor, describe
+from pestid.predictor import Candidate, Predictor, describe
 
 
 def identify_files(model: str | Path, images: Sequence[str | Path], *, top: int = 3) -> list[dict[str, Any]]:
-    """One result per image: top-k species with names and confidence, or the reason it was unreadable."""
+    """One result per image: the decision and its message, the top-k species with names and confidence,
+    or the reason the image was unreadable."""
     predictor = Predictor(model)
+    contract, catalogue = predictor.contract, load_catalogue()
     results: list[dict[str, Any]] = []
     for path in images:
         try:
@@ -22,10 +30,14 @@ def identify_files(model: str | Path, images: Sequence[str | Path], *, top: int 
             results.append({"image": str(path), "error": str(exc), "code": exc.code})
             continue
         probs = predictor.probabilities([image])[0]
+        outcome = decide(probs, predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
+                         catalogue=catalogue, top=top)  # fmt: skip
         results.append({
             "image": str(path),
-            "recognised": predictor.recognised(probs),
-            "threshold": predictor.contract.threshold_for(predictor.labels[int(probs.argmax())]),
-            "top": [describe(c) for c in predictor.top_k(probs, top)],
+            "decision": outcome.decision,
+            "message_vi": outcome.messages.get("vi", ""),
+            "message_en": outcome.messages.get("en", ""),
+            "do_not_spray": outcome.do_not_spray,
+            "top": [describe(Candidate(r.id, r.probability), catalogue) for r in outcome.ranked],
         })  # fmt: skip
     return results

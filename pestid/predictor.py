@@ -79,9 +79,6 @@ class Predictor:
         order = np.argsort(-probabilities)[:k]
         return [Candidate(self.labels[i], float(probabilities[i])) for i in order]
 
-    def recognised(self, probabilities: np.ndarray) -> bool:
-        return float(probabilities.max()) >= self.contract.threshold_for(self.labels[int(probabilities.argmax())])
-
 
 def describe(candidate: Candidate, catalogue: Catalogue | None = None) -> dict[str, object]:
     """A candidate with its catalogue names, for people."""

@@ -108,12 +108,10 @@ def predict(
     for item in results:
         if "error" in item:
             out.print(f"{item['image']}: [red]{item['error']}[/]")
-        elif not item["recognised"]:
-            out.print(f"{item['image']}: không nhận ra / not recognised (best guess {item['top'][0]['id']})")
         else:
             best = item["top"][0]
-            out.print(f"{item['image']}: {best['name_vi']} / {best['name_en']} ({best['scientific']}) "
-                      f"{best['probability']:.2f}")  # fmt: skip
+            out.print(f"{item['image']}: [bold]{item['decision']}[/] — {item['message_vi']} / {item['message_en']}")
+            out.print(f"  {best['name_vi']} / {best['name_en']} ({best['scientific']}) {best['probability']:.2f}")
 
 
 @app.command()

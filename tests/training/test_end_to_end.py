@@ -69,6 +69,7 @@ def test_cli_predict_and_evaluate_json(tiny_run, tmp_path):
     assert predicted.exit_code == 0, predicted.output
     first, second = json.loads(predicted.stdout)
     assert first["top"][0]["id"] in manifest.labels and "name_vi" in first["top"][0]
+    assert first["decision"] in {"identified", "uncertain", "not_recognised"} and first["message_vi"]
     assert second["code"] == "empty"
     evaluated = runner.invoke(app, ["evaluate", "--model", str(result.onnx_path), "--data", config.data.manifest,
                                     "--split", "test", "--json"])  # fmt: skip
