@@ -16,13 +16,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from pestid.catalogue import Catalogue, Category
-
-Decision = Literal["identified", "uncertain", "not_recognised"]
+from pestid.vocabulary import Decision
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def decide(
     ranked = [best, *(Ranked(labels[i], float(probs[i])) for i in order[1:] if catalogue.get(labels[i]).in_scope)]
     ranked = ranked[:top]
     if not catalogue.get(best.id).in_scope:
-        return Outcome("not_recognised", ranked, needs_review=True, messages={
+        return Outcome(Decision.not_recognised, ranked, needs_review=True, messages={
             "vi": "Ảnh này không giống sâu bệnh hại lúa. Hãy chụp gần con vật hoặc chỗ lá, thân lúa bị hại.",
             "en": "This photo does not look like a rice pest or disease. Photograph the animal or the damaged "
                   "rice leaf or stem up close.",
@@ -72,10 +70,10 @@ def decide(
     enemy = catalogue.get(best.id).category is Category.natural_enemy
     if best.probability >= (class_thresholds or {}).get(best.id, threshold):
         org = catalogue.get(best.id)
-        return Outcome("identified", ranked, do_not_spray=enemy,
+        return Outcome(Decision.identified, ranked, do_not_spray=enemy,
                        messages={"vi": f"Đây là {org.name_vi}.", "en": f"This is {org.name_en}."})  # fmt: skip
     if best.probability >= uncertain_floor:
-        return Outcome("uncertain", ranked, needs_review=True, do_not_spray=enemy, messages={
+        return Outcome(Decision.uncertain, ranked, needs_review=True, do_not_spray=enemy, messages={
             "vi": "Chưa chắc chắn — cán bộ bảo vệ thực vật sẽ kiểm tra ảnh này.",
             "en": "Not sure — a plant-protection officer will check this photo.",
         })  # fmt: skip
@@ -89,4 +87,4 @@ def decide(
     else:
         messages = {"vi": "Không nhận ra. Hãy chụp lại gần hơn, rõ nét, hoặc chờ cán bộ kiểm tra.",
                     "en": "Not recognised. Take a closer, sharper photo, or wait for an officer to check."}  # fmt: skip
-    return Outcome("not_recognised", ranked, nearest_group=nearest, needs_review=True, messages=messages)
+    return Outcome(Decision.not_recognised, ranked, nearest_group=nearest, needs_review=True, messages=messages)

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from pestid.errors import PestidError
 from pestid.serving.db import AuthToken, User
+from pestid.vocabulary import Role
 
-ROLES = ("officer", "senior", "admin")
-RANK = {role: rank for rank, role in enumerate(ROLES)}
+ROLES = tuple(Role)
 TOKEN_TTL = timedelta(hours=12)
 _hasher = PasswordHasher()
 

@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, String,
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from pestid.vocabulary import ReviewStatus
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -35,7 +37,7 @@ class Submission(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_id)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(32), default="pending_review", index=True)
+    status: Mapped[str] = mapped_column(String(32), default=ReviewStatus.pending_review.value, index=True)
     decision: Mapped[str] = mapped_column(String(32))
     predicted_label: Mapped[str] = mapped_column(String(64), index=True)
     confidence: Mapped[float] = mapped_column(Float)

@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import sessionmaker
 
-from pestid.serving.accounts import RANK, user_for_token
+from pestid.serving.accounts import user_for_token
 from pestid.serving.db import User
 from pestid.serving.model import LoadedModel
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.serving.settings import Settings, get_settings
+from pestid.vocabulary import RANK
 
 __all__ = [
     "current_user",

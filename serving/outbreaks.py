@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pestid.serving.db import Submission
+from pestid.vocabulary import ReviewStatus
 
 
 def iso_week(sub: Submission) -> str:
@@ -19,7 +20,7 @@ def iso_week(sub: Submission) -> str:
 
 
 def outbreak_counts(session: Session, *, by: str = "district") -> list[dict[str, object]]:
-    rows = session.scalars(select(Submission).where(Submission.status == "approved"))
+    rows = session.scalars(select(Submission).where(Submission.status == ReviewStatus.approved))
     counts: Counter[tuple[str, str, str]] = Counter()
     for sub in rows:
         place = (sub.district if by == "district" else sub.commune) or "—"

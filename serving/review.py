@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 
 from pestid.catalogue import load_catalogue
 from pestid.serving.db import AuditEntry, Review, Submission, User
-
-REJECT_REASONS = ("blurry", "not_rice", "duplicate", "not_harmful")
+from pestid.vocabulary import ReviewStatus, Role
 
 
 @dataclass(frozen=True)
@@ -36,18 +35,18 @@ def snapshot(sub: Submission) -> dict[str, Any]:
 def resolve(reviews: list[tuple[Review, User]], required: int) -> tuple[str, str | None]:
     """(status, final label) from the active reviews of one submission."""
     active = [(r, u) for r, u in reviews if r.undone_at is None]
-    senior = [r for r, u in active if u.role in ("senior", "admin")]
+    senior = [r for r, u in active if u.role in (Role.senior, Role.admin)]
     if senior:
         last = max(senior, key=lambda r: (r.created_at, r.id))
-        return ("approved", last.label) if last.verdict == "label" else ("rejected", None)
+        return (ReviewStatus.approved, last.label) if last.verdict == "label" else (ReviewStatus.rejected, None)
     votes = Counter((r.verdict, r.label) for r, _ in active)
     if len(votes) > 1:
-        return "disputed", None
+        return ReviewStatus.disputed, None
     if votes:
         (verdict, label), count = votes.most_common(1)[0]
         if count >= required:
-            return ("approved", label) if verdict == "label" else ("rejected", None)
-    return "pending_review", None
+            return (ReviewStatus.approved, label) if verdict == "label" else (ReviewStatus.rejected, None)
+    return ReviewStatus.pending_review, None
 
 
 def _reviews(session: Session, submission_id: str) -> list[tuple[Review, User]]:
@@ -58,7 +57,7 @@ def _reviews(session: Session, submission_id: str) -> list[tuple[Review, User]]:
 
 def _apply(session: Session, sub: Submission, required: int) -> None:
     sub.status, sub.final_label = resolve(_reviews(session, sub.id), required)
-    sub.reviewed_at = datetime.now(UTC) if sub.status in ("approved", "rejected") else None
+    sub.reviewed_at = datetime.now(UTC) if sub.status in (ReviewStatus.approved, ReviewStatus.rejected) else None
 
 
 def record_verdict(session: Session, sub: Submission, user: User, verdict: Verdict, *, required: int) -> AuditEntry:
@@ -101,7 +100,7 @@ def undo(session: Session, entry: AuditEntry, user: User, *, required: int) -> A
 
 
 def queue(
-    session: Session, *, status: str = "pending_review", district: str | None = None, species: str | None = None,
+    session: Session, *, status: str = ReviewStatus.pending_review, district: str | None = None, species: str | None = None,
     decision: str | None = None, since: date | None = None, until: date | None = None, limit: int = 50,
 ) -> list[Submission]:  # fmt: skip
     """Most useful first: uncertain and not-recognised answers, then rare classes, then the oldest."""
@@ -117,7 +116,7 @@ def queue(
     if until:
         query = query.where(Submission.created_at < datetime.combine(until, datetime.max.time(), UTC))
     rows = list(session.scalars(query.limit(5000)))
-    approved = dict(session.execute(select(Submission.final_label, func.count()).where(Submission.status == "approved")
+    approved = dict(session.execute(select(Submission.final_label, func.count()).where(Submission.status == ReviewStatus.approved)
                                     .group_by(Submission.final_label)).all())  # fmt: skip
     rows.sort(key=lambda s: (s.decision == "identified", approved.get(s.predicted_label, 0), s.created_at))
     return rows[:limit]

@@ -14,6 +14,7 @@ from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row, read_manifest, write_manifest
 from pestid.serving.db import Photo, Submission, open_database
 from pestid.splits import extend_frozen, group_and_split
+from pestid.vocabulary import ReviewStatus
 
 SOURCE = "reviews"
 TOKEN_PATTERN = r"^review:(?P<review_token>[0-9a-f]{32})/"  # photos of one submission are one observation
@@ -25,7 +26,7 @@ def approved_rows(database_url: str, photo_dir: Path, *, root: Path) -> tuple[li
     rows, skipped = [], []
     with sessions() as session:
         found = session.execute(select(Submission, Photo).join(Photo, Photo.submission_id == Submission.id)
-                                .where(Submission.status == "approved").order_by(Submission.id, Photo.position))  # fmt: skip
+                                .where(Submission.status == ReviewStatus.approved).order_by(Submission.id, Photo.position))  # fmt: skip
         for sub, photo in found:
             path = photo_dir / photo.path
             try:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from pestid.catalogue import Organism
+from pestid.vocabulary import Decision, ReviewStatus
 
 
 class Species(BaseModel):
@@ -48,8 +49,8 @@ class ModelInfo(BaseModel):
 
 class IdentifyResponse(BaseModel):
     submission_id: str
-    status: Literal["pending_review"] = "pending_review"
-    decision: Literal["identified", "uncertain", "not_recognised"]
+    status: Literal[ReviewStatus.pending_review] = ReviewStatus.pending_review
+    decision: Decision
     message: str
     message_vi: str
     message_en: str

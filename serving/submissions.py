@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.serving.db import Photo, Submission, _id
 from pestid.serving.photos import PhotoStore
+from pestid.vocabulary import ReviewStatus
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif"}
 
@@ -61,7 +62,7 @@ def store_submission(
     try:
         with sessions() as session, session.begin():
             row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label, confidence=confidence,
-                             model_version=model_version, response=response, lang=lang, status="pending_review",
+                             model_version=model_version, response=response, lang=lang, status=ReviewStatus.pending_review,
                              **observation.__dict__)  # fmt: skip
             session.add(row)
             for position, (photo, tmp) in enumerate(zip(photos, staged, strict=True)):

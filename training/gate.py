@@ -83,7 +83,7 @@ def _figures(report: dict[str, Any]) -> dict[str, Any]:
     return report.get("per_original") or report
 
 
-def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig) -> GateDecision:
+def judge(challenger: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig) -> GateDecision:
     """Compare two evaluation reports (``per_original`` macro-F1 and per-class recall/support, and ``rows``)."""
     ours = _figures(challenger)
     if champion is None:

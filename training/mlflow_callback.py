@@ -15,10 +15,9 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
+from pestid.registry import CHALLENGER
 from pestid.training.callbacks import Callback
 from pestid.training.config import MlflowConfig, TrainConfig
-
-CHALLENGER = "challenger"
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:

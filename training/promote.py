@@ -11,35 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow import MlflowClient
-
+from pestid import registry
+from pestid.registry import CHALLENGER, CHAMPION
 from pestid.training.config import GateConfig
 from pestid.training.evaluate import evaluate_model
-from pestid.training.gate import GateDecision, decide
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-def _version(client: MlflowClient, name: str, alias: str) -> Any | None:
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - MlflowException when the alias does not exist
-        return None
+from pestid.training.gate import GateDecision, judge
 
 
 def _evaluate(name: str, version: str, manifest: str | Path, split: str) -> dict[str, Any]:
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
-    report, _ = evaluate_model(next(local.rglob("*.onnx")), manifest, split=split)
+    report, _ = evaluate_model(registry.download_onnx(name, version), manifest, split=split)
     return report
 
 
 def promote(
     *, model_name: str, manifest: str | Path, tracking_uri: str, gate: GateConfig, split: str = "test"
 ) -> GateDecision:
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient()
-    challenger = _version(client, model_name, CHALLENGER)
+    client = registry.client(tracking_uri)
+    challenger = registry.version_by_alias(tracking_uri, model_name, CHALLENGER)
     if challenger is None:
         from pestid.errors import PestidError
 
@@ -47,16 +35,16 @@ def promote(
             f"Chưa có mô hình {model_name}@challenger.",
             f"No {model_name}@challenger is registered: run 'pestid train' first.",
         )
-    champion = _version(client, model_name, CHAMPION)
+    champion = registry.version_by_alias(tracking_uri, model_name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return GateDecision(False, [f"version {challenger.version} is already the champion"])
     ours = _evaluate(model_name, challenger.version, manifest, split)
     theirs = _evaluate(model_name, champion.version, manifest, split) if champion is not None else None
-    decision = decide(ours, theirs, gate)
+    decision = judge(ours, theirs, gate)
     decision.reasons.insert(0, f"challenger {model_name}/{challenger.version} vs champion "
                                f"{model_name}/{champion.version if champion else '—'} on split '{split}' of {manifest}")  # fmt: skip
     if decision.passed:
-        client.set_registered_model_alias(model_name, CHAMPION, challenger.version)
+        registry.move_alias(tracking_uri, model_name, CHAMPION, challenger.version)
     if challenger.run_id:
         client.set_tag(challenger.run_id, "pestid.gate", "passed" if decision.passed else "refused")
         client.log_dict(challenger.run_id, {"passed": decision.passed, "reasons": decision.reasons,

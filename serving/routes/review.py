@@ -18,11 +18,12 @@ from pestid.serving.deps import get_photo_store, get_sessions, require, settings
 from pestid.serving.outbreaks import outbreak_counts, to_csv
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
-from pestid.serving.review import REJECT_REASONS, Verdict, queue, record_verdict, undo
+from pestid.serving.review import Verdict, queue, record_verdict, undo
 from pestid.serving.settings import Settings
+from pestid.vocabulary import RejectReason, ReviewStatus, Role
 
 router = APIRouter(prefix="/v1", tags=["review"])
-Officer = Annotated[User, Depends(require("officer"))]
+Officer = Annotated[User, Depends(require(Role.officer))]
 Senior = Annotated[User, Depends(require("senior"))]
 Sessions = Annotated[sessionmaker, Depends(get_sessions)]
 
@@ -35,7 +36,7 @@ class LoginIn(BaseModel):
 class VerdictIn(BaseModel):
     action: Literal["confirm", "relabel", "reject"]
     label: str | None = None
-    reason: Literal["blurry", "not_rice", "duplicate", "not_harmful"] | None = None
+    reason: RejectReason | None = None
 
 
 def _summary(sub: Submission) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def me(user: Officer) -> dict[str, Any]:
 
 @router.get("/review/queue")
 def review_queue(
-    user: Officer, sessions: Sessions, status: Literal["pending_review", "disputed"] = "pending_review",
+    user: Officer, sessions: Sessions, status: Literal[ReviewStatus.pending_review, ReviewStatus.disputed] = ReviewStatus.pending_review,
     district: str | None = None, species: str | None = None, decision: str | None = None,
     since: date | None = None, until: date | None = None, limit: Annotated[int, Query(le=200)] = 50,
 ) -> list[dict[str, Any]]:  # fmt: skip
@@ -75,9 +76,9 @@ def review_queue(
 
 def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
     if body.action == "reject":
-        if body.reason not in REJECT_REASONS:
+        if body.reason is None:
             raise Problem(422, "reason_required", "Hãy chọn lý do loại ảnh.",
-                          f"Give a reason to reject: one of {', '.join(REJECT_REASONS)}.")  # fmt: skip
+                          f"Give a reason to reject: one of {', '.join(RejectReason)}.")  # fmt: skip
         return Verdict("reject", reason=body.reason)
     label = sub.predicted_label if body.action == "confirm" else body.label
     if not label:
@@ -92,7 +93,7 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
         sub = session.get(Submission, submission_id)
         if sub is None:
             raise Problem(404, "unknown_submission", "Không có ảnh gửi này.", "No such submission.")
-        if sub.status == "disputed" and user.role == "officer":
+        if sub.status == ReviewStatus.disputed and user.role == Role.officer:
             raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
                           "This submission is disputed: a senior officer must settle it.")  # fmt: skip
         try:
@@ -109,7 +110,7 @@ def undo_action(audit_id: int, user: Officer, sessions: Sessions,
         entry = session.get(AuditEntry, audit_id)
         if entry is None:
             raise Problem(404, "unknown_action", "Không có thao tác này.", "No such action.")
-        if entry.user_id != user.id and user.role == "officer":
+        if entry.user_id != user.id and user.role == Role.officer:
             raise Problem(
                 403, "forbidden", "Chỉ hoàn tác được thao tác của mình.", "You can undo only your own actions."
             )
@@ -165,7 +166,7 @@ def outbreaks_csv(user: Officer, sessions: Sessions, by: Literal["district", "co
 
 
 @router.post("/admin/reload")
-async def reload_model(request: Request, user: Annotated[User, Depends(require("admin"))]) -> dict[str, str]:
+async def reload_model(request: Request, user: Annotated[User, Depends(require(Role.admin))]) -> dict[str, str]:
     """Re-resolve the model reference now (e.g. after promoting a new champion)."""
     from pestid.serving.model_refresh import refresh_model
 

@@ -1,7 +1,7 @@
 import numpy as np
 
 from pestid.training.config import GateConfig
-from pestid.training.gate import decide
+from pestid.training.gate import judge
 
 
 def _report(macro_f1, recalls, support=10):
@@ -9,21 +9,21 @@ def _report(macro_f1, recalls, support=10):
 
 
 def test_first_model_becomes_champion():
-    assert decide(_report(0.5, {"a": 0.5}), None, GateConfig()).passed
+    assert judge(_report(0.5, {"a": 0.5}), None, GateConfig()).passed
 
 
 def test_better_challenger_passes_with_a_reason_per_check():
-    decision = decide(_report(0.9, {"a": 0.9, "b": 0.9}), _report(0.8, {"a": 0.8, "b": 0.85}), GateConfig())
+    decision = judge(_report(0.9, {"a": 0.9, "b": 0.9}), _report(0.8, {"a": 0.8, "b": 0.85}), GateConfig())
     assert decision.passed and len(decision.reasons) == 3
 
 
 def test_macro_f1_drop_beyond_tolerance_refuses():
-    decision = decide(_report(0.78, {"a": 0.9}), _report(0.80, {"a": 0.9}), GateConfig(macro_f1_tolerance=0.01))
+    decision = judge(_report(0.78, {"a": 0.9}), _report(0.80, {"a": 0.9}), GateConfig(macro_f1_tolerance=0.01))
     assert not decision.passed and "too large" in decision.reasons[0]
 
 
 def test_one_class_recall_drop_refuses_even_if_macro_f1_rises():
-    decision = decide(_report(0.95, {"a": 0.99, "brown_planthopper": 0.7}),
+    decision = judge(_report(0.95, {"a": 0.99, "brown_planthopper": 0.7}),
                       _report(0.90, {"a": 0.8, "brown_planthopper": 0.9}), GateConfig(recall_tolerance=0.05))  # fmt: skip
     assert not decision.passed
     assert any("brown_planthopper" in r and "too large" in r for r in decision.reasons)
@@ -31,7 +31,7 @@ def test_one_class_recall_drop_refuses_even_if_macro_f1_rises():
 
 def test_per_class_tolerance_and_small_classes():
     config = GateConfig(recall_tolerance=0.01, class_recall_tolerance={"a": 0.3}, min_support=5)
-    decision = decide(_report(0.9, {"a": 0.7, "b": 0.1}, support=10) | {"per_class": {
+    decision = judge(_report(0.9, {"a": 0.7, "b": 0.1}, support=10) | {"per_class": {
         "a": {"recall": 0.7, "support": 10}, "b": {"recall": 0.1, "support": 2}}},
         _report(0.9, {"a": 0.9, "b": 0.9}) | {"per_class": {
         "a": {"recall": 0.9, "support": 10}, "b": {"recall": 0.9, "support": 2}}}, config)  # fmt: skip
@@ -54,7 +54,7 @@ def test_gate_knows_noise_an_equal_model_passes_a_clearly_worse_one_does_not():
     noisy_equal = [y if rng.random() < 0.85 else 1 - y for y in labels]  # same skill, other mistakes
     worse = [y if rng.random() < 0.6 else 1 - y for y in labels]
     config = GateConfig(macro_f1_tolerance=0.05)
-    equal = decide(_paired(noisy_equal, labels, groups), _paired(champion, labels, groups), config)
+    equal = judge(_paired(noisy_equal, labels, groups), _paired(champion, labels, groups), config)
     assert equal.passed and "95 % interval of the difference" in equal.reasons[0]
-    refused = decide(_paired(worse, labels, groups), _paired(champion, labels, groups), config)
+    refused = judge(_paired(worse, labels, groups), _paired(champion, labels, groups), config)
     assert not refused.passed and "too large" in refused.reasons[0]
