@@ -163,8 +163,9 @@ def session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def open_database(url: str) -> sessionmaker:
-    """Engine, migrations to head, and a session factory: what a command-line tool needs."""
+def open_database(url: str, *, migrate_schema: bool = True) -> sessionmaker:
+    """Engine, migrations to head (unless only reading), and a session factory: what a command-line tool needs."""
     engine = make_engine(url)
-    migrate(engine)
+    if migrate_schema:
+        migrate(engine)
     return session_factory(engine)

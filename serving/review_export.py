@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from pestid.errors import ImageDecodeError
 from pestid.grouping import GroupingConfig, threshold_for
-from pestid.hashing import phash, to_hex
-from pestid.imaging import read_image
+from pestid.importers import describe_image
 from pestid.manifest import Manifest, Row, read_manifest, write_manifest
 from pestid.serving.db import Photo, Submission, open_database
+from pestid.serving.photos import PhotoStore
 from pestid.splits import extend_frozen, group_and_split
 from pestid.vocabulary import ReviewStatus
 
@@ -21,22 +21,24 @@ TOKEN_PATTERN = r"^review:(?P<review_token>[0-9a-f]{32})/"  # photos of one subm
 
 
 def approved_rows(database_url: str, photo_dir: Path, *, root: Path) -> tuple[list[Row], list[dict[str, str]]]:
-    """Rows for every photo of every approved submission, paths relative to ``root``; unreadable photos listed."""
-    sessions = open_database(database_url)
+    """Rows for every photo of every approved submission, paths relative to ``root``; unreadable photos listed.
+    Only reads: the database is not migrated, and the photos are described as the importer describes any."""
+    sessions, store = open_database(database_url, migrate_schema=False), PhotoStore(photo_dir)
     rows, skipped = [], []
     with sessions() as session:
         found = session.execute(select(Submission, Photo).join(Photo, Photo.submission_id == Submission.id)
-                                .where(Submission.status == ReviewStatus.approved).order_by(Submission.id, Photo.position))  # fmt: skip
+                                .where(Submission.status == ReviewStatus.approved)
+                                .order_by(Submission.id, Photo.position))  # fmt: skip
         for sub, photo in found:
-            path = photo_dir / photo.path
+            path = store.path(photo.path)
             try:
-                image = read_image(path)
-            except ImageDecodeError as exc:
-                skipped.append({"path": str(path), "code": exc.code, "reason": exc.message_en})
+                described = describe_image(path.read_bytes())
+            except (ImageDecodeError, OSError) as exc:
+                reason = exc.message_en if isinstance(exc, ImageDecodeError) else f"cannot read the file: {exc}"
+                skipped.append({"path": str(path), "code": getattr(exc, "code", "unreadable"), "reason": reason})
                 continue
             rows.append(Row(path=os.path.relpath(path.resolve(), root.resolve()), label=sub.final_label or "",
-                            sha256=photo.sha256, phash=to_hex(phash(image)), width=image.width,
-                            height=image.height, source=SOURCE, source_label=sub.predicted_label,
+                            **described, source=SOURCE, source_label=sub.predicted_label,
                             source_name=f"review:{sub.id}/{photo.position}"))  # fmt: skip
     return rows, skipped
 
