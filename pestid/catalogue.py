@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -70,6 +70,14 @@ class Organism(BaseModel):
 
     def advice(self, lang: str) -> str:
         return self.advice_vi if lang == "vi" else self.advice_en
+
+    def view(self, probability: float | None = None, *, advice: bool = True) -> dict[str, Any]:
+        """The organism for people, in both languages: what `pestid predict` prints and the API's species
+        carries. ``advice=False`` leaves the advice empty (a guess is no grounds to act)."""
+        return {"id": self.id, "name_vi": self.name_vi, "name_en": self.name_en, "scientific": self.scientific,
+                "category": self.category.value, "parent": self.parent, "natural_enemy": self.is_natural_enemy,
+                "advice_vi": self.advice_vi if advice else "", "advice_en": self.advice_en if advice else "",
+                "probability": None if probability is None else round(probability, 4)}  # fmt: skip
 
 
 class Catalogue:

@@ -14,7 +14,7 @@ from pestid.catalogue import load_catalogue
 from pestid.decision import decide
 from pestid.errors import ImageDecodeError
 from pestid.imaging import read_image
-from pestid.predictor import Candidate, Predictor, describe
+from pestid.predictor import Predictor
 
 
 def identify_files(model: str | Path, images: Sequence[str | Path], *, top: int = 3) -> list[dict[str, Any]]:
@@ -38,6 +38,6 @@ def identify_files(model: str | Path, images: Sequence[str | Path], *, top: int 
             "message_vi": outcome.messages.get("vi", ""),
             "message_en": outcome.messages.get("en", ""),
             "do_not_spray": outcome.do_not_spray,
-            "top": [describe(Candidate(r.id, r.probability), catalogue) for r in outcome.ranked],
+            "top": [catalogue.get(r.id).view(r.probability) for r in outcome.ranked],
         })  # fmt: skip
     return results

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from pestid.catalogue import Catalogue, load_catalogue
 from pestid.contract import METADATA_KEY, ModelContract
 from pestid.errors import PestidError
 from pestid.preprocess import preprocess, tta_views
@@ -18,12 +16,6 @@ from pestid.preprocess import preprocess, tta_views
 
 class ModelError(PestidError):
     code = "model"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    label: str
-    probability: float
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -74,20 +66,3 @@ class Predictor:
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Calibrated (temperature-scaled) class probabilities, one row per image."""
         return softmax(self.logits(images), self.contract.temperature)
-
-    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[Candidate]:
-        order = np.argsort(-probabilities)[:k]
-        return [Candidate(self.labels[i], float(probabilities[i])) for i in order]
-
-
-def describe(candidate: Candidate, catalogue: Catalogue | None = None) -> dict[str, object]:
-    """A candidate with its catalogue names, for people."""
-    org = (catalogue or load_catalogue()).get(candidate.label)
-    return {
-        "id": org.id,
-        "name_vi": org.name_vi,
-        "name_en": org.name_en,
-        "scientific": org.scientific,
-        "category": org.category.value,
-        "probability": round(candidate.probability, 4),
-    }

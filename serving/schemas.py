@@ -27,12 +27,8 @@ class Species(BaseModel):
     @classmethod
     def of(cls, org: Organism, lang: str, probability: float | None = None, *, advice: bool = True) -> Species:
         """The organism for people; ``advice=False`` leaves the advice empty (a guess is no grounds to act)."""
-        vi, en = (org.advice_vi, org.advice_en) if advice else ("", "")
-        return cls(id=org.id, name_vi=org.name_vi, name_en=org.name_en, scientific=org.scientific,
-                   category=org.category.value, parent=org.parent, name=org.name(lang),
-                   advice=vi if lang == "vi" else en, advice_vi=vi, advice_en=en,
-                   probability=None if probability is None else round(probability, 4),
-                   natural_enemy=org.is_natural_enemy)  # fmt: skip
+        view = org.view(probability, advice=advice)
+        return cls(**view, name=org.name(lang), advice=view["advice_vi"] if lang == "vi" else view["advice_en"])
 
 
 class ModelInfo(BaseModel):

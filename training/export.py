@@ -77,9 +77,18 @@ def _parity_images(config: Any, count: int = 16) -> list[Image.Image]:
     return images
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, metrics: dict[str, Any] | None = None) -> ExportResult:
+def export_run(
+    run_dir: str | Path, out: str | Path, *, metrics: dict[str, Any] | None = None,
+    run: tuple[Any, dict[str, Any], dict[str, Any]] | None = None, card: bool = True,
+) -> ExportResult:  # fmt: skip
+    """The run's best checkpoint as ONNX with its contract, checked against PyTorch.
+
+    ``run`` is (config, run info, calibration) when the caller holds them (``train`` does);
+    otherwise they are read from ``run_dir``. ``card=False`` leaves the model card to the
+    caller, who writes it once the evaluation's figures are in the contract.
+    """
     run_dir, out = Path(run_dir), Path(out)
-    config, info, calibration = _load_run(run_dir)
+    config, info, calibration = run if run is not None else _load_run(run_dir)
     model = create_model(config.model.model_copy(update={"pretrained": False}), len(info["labels"]))
     model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True))
     model.eval()
@@ -106,8 +115,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, metrics: dict[str, Any] 
             f"Kết quả ONNX lệch PyTorch {diff:.2e} (> {PARITY_TOLERANCE}); đã hủy xuất.",
             f"ONNX probabilities differ from PyTorch by {diff:.2e} (> {PARITY_TOLERANCE}); export refused.",
         )
-    card = write_model_card(out, contract, diff)
-    return ExportResult(out, card, contract, diff)
+    card_path = write_model_card(out, contract, diff) if card else out.with_suffix(".md")
+    return ExportResult(out, card_path, contract, diff)
 
 
 def write_contract(path: Path, contract: ModelContract) -> None:

@@ -132,7 +132,7 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
             rows = manifest.split("val")
         if not is_main_process():
             return TrainResult(run_dir, state, {})
-        return _finish(manifest, rows, logits, config, run_dir, state, hooks, export)
+        return _finish(manifest, rows, logits, config, info, run_dir, state, hooks, export)
     except BaseException:
         hooks.on_finish(status="FAILED")
         raise
@@ -161,8 +161,8 @@ def _finetune(model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir
     return state, logits
 
 
-def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: TrainConfig, run_dir: Path,
-            state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
+def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: TrainConfig, info: dict[str, Any],
+            run_dir: Path, state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
     """Calibrate on ``rows`` (originals the scoring model never trained on), export, evaluate."""
     labels = np.array([manifest.labels.index(r.label) for r in rows])
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
@@ -175,7 +175,9 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
         from pestid.training.evaluate import evaluate_model
         from pestid.training.export import export_run, write_contract, write_model_card
 
-        exported = export_run(run_dir, run_dir / "model.onnx")
+        # The contract is written twice: parity and evaluation read the exported file, and the evaluation's
+        # figures then go into it. The model card is written once, with them.
+        exported = export_run(run_dir, run_dir / "model.onnx", run=(config, info, calibration), card=False)
         report, files = evaluate_model(exported.onnx_path, config.data.manifest, split=config.eval.split,
                                        out_dir=run_dir / "evaluation")  # fmt: skip
         hooks.on_evaluation(split=config.eval.split, report=report, files=files)
