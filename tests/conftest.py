@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,35 @@ def postgres_url():
     finally:
         subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pestid_serve(command: list[str], data_dir: Path, *, cwd: Path, timeout: float = 90) -> Iterator[str]:
+    """``pestid serve`` run as a user runs it (``command`` is the program and its arguments before
+    ``--port``), on a free port with ``data_dir``; yields its base URL once /readyz answers, stops it after."""
+    import os
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "PESTID_DATA_DIR": str(data_dir), "PESTID_LOG_JSON": "false"}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([*command, "--port", str(port)], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=log)  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and server.poll() is None:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.3)
+            assert server.poll() is None, log_path.read_text()[-2000:]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

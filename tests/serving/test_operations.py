@@ -92,38 +92,20 @@ def _head_revision() -> str:
 @pytest.mark.server
 def test_pestid_serve_with_two_workers_on_a_fresh_data_folder(tiny_model, tmp_path):
     """Both workers start together on an empty database (migrations must not race) and answer."""
-    import os
-    import subprocess
     import sys
-    import time
 
     import httpx
 
-    from tests.conftest import REPO, free_port
+    from tests.conftest import REPO, pestid_serve
 
-    port = free_port()
-    env = {**os.environ, "PESTID_DATA_DIR": str(tmp_path / "data"), "PESTID_LOG_JSON": "false"}
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "pestid.cli", "serve", "--model", str(tiny_model), "--port",
-                               str(port), "--workers", "2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=log)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-        with httpx.Client() as client:  # keep-alive, as phones and browsers do
-            answers = [client.post(f"http://127.0.0.1:{port}/v1/identify", files=[("photos", ("a.jpg", jpeg(k), "image/jpeg"))])
-                       for k in range(4)]  # fmt: skip
-        assert [a.status_code for a in answers] == [201] * 4
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    command = [sys.executable, "-m", "pestid.cli", "serve", "--model", str(tiny_model), "--workers", "2"]
+    with (
+        pestid_serve(command, tmp_path / "data", cwd=REPO) as url,
+        httpx.Client() as client,
+    ):  # keep-alive, as phones do
+        answers = [client.post(f"{url}/v1/identify", files=[("photos", ("a.jpg", jpeg(k), "image/jpeg"))])
+                   for k in range(4)]  # fmt: skip
+    assert [a.status_code for a in answers] == [201] * 4
 
 
 def test_start_up_spares_fresh_files_another_worker_may_still_be_committing(tiny_model, tmp_path):

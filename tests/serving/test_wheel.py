@@ -9,13 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, pestid_serve
 from tests.onnx_models import linear_model
 from tests.serving.conftest import jpeg
 
@@ -58,33 +56,15 @@ def test_pestid_predict_serve_and_the_farmer_page_from_the_installed_wheel(serve
     answer = json.loads(_run(pestid, "predict", "--model", model, photo, "--json", cwd=tmp_path))
     assert answer[0]["top"] and answer[0]["decision"] in {"identified", "uncertain", "not_recognised"}
 
-    port = free_port()
-    env = {**os.environ, "PESTID_DATA_DIR": str(tmp_path / "data"), "PESTID_LOG_JSON": "false"}
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen([str(pestid), "serve", "--model", str(model), "--port", str(port)], cwd=tmp_path,
-                              env=env, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+    with pestid_serve([str(pestid), "serve", "--model", str(model)], tmp_path / "data", cwd=tmp_path) as url:
         page = browser.new_page(viewport={"width": 360, "height": 740})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(f"{url}/")
         assert page.locator("h1").inner_text() == "Nhận diện sâu bệnh lúa"
         page.set_input_files("input[type=file]", str(photo))
         page.locator("button[type=submit]").click()
         page.wait_for_selector("#decision:not(:empty)", timeout=30_000)
-        assert any(
-            w in page.locator("#decision").inner_text() for w in ("Đã nhận diện", "Chưa chắc chắn", "Không nhận ra")
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        decision = page.locator("#decision").inner_text()
+    assert any(w in decision for w in ("Đã nhận diện", "Chưa chắc chắn", "Không nhận ra"))
 
 
 def test_the_serving_tests_pass_in_the_serve_only_environment(serve_env, tmp_path):
