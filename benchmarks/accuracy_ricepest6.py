@@ -85,21 +85,22 @@ def main() -> None:
                  overrides=[*args.overrides, "resume=false", f"mlflow.tracking_uri=sqlite:///{args.work / 'mlflow.db'}",
                             f"mlflow.artifact_location={args.work / 'mlruns'}", "mlflow.experiment=benchmark-ricepest6"])  # fmt: skip
     wall = time.perf_counter() - start
-    e = result.evaluation or {}
+    assert result.evaluation is not None, "the run was not exported and evaluated"
+    e = result.evaluation
     speed = float(np.mean([h["images_per_s"] for h in result.fit.history]))
     print("\n| metric | fine-tuned | frozen probe (baseline) | ratio |")
     print("| --- | --- | --- | --- |")
     print(
-        f"| test macro-F1 | {e['macro_f1']:.4f} | {baseline['macro_f1']:.4f} | {e['macro_f1'] / baseline['macro_f1']:.3f} |"
+        f"| test macro-F1 | {e.macro_f1:.4f} | {baseline['macro_f1']:.4f} | {e.macro_f1 / baseline['macro_f1']:.3f} |"
     )
-    print(f"| test top-1 | {e['top1']:.4f} | {baseline['top1']:.4f} | {e['top1'] / baseline['top1']:.3f} |")
+    print(f"| test top-1 | {e.top1:.4f} | {baseline['top1']:.4f} | {e.top1 / baseline['top1']:.3f} |")
     print(f"| wall time, s | {wall:.0f} | {baseline['wall_s']:.0f} | {wall / baseline['wall_s']:.1f} |")
-    print(f"| test ECE (calibrated) | {e['ece']:.4f} | | |")
+    print(f"| test ECE (calibrated) | {e.ece:.4f} | | |")
     print(
-        f"| coverage at threshold {e['threshold']:.3f} | {e['coverage']:.4f} (accuracy {e['accuracy_at_threshold']:.4f}) | | |"
+        f"| coverage at threshold {e.threshold:.3f} | {e.coverage:.4f} (accuracy {e.accuracy_at_threshold:.4f}) | | |"
     )
-    print(f"| group top-1 | {e['group_top1']:.4f} | | |")
-    print(f"| OOD AUROC | {e['ood_auroc']:.4f} | | |")
+    print(f"| group top-1 | {e.group_top1:.4f} | | |")
+    print(f"| OOD AUROC | {e.ood_auroc:.4f} | | |")
     print(f"| training images/s | {speed:.1f} | | |")
     print(f"\nepochs run: {len(result.fit.history)}, best epoch {result.fit.best_epoch}; model {result.onnx_path}")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pestid.training.report import EvaluationReport
+
 
 class Callback:
     """Every hook is optional; each receives keyword arguments only."""
@@ -15,7 +17,7 @@ class Callback:
 
     def on_train_end(self, *, run_dir: Path, result: dict[str, Any]) -> None: ...
 
-    def on_evaluation(self, *, split: str, report: dict[str, Any], files: list[Path]) -> None: ...
+    def on_evaluation(self, *, split: str, report: EvaluationReport, files: list[Path]) -> None: ...
 
     def on_export(self, *, onnx_path: Path, files: list[Path], contract: Any) -> None: ...
 

@@ -13,7 +13,6 @@ generated non-rice photos stay in the report. Writes JSON, Markdown and PNG plot
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from pestid.training.metrics import (
     selective,
     summary,
 )
+from pestid.training.report import EvaluationReport
 
 BATCH = 32
 
@@ -64,7 +64,7 @@ def predict_rows(predictor: Predictor, paths: list[Path]) -> tuple[np.ndarray, l
 def evaluate_model(
     model_path: str | Path, manifest_path: str | Path, *, split: str = "test", out_dir: str | Path | None = None,
     ood_images: int = 50,
-) -> tuple[dict[str, Any], list[Path]]:  # fmt: skip
+) -> tuple[EvaluationReport, list[Path]]:  # fmt: skip
     predictor = Predictor(model_path)
     manifest = read_manifest(manifest_path)
     rows = manifest.split(split)
@@ -80,20 +80,21 @@ def evaluate_model(
     unreadable = set(bad)
     rows = [r for k, r in enumerate(rows) if k not in unreadable]
     labels = np.array([predictor.labels.index(r.label) for r in rows])
-    report: dict[str, Any] = {"model": str(model_path), "manifest": str(manifest_path), "split": split,
+    found: dict[str, Any] = {"model": str(model_path), "manifest": str(manifest_path), "split": split,
                               "dataset_version": manifest.version, "unreadable_images": len(bad)}  # fmt: skip
-    report.update(summary(probs, labels, predictor.labels))
-    report.update(per_original(probs, labels, rows, predictor))
-    report["group_top1"] = group_accuracy(probs, labels, [r.group for r in rows])
+    found.update(summary(probs, labels, predictor.labels))
+    found.update(per_original(probs, labels, rows, predictor))
+    found["group_top1"] = group_accuracy(probs, labels, [r.group for r in rows])
     ood_probs = predictor.probabilities(unrelated_images(ood_images, size=predictor.contract.preprocess.size))
     ood = ood_probs.max(axis=1)
-    report["ood_auroc"] = auroc(probs.max(axis=1), ood)
-    report["ood_rejected"] = float((ood < predictor.contract.thresholds()[ood_probs.argmax(axis=1)]).mean())
-    report["reliability"] = reliability(probs, labels)
+    found["ood_auroc"] = auroc(probs.max(axis=1), ood)
+    found["ood_rejected"] = float((ood < predictor.contract.thresholds()[ood_probs.argmax(axis=1)]).mean())
+    found["reliability"] = reliability(probs, labels)
     # What a paired comparison of two models on this split needs (training.gate.paired_difference).
-    report["rows"] = {"group": [r.group or r.path for r in rows], "label": labels.tolist(),
+    found["rows"] = {"group": [r.group or r.path for r in rows], "label": labels.tolist(),
                       "predicted": probs.argmax(axis=1).tolist()}  # fmt: skip
-    report["mistakes"] = worst_mistakes(probs, labels, [str(manifest.image_path(r)) for r in rows], predictor.labels)
+    found["mistakes"] = worst_mistakes(probs, labels, [str(manifest.image_path(r)) for r in rows], predictor.labels)
+    report = EvaluationReport.model_validate(found)
     files = write_reports(report, predictor.labels, Path(out_dir) if out_dir else None)
     return report, files
 
@@ -176,18 +177,18 @@ def worst_mistakes(
              "confidence": float(probs[i, predicted[i]])} for i in wrong]  # fmt: skip
 
 
-def write_reports(report: dict[str, Any], names: list[str], out_dir: Path | None) -> list[Path]:
+def write_reports(report: EvaluationReport, names: list[str], out_dir: Path | None) -> list[Path]:
     if out_dir is None:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    json_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     md_path = out_dir / "report.md"
     md_path.write_text(markdown(report), encoding="utf-8")
     return [json_path, md_path,
-            plots.confusion_matrix_png(report["confusion"], names, out_dir / "confusion_matrix.png"),
-            plots.reliability_png(report["reliability"], report["ece"], out_dir / "reliability.png"),
-            plots.per_class_png(report["per_class"], out_dir / "per_class_f1.png")]  # fmt: skip
+            plots.confusion_matrix_png(report.confusion, names, out_dir / "confusion_matrix.png"),
+            plots.reliability_png(report.reliability, report.ece, out_dir / "reliability.png"),
+            plots.per_class_png({k: v.model_dump() for k, v in report.per_class.items()}, out_dir / "per_class_f1.png")]  # fmt: skip
 
 
 def _fmt(value: Any) -> str:
@@ -198,31 +199,30 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def markdown(report: dict[str, Any]) -> str:
-    original = report["per_original"]
-    promise = report["precision_promise"]
+def markdown(report: EvaluationReport) -> str:
+    original, promise = report.per_original, report.precision_promise
     lines = [
-        f"# Đánh giá / evaluation: split `{report['split']}` ({report['images']} images, {original['groups']} originals)",
+        f"# Đánh giá / evaluation: split `{report.split}` ({report.images} images, {original.groups} originals)",
         "",
         "Per original photo (each group counted once; 95 % bootstrap interval over groups):",
         "",
         "| metric | value | 95 % interval |",
         "| --- | --- | --- |",
-        f"| macro-F1 | {_fmt(original.get('macro_f1'))} | {_fmt(original.get('macro_f1_ci'))} |",
-        f"| top-1 | {_fmt(original.get('top1'))} | {_fmt(original.get('top1_ci'))} |",
-        f"| precision promised (each class) / expected (overall) / delivered | {_fmt(promise['promised'])} / "
-        f"{_fmt(promise.get('expected'))} / {_fmt(promise['delivered'])} | {_fmt(promise.get('delivered_ci'))} |",
+        f"| macro-F1 | {_fmt(original.macro_f1)} | {_fmt(original.macro_f1_ci)} |",
+        f"| top-1 | {_fmt(original.top1)} | {_fmt(original.top1_ci)} |",
+        f"| precision promised (each class) / expected (overall) / delivered | {_fmt(promise.promised)} / "
+        f"{_fmt(promise.expected)} / {_fmt(promise.delivered)} | {_fmt(promise.delivered_ci)} |",
     ]
     for key in ("threshold", "coverage", "in_scope_coverage", "out_of_scope_identified", "disease_identified_as_other"):
-        lines.append(f"| {key} | {_fmt(report.get(key))} | |")
+        lines.append(f"| {key} | {_fmt(getattr(report, key))} | |")
     lines += [
         "",
         "| source | originals | macro-F1 | interval | top-1 | interval |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for source, m in report["per_source"].items():
-        lines.append(f"| {source} | {m['groups']} | {_fmt(m.get('macro_f1'))} | {_fmt(m.get('macro_f1_ci'))} | "
-                     f"{_fmt(m.get('top1'))} | {_fmt(m.get('top1_ci'))} |")  # fmt: skip
+    for source, m in report.per_source.items():
+        lines.append(f"| {source} | {m.groups} | {_fmt(m.macro_f1)} | {_fmt(m.macro_f1_ci)} | {_fmt(m.top1)} | "
+                     f"{_fmt(m.top1_ci)} |")  # fmt: skip
     lines += [
         "",
         "Per file (augmented copies counted each time: flattering):",
@@ -231,12 +231,12 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- |",
     ]
     for key in ("macro_f1", "top1", "top5", "group_top1", "ece", "ood_auroc", "ood_rejected"):
-        lines.append(f"| {key} | {report[key]:.4f} |")
+        lines.append(f"| {key} | {getattr(report, key):.4f} |")
     lines += ["", "| class | precision | recall | F1 | originals | threshold | delivered precision when identified "
               "| answers identified |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for name, m in original["per_class"].items():
-        answers = promise["per_class"].get(name, {})
-        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']:.1f} | "
-                     f"{_fmt(report['class_thresholds'].get(name))} | {_fmt(answers.get('delivered'))} | "
-                     f"{_fmt(answers.get('answers'))} |")  # fmt: skip
+    for name, c in original.per_class.items():
+        answers = promise.per_class.get(name)
+        lines.append(f"| {name} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support:.1f} | "
+                     f"{_fmt(report.class_thresholds.get(name))} | {_fmt(answers.delivered if answers else None)} | "
+                     f"{_fmt(answers.answers if answers else None)} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -154,7 +154,7 @@ def write_model_card(onnx_path: Path, contract: ModelContract, parity_diff: floa
     catalogue = load_catalogue()
     rows = "\n".join(
         f"| `{label}` | {catalogue.get(label).name_vi} | {catalogue.get(label).name_en} | "
-        f"{contract.metrics.get('per_class', {}).get(label, {}).get('f1', float('nan')):.3f} |"
+        f"{contract.metrics.get('f1_per_class', {}).get(label, float('nan')):.3f} |"
         for label in contract.labels
     )
     headline = {k: v for k, v in contract.metrics.items() if not isinstance(v, dict)}
@@ -175,7 +175,7 @@ def write_model_card(onnx_path: Path, contract: ModelContract, parity_diff: floa
 
 ## Classes
 
-| id | Tiếng Việt | English | F1 |
+| id | Tiếng Việt | English | F1 per original |
 | --- | --- | --- | --- |
 {rows}
 

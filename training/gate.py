@@ -13,12 +13,27 @@ recall may drop by more than its tolerance; classes with fewer than
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from pestid.training.config import GateConfig
 from pestid.training.metrics import bootstrap_interval, macro_f1
+from pestid.training.report import EvaluationReport, Rows
+
+
+@dataclass(frozen=True)
+class GateFigures:
+    """What the gate compares, per original: macro-F1, each class's recall and support, and the test rows."""
+
+    macro_f1: float
+    per_class: dict[str, tuple[float, float]]  # name -> (recall, support)
+    rows: Rows | None = None
+
+    @classmethod
+    def of(cls, report: EvaluationReport) -> GateFigures:
+        original = report.per_original
+        return cls(original.macro_f1 or 0.0, {n: (c.recall, c.support) for n, c in original.per_class.items()},
+                   report.rows)  # fmt: skip
 
 
 @dataclass
@@ -52,16 +67,16 @@ def macro_f1_check(
     )
 
 
-def paired_difference(challenger: dict[str, Any], champion: dict[str, Any], *, resamples: int = 1000,
+def paired_difference(challenger: GateFigures, champion: GateFigures, *, resamples: int = 1000,
                       seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
     """95 % interval of macro-F1 (challenger − champion) over resamples of the shared test groups, or None
     when the reports were not made on the same rows."""
-    a, b = challenger.get("rows"), champion.get("rows")
-    if not a or not b or a["group"] != b["group"] or a["label"] != b["label"]:
+    a, b = challenger.rows, champion.rows
+    if a is None or b is None or a.group != b.group or a.label != b.label:
         return None
-    labels, groups = np.array(a["label"]), a["group"]
-    classes = int(max(labels.max(), max(a["predicted"]), max(b["predicted"]))) + 1
-    ours, theirs = np.array(a["predicted"]), np.array(b["predicted"])
+    labels, groups = np.array(a.label), a.group
+    classes = int(max(labels.max(), max(a.predicted), max(b.predicted))) + 1
+    ours, theirs = np.array(a.predicted), np.array(b.predicted)
 
     def difference(w: np.ndarray) -> float:
         return macro_f1(labels, ours, classes, w) - macro_f1(labels, theirs, classes, w)
@@ -78,28 +93,21 @@ def recall_check(name: str, challenger: float, champion: float, tolerance: float
     )
 
 
-def _figures(report: dict[str, Any]) -> dict[str, Any]:
-    """The per-original figures of a report (older reports without them: their per-file figures)."""
-    return report.get("per_original") or report
-
-
-def judge(challenger: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig) -> GateDecision:
-    """Compare two evaluation reports (``per_original`` macro-F1 and per-class recall/support, and ``rows``)."""
-    ours = _figures(challenger)
+def judge(challenger: GateFigures, champion: GateFigures | None, config: GateConfig) -> GateDecision:
+    """Compare the challenger's per-original figures with the champion's on the same test split."""
     if champion is None:
         return GateDecision(True, ["no champion yet: the first model becomes champion"],
-                            {"macro_f1": ours["macro_f1"]})  # fmt: skip
-    theirs_all = _figures(champion)
+                            {"macro_f1": challenger.macro_f1})  # fmt: skip
     interval = paired_difference(challenger, champion)
-    checks = [macro_f1_check(ours["macro_f1"], theirs_all["macro_f1"], config.macro_f1_tolerance, interval)]
-    for name, stats in theirs_all["per_class"].items():
-        if stats["support"] < config.min_support:
+    checks = [macro_f1_check(challenger.macro_f1, champion.macro_f1, config.macro_f1_tolerance, interval)]
+    for name, (recall, support) in champion.per_class.items():
+        if support < config.min_support:
             checks.append(
-                (True, f"recall of {name}: {int(stats['support'])} test images, below {config.min_support}; not gated")
+                (True, f"recall of {name}: {int(support)} test images, below {config.min_support}; not gated")
             )
             continue
-        theirs = ours["per_class"].get(name, {"recall": 0.0})["recall"]
+        ours = challenger.per_class.get(name, (0.0, 0.0))[0]
         tolerance = config.class_recall_tolerance.get(name, config.recall_tolerance)
-        checks.append(recall_check(name, theirs, stats["recall"], tolerance))
+        checks.append(recall_check(name, ours, recall, tolerance))
     return GateDecision(all(ok for ok, _ in checks), [reason for _, reason in checks],
-                        {"macro_f1": ours["macro_f1"]}, {"macro_f1": theirs_all["macro_f1"]})  # fmt: skip
+                        {"macro_f1": challenger.macro_f1}, {"macro_f1": champion.macro_f1})  # fmt: skip

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from pestid.registry import CHALLENGER
 from pestid.training.callbacks import Callback
 from pestid.training.config import MlflowConfig, TrainConfig
+from pestid.training.report import EvaluationReport
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -81,11 +82,12 @@ class MLflowCallback(Callback):
         if result["fit"]["history"]:
             mlflow.log_artifact(str(history_png(result["fit"]["history"], run_dir / "history.png")), "plots")
 
-    def on_evaluation(self, *, split: str, report: dict[str, Any], files: list[Path]) -> None:
-        scalars = {k: float(v) for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    def on_evaluation(self, *, split: str, report: EvaluationReport, files: list[Path]) -> None:
+        figures = report.figures().items()
+        scalars = {k: float(v) for k, v in figures if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics({f"{split}_{k}": v for k, v in scalars.items()})
-        for name, stats in report.get("per_class", {}).items():
-            mlflow.log_metrics({f"{split}_recall.{name}": stats["recall"], f"{split}_f1.{name}": stats["f1"]})
+        for name, stats in report.per_original.per_class.items():  # per original, like the headline
+            mlflow.log_metrics({f"{split}_recall.{name}": stats.recall, f"{split}_f1.{name}": stats.f1})
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
 

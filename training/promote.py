@@ -9,18 +9,17 @@ to the challenger's MLflow run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pestid import registry
 from pestid.registry import CHALLENGER, CHAMPION
 from pestid.training.config import GateConfig
 from pestid.training.evaluate import evaluate_model
-from pestid.training.gate import GateDecision, judge
+from pestid.training.gate import GateDecision, GateFigures, judge
 
 
-def _evaluate(name: str, version: str, manifest: str | Path, split: str) -> dict[str, Any]:
+def _evaluate(name: str, version: str, manifest: str | Path, split: str) -> GateFigures:
     report, _ = evaluate_model(registry.download_onnx(name, version), manifest, split=split)
-    return report
+    return GateFigures.of(report)
 
 
 def promote(

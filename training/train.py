@@ -28,6 +28,7 @@ from pestid.training.loop import FitState, fit, is_main_process, predict_logits,
 from pestid.training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
 from pestid.training.models import create_model, preprocess_spec
 from pestid.training.provenance import code_revision
+from pestid.training.report import EvaluationReport
 
 
 @dataclass
@@ -36,7 +37,7 @@ class TrainResult:
     fit: FitState
     calibration: dict[str, Any]
     onnx_path: Path | None = None
-    evaluation: dict[str, Any] | None = None
+    evaluation: EvaluationReport | None = None
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -181,19 +182,13 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
         report, files = evaluate_model(exported.onnx_path, config.data.manifest, split=config.eval.split,
                                        out_dir=run_dir / "evaluation")  # fmt: skip
         hooks.on_evaluation(split=config.eval.split, report=report, files=files)
-        exported.contract.metrics = _headline(report)
+        exported.contract.metrics = report.figures()
         write_contract(exported.onnx_path, exported.contract)
         write_model_card(exported.onnx_path, exported.contract, exported.parity_max_abs_diff)
         hooks.on_export(onnx_path=exported.onnx_path, files=[exported.card_path], contract=exported.contract)
         result.onnx_path, result.evaluation = exported.onnx_path, report
     hooks.on_finish(status="FINISHED")
     return result
-
-
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("split", "images", "macro_f1", "top1", "top5", "ece", "coverage", "accuracy_at_threshold", "group_top1",
-            "ood_auroc", "per_class")  # fmt: skip
-    return {k: report[k] for k in keys if k in report}
 
 
 def run(config_path: str | Path | None, *, data: str | None = None, out: str | None = None,

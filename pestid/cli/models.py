@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pestid.cli.app import app, out, print_json
 from pestid.progress import console
+
+if TYPE_CHECKING:
+    from pestid.training.report import EvaluationReport
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -29,26 +32,25 @@ def train(
         console.print(f"→ {result.onnx_path}")
 
 
-def headline(report: dict) -> None:
+def headline(report: EvaluationReport) -> None:
     """Per-original figures first (each original counted once), with their intervals."""
-    o, p = report["per_original"], report["precision_promise"]
-    ci = o.get("macro_f1_ci", (float("nan"),) * 2)
-    out.print(f"{report['split']}: {report['images']} images, {o['groups']} originals")
-    out.print(f"  macro-F1 per original {o.get('macro_f1', float('nan')):.4f} [95 % {ci[0]:.4f}, {ci[1]:.4f}]  "
-              f"top-1 per original {o.get('top1', float('nan')):.4f}")  # fmt: skip
-    d = p.get("delivered_ci", (float("nan"),) * 2)
-    expected = "—" if p.get("expected") is None else f"{p['expected']:.4f}"
-    out.print(f"  precision promised {p['promised']} per class, expected {expected} overall / delivered "
-              f"{p['delivered']:.4f} [95 % {d[0]:.4f}, {d[1]:.4f}]; "
-              f"in-scope coverage {_pct(report.get('in_scope_coverage'))}; out-of-scope identified "
-              f"{_pct(report.get('out_of_scope_identified'))}; disease identified as another kind "
-              f"{_pct(report.get('disease_identified_as_other'))}")  # fmt: skip
-    for source, m in report["per_source"].items():
-        s = m.get("macro_f1_ci", (float("nan"),) * 2)
+    o, p = report.per_original, report.precision_promise
+    nan = (float("nan"), float("nan"))
+    ci, d = o.macro_f1_ci or nan, p.delivered_ci or nan
+    out.print(f"{report.split}: {report.images} images, {o.groups} originals")
+    out.print(f"  macro-F1 per original {o.macro_f1 or float('nan'):.4f} [95 % {ci[0]:.4f}, {ci[1]:.4f}]  "
+              f"top-1 per original {o.top1 or float('nan'):.4f}")  # fmt: skip
+    expected = "—" if p.expected is None else f"{p.expected:.4f}"
+    out.print(f"  precision promised {p.promised} per class, expected {expected} overall / delivered "
+              f"{p.delivered:.4f} [95 % {d[0]:.4f}, {d[1]:.4f}]; in-scope coverage {_pct(report.in_scope_coverage)}; "
+              f"out-of-scope identified {_pct(report.out_of_scope_identified)}; disease identified as another kind "
+              f"{_pct(report.disease_identified_as_other)}")  # fmt: skip
+    for source, m in report.per_source.items():
+        s = m.macro_f1_ci or nan
         out.print(
-            f"  {source}: macro-F1 {m.get('macro_f1', float('nan')):.4f} [{s[0]:.4f}, {s[1]:.4f}], {m['groups']} originals"
+            f"  {source}: macro-F1 {m.macro_f1 or float('nan'):.4f} [{s[0]:.4f}, {s[1]:.4f}], {m.groups} originals"
         )
-    out.print(f"  per file: macro-F1 {report['macro_f1']:.4f}  top-1 {report['top1']:.4f}  ECE {report['ece']:.4f}")
+    out.print(f"  per file: macro-F1 {report.macro_f1:.4f}  top-1 {report.top1:.4f}  ECE {report.ece:.4f}")
 
 
 def _pct(value: float | None) -> str:
@@ -72,7 +74,7 @@ def evaluate(
         raise typer.BadParameter("split must be one of train, val, test, all")
     report, files = evaluate_model(model, data, split=split, out_dir=report_dir)
     if as_json:
-        print_json({k: v for k, v in report.items() if k not in ("reliability", "rows")})
+        print_json(report.model_dump(mode="json", exclude={"reliability", "rows"}))
         return
     headline(report)
     for path in files:

@@ -1,11 +1,12 @@
 import numpy as np
 
 from pestid.training.config import GateConfig
-from pestid.training.gate import judge
+from pestid.training.gate import GateFigures, judge
+from pestid.training.report import Rows
 
 
 def _report(macro_f1, recalls, support=10):
-    return {"macro_f1": macro_f1, "per_class": {k: {"recall": v, "support": support} for k, v in recalls.items()}}
+    return GateFigures(macro_f1, {k: (v, support) for k, v in recalls.items()})
 
 
 def test_first_model_becomes_champion():
@@ -31,10 +32,8 @@ def test_one_class_recall_drop_refuses_even_if_macro_f1_rises():
 
 def test_per_class_tolerance_and_small_classes():
     config = GateConfig(recall_tolerance=0.01, class_recall_tolerance={"a": 0.3}, min_support=5)
-    decision = judge(_report(0.9, {"a": 0.7, "b": 0.1}, support=10) | {"per_class": {
-        "a": {"recall": 0.7, "support": 10}, "b": {"recall": 0.1, "support": 2}}},
-        _report(0.9, {"a": 0.9, "b": 0.9}) | {"per_class": {
-        "a": {"recall": 0.9, "support": 10}, "b": {"recall": 0.9, "support": 2}}}, config)  # fmt: skip
+    decision = judge(GateFigures(0.9, {"a": (0.7, 10), "b": (0.1, 2)}), GateFigures(0.9, {"a": (0.9, 10), "b": (0.9, 2)}),
+                     config)  # fmt: skip
     assert decision.passed and any("not gated" in r for r in decision.reasons)
 
 
@@ -42,8 +41,7 @@ def _paired(predicted, labels, groups):
     from pestid.training.metrics import macro_f1
 
     f1 = macro_f1(np.array(labels), np.array(predicted), 2)
-    return {"per_original": {"macro_f1": f1, "per_class": {}},
-            "rows": {"group": groups, "label": labels, "predicted": predicted}}  # fmt: skip
+    return GateFigures(f1, {}, Rows(group=groups, label=labels, predicted=predicted))
 
 
 def test_gate_knows_noise_an_equal_model_passes_a_clearly_worse_one_does_not():
