@@ -2,8 +2,9 @@
 
 ``decode_image`` reads bytes, refuses what it cannot use with a one-sentence
 reason, applies EXIF orientation and returns an RGB ``PIL.Image``. The pixel
-limit is checked from the header, before any pixel is decoded, so a
-decompression bomb costs neither time nor memory.
+limit and the aspect ratio are checked from the header, before any pixel is
+decoded, so neither a decompression bomb nor a 1×8000 strip (which the
+model's resize would blow up) costs time or memory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ except ImportError:  # pragma: no cover - pillow-heif is a core dependency
     HEIF_SUPPORTED = False
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 50 MP phone photo passes; bombs do not
+# Longer side over shorter side. A phone panorama is about 4:1; a 1×8000 strip is no photo of a pest, and
+# scaling its shorter side up to the model's input would make a 256×2,048,000 image from 117 bytes.
+MAX_ASPECT = 20
 Image.init()
 FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF", "GIF") if f in Image.OPEN)
 
@@ -56,6 +60,13 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError("Ảnh không có điểm ảnh nào.", "The image has no pixels.", code="corrupt")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageDecodeError(
+            f"Ảnh quá dài hoặc quá hẹp ({width}×{height} điểm ảnh; cạnh dài tối đa gấp {MAX_ASPECT} lần cạnh ngắn).",
+            f"The image is too long or too narrow ({width}×{height} pixels; the longer side may be at most "
+            f"{MAX_ASPECT} times the shorter).",
+            code="extreme_aspect",
+        )
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"Ảnh quá lớn ({width}×{height} điểm ảnh, tối đa {max_pixels:,}).",

@@ -28,10 +28,19 @@ def outbreak_counts(session: Session, *, by: str = "district") -> list[dict[str,
     return [{"week": w, by: p, "species": s, "reports": n} for (w, p, s), n in sorted(counts.items())]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (farmer text such as ``=HYPERLINK(…)``) gets a leading
+    apostrophe, so it is shown, not evaluated (OWASP's advice for CSV injection). Numbers stay numbers."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 def to_csv(rows: list[dict[str, object]]) -> str:
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     return buffer.getvalue()

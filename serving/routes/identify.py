@@ -16,6 +16,7 @@ from pestid.errors import ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
 from pestid.serving import observability as obs
+from pestid.serving.db import Submission
 from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
 from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
@@ -49,6 +50,12 @@ def _number(fields: dict[str, str], name: str, low: float, high: float) -> float
     return value
 
 
+def column_length(name: str) -> int | None:
+    """The longest text the database column of that name holds: the schema is the one source of the limits."""
+    length = getattr(Submission.__table__.c[name].type, "length", None)
+    return int(length) if length is not None else None
+
+
 def parse_observation(fields: dict[str, str], header_key: str | None) -> Observation:
     unknown = set(fields) - {
         "latitude",
@@ -77,8 +84,11 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
             "crop_stage", f"một trong {', '.join(sorted(CROP_STAGES))}", f"one of {', '.join(sorted(CROP_STAGES))}"
         )
     key = (header_key or fields.get("idempotency_key", "")).strip() or None
-    if key is not None and len(key) > 128:
-        raise _bad_field("idempotency_key", "tối đa 128 ký tự", "at most 128 characters")
+    for name, value in (("commune", fields.get("commune", "")), ("district", fields.get("district", "")),
+                        ("idempotency_key", key or "")):  # fmt: skip
+        longest = column_length(name)
+        if longest is not None and len(value.strip()) > longest:
+            raise _bad_field(name, f"tối đa {longest} ký tự", f"at most {longest} characters")
     return Observation(latitude=latitude, longitude=longitude, commune=fields.get("commune", "").strip() or None,
                        district=fields.get("district", "").strip() or None, observed_on=observed_on,
                        crop_stage=stage, note=fields.get("note", "").strip() or None, idempotency_key=key)  # fmt: skip

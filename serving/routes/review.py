@@ -66,7 +66,7 @@ def me(user: Officer) -> dict[str, Any]:
 def review_queue(
     user: Officer, sessions: Sessions, status: Literal[ReviewStatus.pending_review, ReviewStatus.disputed] = ReviewStatus.pending_review,
     district: str | None = None, species: str | None = None, decision: str | None = None,
-    since: date | None = None, until: date | None = None, limit: Annotated[int, Query(le=200)] = 50,
+    since: date | None = None, until: date | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:  # fmt: skip
     with sessions() as session:
         rows = queue(session, status=status, district=district, species=species, decision=decision, since=since,
@@ -127,10 +127,13 @@ def undo_action(audit_id: int, user: Officer, sessions: Sessions,
 
 @router.get("/audit")
 def audit_log(
-    user: Senior, sessions: Sessions, submission_id: str | None = None, limit: int = 100
+    user: Senior,
+    sessions: Sessions,
+    submission_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     with sessions() as session:
-        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(min(limit, 1000))
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if submission_id:
             query = query.where(AuditEntry.submission_id == submission_id)
         return [{"id": e.id, "at": e.at.isoformat(), "user_id": e.user_id, "action": e.action,
