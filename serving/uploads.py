@@ -105,8 +105,22 @@ async def read_multipart(
     if declared and declared.isdigit() and int(declared) > ceiling:
         raise too_large(max_file_bytes)
     collector = _Collector(max_files, max_file_bytes, max_field_bytes)
-    parser = MultipartParser(options[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
-    async for chunk in request.stream():
-        parser.write(chunk)
-    parser.finalize()
+    received = 0
+    try:  # the one error boundary of the body: whatever the parser cannot read is the request's fault, a 400
+        parser = MultipartParser(options[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > ceiling:  # holds for chunked bodies too, which declare no length
+                raise too_large(max_file_bytes)
+            parser.write(chunk)
+        parser.finalize()
+    except Problem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MultipartParseError, a bad boundary, broken headers …
+        raise malformed(exc) from None
     return collector.files, collector.fields
+
+
+def malformed(exc: Exception) -> Problem:
+    return Problem(400, "malformed_multipart", "Nội dung gửi lên bị hỏng, không đọc được ảnh. Hãy gửi lại.",
+                   f"The request body is not valid multipart/form-data ({type(exc).__name__}); send it again.")  # fmt: skip
