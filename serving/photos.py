@@ -22,11 +22,16 @@ class PhotoStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def stage(self, data: bytes) -> Path:
+        """Write and fsync ``data`` under ``tmp/``; a failed write (a full disk) leaves no partial file."""
         path = self.tmp / uuid.uuid4().hex
-        with path.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with path.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return path
 
     def place(self, staged: Path, relative: str) -> Path:

@@ -6,6 +6,7 @@ stores nothing twice.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.serving.db import Photo, Submission, _id
 from pestid.serving.photos import PhotoStore
+from pestid.serving.problems import Problem
 from pestid.vocabulary import ReviewStatus
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif"}
@@ -56,10 +58,11 @@ def store_submission(
 ) -> tuple[dict[str, Any], bool]:  # fmt: skip
     """Returns (the stored response, whether this call created it)."""
     submission_id, created = _id(), datetime.now(UTC)
-    staged = [store.stage(p.data) for p in photos]
+    staged: list[Path] = []
     placed: list[Path] = []
     response = {**response, "submission_id": submission_id}
     try:
+        staged.extend(store.stage(p.data) for p in photos)  # inside the try: a full disk midway leaves nothing
         with sessions() as session, session.begin():
             row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label, confidence=confidence,
                              model_version=model_version, response=response, lang=lang, status=ReviewStatus.pending_review,
@@ -80,6 +83,12 @@ def store_submission(
             if existing is None:
                 raise
             return existing.response, False
+    except OSError as exc:
+        store.discard([*staged, *placed])
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise Problem(507, "storage_full", "Máy chủ hết chỗ lưu ảnh; ảnh chưa được lưu. Hãy gửi lại sau.",
+                          "The server has no room to store photos; nothing was stored. Send again later.") from None  # fmt: skip
+        raise
     except BaseException:
         store.discard([*staged, *placed])
         raise
