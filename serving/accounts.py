@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select, true
 from sqlalchemy.orm import Session
 
 from pestid.errors import PestidError
-from pestid.serving.db import AuthToken, User
+from pestid.serving.db import AuthToken, Submission, User
 from pestid.vocabulary import Role
 
 ROLES = tuple(Role)
@@ -77,3 +77,17 @@ def user_for_token(session: Session, token: str) -> User | None:
         return None
     user = session.get(User, row.user_id)
     return user if user is not None and user.active else None
+
+
+def district_scope(user: User) -> ColumnElement[bool]:
+    """The submissions ``user`` may read and act on. An officer works in one district: its submissions and the
+    ones that name no district (someone must see those). Senior officers and admins span every district."""
+    if user.role != Role.officer:
+        return true()
+    unlocated = Submission.district.is_(None)
+    return unlocated if user.district is None else or_(Submission.district == user.district, unlocated)
+
+
+def may_see(user: User, sub: Submission) -> bool:
+    """``district_scope`` for one loaded submission."""
+    return user.role != Role.officer or sub.district is None or sub.district == user.district

@@ -6,7 +6,7 @@ import csv
 import io
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from pestid.serving.db import Submission
@@ -19,8 +19,12 @@ def iso_week(sub: Submission) -> str:
     return f"{year}-W{week:02d}"
 
 
-def outbreak_counts(session: Session, *, by: str = "district") -> list[dict[str, object]]:
-    rows = session.scalars(select(Submission).where(Submission.status == ReviewStatus.approved))
+def outbreak_counts(
+    session: Session, *, by: str = "district", scope: ColumnElement[bool] | None = None
+) -> list[dict[str, object]]:
+    """Approved reports per ISO week, place and species, within ``scope`` (the reader's districts) if given."""
+    query = select(Submission).where(Submission.status == ReviewStatus.approved)
+    rows = session.scalars(query if scope is None else query.where(scope))
     counts: Counter[tuple[str, str, str]] = Counter()
     for sub in rows:
         place = (sub.district if by == "district" else sub.commune) or "—"

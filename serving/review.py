@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from pestid.catalogue import load_catalogue
@@ -102,9 +102,13 @@ def undo(session: Session, entry: AuditEntry, user: User, *, required: int) -> A
 def queue(
     session: Session, *, status: str = ReviewStatus.pending_review, district: str | None = None, species: str | None = None,
     decision: str | None = None, since: date | None = None, until: date | None = None, limit: int = 50,
+    scope: ColumnElement[bool] | None = None,
 ) -> list[Submission]:  # fmt: skip
-    """Most useful first: uncertain and not-recognised answers, then rare classes, then the oldest."""
+    """Most useful first: uncertain and not-recognised answers, then rare classes, then the oldest. ``scope``:
+    the submissions the reader may see (``accounts.district_scope``)."""
     query = select(Submission).where(Submission.status == status)
+    if scope is not None:
+        query = query.where(scope)
     if district:
         query = query.where(Submission.district == district)
     if species:

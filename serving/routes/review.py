@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from pestid.errors import CatalogueError
-from pestid.serving.accounts import login
+from pestid.serving.accounts import district_scope, login, may_see
 from pestid.serving.db import AuditEntry, Photo, Submission, User
 from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.outbreaks import outbreak_counts, to_csv
@@ -70,7 +70,7 @@ def review_queue(
 ) -> list[dict[str, Any]]:  # fmt: skip
     with sessions() as session:
         rows = queue(session, status=status, district=district, species=species, decision=decision, since=since,
-                     until=until, limit=limit)  # fmt: skip
+                     until=until, limit=limit, scope=district_scope(user))  # fmt: skip
         return [_summary(s) for s in rows]
 
 
@@ -91,7 +91,7 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
            settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with sessions() as session, session.begin():
         sub = session.get(Submission, submission_id)
-        if sub is None:
+        if sub is None or not may_see(user, sub):  # another district's submission: as if it did not exist
             raise Problem(404, "unknown_submission", "Không có ảnh gửi này.", "No such submission.")
         if sub.status == ReviewStatus.disputed and user.role == Role.officer:
             raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
@@ -108,7 +108,8 @@ def undo_action(audit_id: int, user: Officer, sessions: Sessions,
                 settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with sessions() as session, session.begin():
         entry = session.get(AuditEntry, audit_id)
-        if entry is None:
+        target = session.get(Submission, entry.submission_id) if entry is not None else None
+        if entry is None or target is None or not may_see(user, target):
             raise Problem(404, "unknown_action", "Không có thao tác này.", "No such action.")
         if entry.user_id != user.id and user.role == Role.officer:
             raise Problem(
@@ -145,8 +146,9 @@ def audit_log(
 def submission_photo(submission_id: str, position: int, user: Officer, sessions: Sessions,
                      store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
     with sessions() as session:
-        photo = session.scalars(select(Photo).where(Photo.submission_id == submission_id,
-                                                    Photo.position == position)).first()  # fmt: skip
+        photo = session.scalars(select(Photo).join(Submission, Submission.id == Photo.submission_id)
+                                .where(Photo.submission_id == submission_id, Photo.position == position,
+                                       district_scope(user))).first()  # fmt: skip
     if photo is None:
         raise Problem(404, "unknown_photo", "Không có ảnh này.", "No such photo.")
     return FileResponse(store.path(photo.path), media_type=photo.content_type)
@@ -157,13 +159,13 @@ def outbreaks(
     user: Officer, sessions: Sessions, by: Literal["district", "commune"] = "district"
 ) -> list[dict[str, object]]:
     with sessions() as session:
-        return outbreak_counts(session, by=by)
+        return outbreak_counts(session, by=by, scope=district_scope(user))
 
 
 @router.get("/outbreaks.csv")
 def outbreaks_csv(user: Officer, sessions: Sessions, by: Literal["district", "commune"] = "district") -> Response:
     with sessions() as session:
-        text = to_csv(outbreak_counts(session, by=by))
+        text = to_csv(outbreak_counts(session, by=by, scope=district_scope(user)))
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="outbreaks-by-{by}.csv"'})  # fmt: skip
 

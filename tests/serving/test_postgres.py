@@ -21,7 +21,7 @@ def test_submissions_and_reviews_on_postgresql(tiny_model, tmp_path, postgres_ur
         again = client.post("/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"})
         assert first.status_code == 201 and again.json() == first.json()
         with client.app.state.sessions() as session, session.begin():
-            add_user(session, "pg", "mật khẩu dài", "officer")
+            add_user(session, "pg", "mật khẩu dài", "officer", "Chợ Mới")
         token = client.post("/v1/auth/login", json={"username": "pg", "password": "mật khẩu dài"}).json()["token"]
         sub = first.json()["submission_id"]
         reviewed = client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "rice_bug"},

@@ -103,11 +103,13 @@ def test_queue_puts_uncertain_and_rare_first_and_filters(review_app):
         session.add(Submission(id="old", created_at=now - timedelta(days=1), decision="identified",
                                predicted_label="brown_planthopper", confidence=0.9, model_version="v", response={},
                                lang="vi", status="approved", final_label="brown_planthopper"))  # fmt: skip
-    ids = [item["id"] for item in client.get("/v1/review/queue", headers=tokens["an"]).json()]
+    ids = [item["id"] for item in client.get("/v1/review/queue", headers=tokens["chi"]).json()]
     # unsure answers first (rare blast before the already-approved hopper), then the rare snail, then the common hopper
     assert ids == ["s3", "s1", "s2", "s0"]
-    by_district = client.get("/v1/review/queue", params={"district": "Châu Đốc"}, headers=tokens["an"]).json()
+    by_district = client.get("/v1/review/queue", params={"district": "Châu Đốc"}, headers=tokens["chi"]).json()
     assert [i["id"] for i in by_district] == ["s2"]
+    # the Phú Tân officer's queue holds Phú Tân's submissions only (tests/security/test_districts.py has the rest)
+    assert [i["id"] for i in client.get("/v1/review/queue", headers=tokens["an"]).json()] == ["s3", "s1", "s0"]
     tomorrow = (date.today() + timedelta(days=2)).isoformat()
     assert client.get("/v1/review/queue", params={"since": tomorrow}, headers=tokens["an"]).json() == []
     assert [

@@ -1,0 +1,78 @@
+"""District scoping on every officer endpoint: an officer reads and acts on their own district's submissions
+and the unlocated ones; another district's are as if they did not exist (404, never listed or counted).
+Senior officers and admins span every district by role."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pestid.serving.accounts import add_user
+from pestid.serving.app import create_app
+from tests.serving.conftest import jpeg, make_settings
+
+PASSWORD = "correct horse battery"
+ACCOUNTS = {"phu_tan": ("officer", "Phú Tân"), "chau_doc": ("officer", "Châu Đốc"), "senior": ("senior", None),
+            "admin": ("admin", None)}  # fmt: skip
+
+
+@pytest.fixture
+def province(tiny_model, tmp_path):
+    """A service with one submission in Phú Tân, one in Châu Đốc and one unlocated, each reviewed once by an
+    account allowed to (so there is an audit entry to undo); yields (client, tokens, submission ids, audit ids)."""
+    app = create_app(make_settings(tiny_model, tmp_path / "data", approvals_required=2))
+    with TestClient(app) as client:
+        with app.state.sessions() as session, session.begin():
+            for name, (role, district) in ACCOUNTS.items():
+                add_user(session, name, PASSWORD, role, district)
+        tokens = {name: {"Authorization": "Bearer " + client.post("/v1/auth/login", json={
+            "username": name, "password": PASSWORD}).json()["token"]} for name in ACCOUNTS}  # fmt: skip
+        subs, audits = {}, {}
+        for place, district, reviewer in (("phu_tan", "Phú Tân", "phu_tan"), ("chau_doc", "Châu Đốc", "chau_doc"),
+                                          ("unlocated", None, "phu_tan")):  # fmt: skip
+            data = {"district": district, "commune": "x"} if district else {}
+            subs[place] = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(len(subs)), "image/jpeg"))],
+                                      data=data).json()["submission_id"]  # fmt: skip
+            done = client.post(f"/v1/review/{subs[place]}", json={"action": "confirm"}, headers=tokens[reviewer])
+            assert done.status_code == 200, done.text
+            audits[place] = done.json()["audit_id"]
+        yield client, tokens, subs, audits
+
+
+# Who may reach which submission: an officer their district's and the unlocated; seniors and admins all.
+ALLOWED = {"phu_tan": {"phu_tan", "unlocated"}, "chau_doc": {"chau_doc", "unlocated"},
+           "senior": {"phu_tan", "chau_doc", "unlocated"}, "admin": {"phu_tan", "chau_doc", "unlocated"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("account", list(ACCOUNTS))
+def test_the_district_matrix_on_every_officer_endpoint(province, account):
+    client, tokens, subs, audits = province
+    headers = tokens[account]
+    allowed = ALLOWED[account]
+    listed = {item["id"] for item in client.get("/v1/review/queue", headers=headers).json()}
+    assert listed == {subs[p] for p in allowed}, "queue"
+    for place, sub in subs.items():
+        photo = client.get(f"/v1/submissions/{sub}/photos/0", headers=headers)
+        assert photo.status_code == (200 if place in allowed else 404), ("photo", place)
+    outsider = next((p for p in subs if p not in allowed), None)
+    if outsider is not None:  # writes on another district's submission change nothing
+        vote = client.post(f"/v1/review/{subs[outsider]}", json={"action": "reject", "reason": "blurry"},
+                           headers=headers)  # fmt: skip
+        assert vote.status_code == 404, "verdict"
+        undo = client.post(f"/v1/review/undo/{audits[outsider]}", headers=headers)
+        assert undo.status_code == 404, "undo"
+        seen = client.get("/v1/review/queue", headers=tokens["senior"]).json()
+        assert all(item["status"] == "pending_review" for item in seen)
+
+
+def test_an_officer_may_vote_in_their_district_and_counts_cover_their_district_only(province):
+    client, tokens, subs, _ = province
+    vote = client.post(f"/v1/review/{subs['phu_tan']}", json={"action": "confirm"}, headers=tokens["senior"])
+    assert vote.status_code == 200 and vote.json()["status"] == "approved"
+    other = client.post(f"/v1/review/{subs['chau_doc']}", json={"action": "confirm"}, headers=tokens["admin"])
+    assert other.json()["status"] == "approved"
+    counts = {row["district"] for row in client.get("/v1/outbreaks", headers=tokens["phu_tan"]).json()}
+    assert counts == {"Phú Tân"}
+    assert "Châu Đốc" not in client.get("/v1/outbreaks.csv", headers=tokens["phu_tan"]).text
+    assert {row["district"] for row in client.get("/v1/outbreaks", headers=tokens["senior"]).json()} == {
+        "Phú Tân", "Châu Đốc"}  # fmt: skip
