@@ -86,8 +86,3 @@ def district_scope(user: User) -> ColumnElement[bool]:
         return true()
     unlocated = Submission.district.is_(None)
     return unlocated if user.district is None else or_(Submission.district == user.district, unlocated)
-
-
-def may_see(user: User, sub: Submission) -> bool:
-    """``district_scope`` for one loaded submission."""
-    return user.role != Role.officer or sub.district is None or sub.district == user.district

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.errors import CatalogueError
-from pestid.serving.accounts import district_scope, login, may_see
+from pestid.serving.accounts import district_scope, login
 from pestid.serving.db import AuditEntry, Photo, Submission, User
 from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.outbreaks import outbreak_counts, to_csv
@@ -46,6 +46,11 @@ def _summary(sub: Submission) -> dict[str, Any]:
             "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
             "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
             "alternatives": sub.response.get("alternatives", [])}  # fmt: skip
+
+
+def _visible(session: Session, user: User, submission_id: str) -> Submission | None:
+    """The submission, if it is within the user's districts (``district_scope``, the one rule for reads and writes)."""
+    return session.scalars(select(Submission).where(Submission.id == submission_id, district_scope(user))).first()
 
 
 @router.post("/auth/login")
@@ -90,8 +95,8 @@ def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
 def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Sessions,
            settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with sessions() as session, session.begin():
-        sub = session.get(Submission, submission_id)
-        if sub is None or not may_see(user, sub):  # another district's submission: as if it did not exist
+        sub = _visible(session, user, submission_id)
+        if sub is None:  # another district's submission: as if it did not exist
             raise Problem(404, "unknown_submission", "Không có ảnh gửi này.", "No such submission.")
         if sub.status == ReviewStatus.disputed and user.role == Role.officer:
             raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
@@ -108,8 +113,8 @@ def undo_action(audit_id: int, user: Officer, sessions: Sessions,
                 settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with sessions() as session, session.begin():
         entry = session.get(AuditEntry, audit_id)
-        target = session.get(Submission, entry.submission_id) if entry is not None else None
-        if entry is None or target is None or not may_see(user, target):
+        target = _visible(session, user, entry.submission_id) if entry is not None else None
+        if entry is None or target is None:
             raise Problem(404, "unknown_action", "Không có thao tác này.", "No such action.")
         if entry.user_id != user.id and user.role == Role.officer:
             raise Problem(
@@ -121,9 +126,7 @@ def undo_action(audit_id: int, user: Officer, sessions: Sessions,
             raise Problem(
                 409, "nothing_to_undo", "Thao tác này đã được hoàn tác.", "This action was already undone."
             ) from None
-        sub = session.get(Submission, entry.submission_id)
-        assert sub is not None
-        return {"audit_id": done.id, **_summary(sub)}
+        return {"audit_id": done.id, **_summary(target)}
 
 
 @router.get("/audit")
