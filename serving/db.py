@@ -37,6 +37,7 @@ class Submission(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_id)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # what the key was first used with
     status: Mapped[str] = mapped_column(String(32), default=ReviewStatus.pending_review.value, index=True)
     decision: Mapped[str] = mapped_column(String(32))
     predicted_label: Mapped[str] = mapped_column(String(64), index=True)

@@ -1,13 +1,17 @@
 """Storing a farmer's submission: the photos and the row, together or not at all.
 
 A retried upload with the same idempotency key returns the first answer and
-stores nothing twice.
+stores nothing twice. The key is bound to a hash of what it was first sent with
+(the photos' bytes and the observation), as payment APIs do: the same key with a
+different request is refused with 422 instead of silently dropping the new photo.
 """
 
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -46,15 +50,36 @@ class Observation:
     idempotency_key: str | None = None
 
 
-def find_by_key(session: Session, key: str | None) -> Submission | None:
+def request_hash(photo_digests: list[str], observation: Observation) -> str:
+    """What a request asks for, as one hash: its photos in order and its observation, the key left out."""
+    fields = {k: v for k, v in asdict(observation).items() if k != "idempotency_key"}
+    canonical = json.dumps({"photos": photo_digests, "observation": fields}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def key_reused() -> Problem:
+    return Problem(422, "idempotency_key_reused",
+                   "Mã gửi (Idempotency-Key) này đã dùng cho một lần gửi khác; hãy tạo mã mới cho ảnh mới.",
+                   "This Idempotency-Key was already used for a different request; make a new key for new photos.")  # fmt: skip
+
+
+def find_by_key(session: Session, key: str | None, fingerprint: str | None) -> Submission | None:
+    """The submission first stored under ``key``, if any; 422 if it was stored for a different request.
+
+    ``fingerprint=None`` asks only whether the key is taken, whatever it was used for.
+    """
     if not key:
         return None
-    return session.scalars(select(Submission).where(Submission.idempotency_key == key)).first()
+    existing = session.scalars(select(Submission).where(Submission.idempotency_key == key)).first()
+    if existing is not None and fingerprint is not None and existing.request_hash not in (None, fingerprint):
+        raise key_reused()
+    return existing
 
 
 def store_submission(
     sessions: sessionmaker, store: PhotoStore, *, photos: list[AcceptedPhoto], observation: Observation,
     response: dict[str, Any], decision: str, label: str, confidence: float, model_version: str, lang: str,
+    fingerprint: str,
 ) -> tuple[dict[str, Any], bool]:  # fmt: skip
     """Returns (the stored response, whether this call created it)."""
     submission_id, created = _id(), datetime.now(UTC)
@@ -66,7 +91,7 @@ def store_submission(
         with sessions() as session, session.begin():
             row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label, confidence=confidence,
                              model_version=model_version, response=response, lang=lang, status=ReviewStatus.pending_review,
-                             **observation.__dict__)  # fmt: skip
+                             request_hash=fingerprint, **asdict(observation))  # fmt: skip
             session.add(row)
             for position, (photo, tmp) in enumerate(zip(photos, staged, strict=True)):
                 relative = f"{row.created_at:%Y/%m}/{submission_id}/{position}.{EXTENSIONS.get(photo.format, 'bin')}"
@@ -79,7 +104,7 @@ def store_submission(
     except IntegrityError:
         store.discard([*staged, *placed])
         with sessions() as session:
-            existing = find_by_key(session, observation.idempotency_key)
+            existing = find_by_key(session, observation.idempotency_key, fingerprint)
             if existing is None:
                 raise
             return existing.response, False

@@ -44,7 +44,7 @@ def load_suspects(
         digest = sha256_bytes(data)
         key = f"suspect:{digest}"
         with sessions() as session:
-            if find_by_key(session, key) is not None:
+            if find_by_key(session, key, None) is not None:  # queued before, whatever its note said
                 counts["already_queued"] += 1
                 continue
         label, suggested = catalogue.get(row["label"]), catalogue.get(row["suggested"])
@@ -56,6 +56,6 @@ def load_suspects(
         store_submission(sessions, store, photos=[photo], observation=Observation(note=note[:1000], idempotency_key=key),
                          response={"decision": "uncertain", "source": "suspects"}, decision="uncertain",
                          label=suggested.id, confidence=float(row["suggested_probability"]), model_version=MODEL_VERSION,
-                         lang="vi")  # fmt: skip
+                         lang="vi", fingerprint=digest)  # fmt: skip
         counts["queued"] += 1
     return counts

@@ -90,7 +90,11 @@ class _Collector:
 
     def _end(self) -> None:
         if self.part.file is None and self.part.name:
-            self.fields[self.part.name] = self.part.value.decode("utf-8", "replace")
+            try:  # strict: replacing bad bytes would make different texts (and idempotency keys) equal
+                self.fields[self.part.name] = self.part.value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Problem(400, "invalid_encoding", f"Trường '{self.part.name}' không phải văn bản UTF-8.",
+                              f"Field '{self.part.name}' is not UTF-8 text.", field=self.part.name) from None  # fmt: skip
 
 
 async def read_multipart(

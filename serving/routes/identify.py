@@ -24,7 +24,7 @@ from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.serving.schemas import IdentifyResponse, Species
 from pestid.serving.settings import Settings
-from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
+from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, request_hash, store_submission
 from pestid.serving.uploads import UploadedFile, read_multipart
 
 router = APIRouter(prefix="/v1", tags=["identify"])
@@ -84,6 +84,8 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
             "crop_stage", f"một trong {', '.join(sorted(CROP_STAGES))}", f"one of {', '.join(sorted(CROP_STAGES))}"
         )
     key = (header_key or fields.get("idempotency_key", "")).strip() or None
+    if key is not None and not (key.isascii() and key.isprintable()):
+        raise _bad_field("idempotency_key", "chỉ dùng chữ, số và dấu ASCII", "use printable ASCII only")
     for name, value in (("commune", fields.get("commune", "")), ("district", fields.get("district", "")),
                         ("idempotency_key", key or "")):  # fmt: skip
         longest = column_length(name)
@@ -94,10 +96,14 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
                        crop_stage=stage, note=fields.get("note", "").strip() or None, idempotency_key=key)  # fmt: skip
 
 
-def accept_photos(files: list[UploadedFile], max_pixels: int) -> tuple[list[AcceptedPhoto], list[Any]]:
+def digests(files: list[UploadedFile]) -> list[str]:
+    return [sha256_bytes(bytes(upload.data)) for upload in files]
+
+
+def accept_photos(files: list[UploadedFile], hashes: list[str], max_pixels: int) -> tuple[list[AcceptedPhoto], list[Any]]:
     """Decode every photo (off the event loop); the first bad one refuses the whole submission."""
     accepted, images = [], []
-    for index, upload in enumerate(files):
+    for index, (upload, digest) in enumerate(zip(files, hashes, strict=True)):
         if not upload.content_type.startswith(ACCEPTED_TYPES):
             raise Problem(415, "wrong_content_type", f"Ảnh {index + 1} có kiểu {upload.content_type}, không phải ảnh.",
                           f"Photo {index + 1} has type {upload.content_type}, not an image.", photo=index)  # fmt: skip
@@ -109,7 +115,7 @@ def accept_photos(files: list[UploadedFile], max_pixels: int) -> tuple[list[Acce
             raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}", f"Photo {index + 1}: {exc.message_en}",
                           photo=index) from None  # fmt: skip
         fmt = (image.format or "BIN").upper()
-        accepted.append(AcceptedPhoto(data, sha256_bytes(data), upload.content_type, fmt, image.width, image.height))
+        accepted.append(AcceptedPhoto(data, digest, upload.content_type, fmt, image.width, image.height))
         images.append(image)
     return accepted, images
 
@@ -148,11 +154,13 @@ async def identify(
         raise Problem(400, "no_photos", "Hãy gửi ít nhất một ảnh trong trường 'photos'.",
                       "Send at least one photo in the 'photos' field.")  # fmt: skip
     observation = parse_observation(fields, request.headers.get("idempotency-key"))
+    hashes = await run_in_threadpool(digests, files)
+    fingerprint = request_hash(hashes, observation)
     with sessions() as session:
-        existing = find_by_key(session, observation.idempotency_key)
+        existing = find_by_key(session, observation.idempotency_key, fingerprint)
     if existing is not None:
         return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
-    photos, images = await run_in_threadpool(accept_photos, files, settings.max_pixels)
+    photos, images = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels)
     probs = fuse(await run_in_threadpool(model.predictor.probabilities, images))
     contract = model.predictor.contract
     outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
@@ -161,7 +169,8 @@ async def identify(
     stored, created = await run_in_threadpool(
         lambda: store_submission(sessions, store, photos=photos, observation=observation, response=body,
                                  decision=outcome.decision, label=outcome.ranked[0].id,
-                                 confidence=outcome.ranked[0].probability, model_version=model.version, lang=lang)
+                                 confidence=outcome.ranked[0].probability, model_version=model.version, lang=lang,
+                                 fingerprint=fingerprint)
     )  # fmt: skip
     obs.DECISIONS.labels(outcome.decision).inc()
     obs.PREDICTED.labels(outcome.ranked[0].id).inc()

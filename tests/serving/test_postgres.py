@@ -18,8 +18,13 @@ def test_submissions_and_reviews_on_postgresql(tiny_model, tmp_path, postgres_ur
         first = client.post(
             "/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"}, data={"district": "Chợ Mới"}
         )
-        again = client.post("/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"})
+        again = client.post("/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"},
+                            data={"district": "Chợ Mới"})  # fmt: skip
         assert first.status_code == 201 and again.json() == first.json()
+        reused = client.post("/v1/identify", files=files, headers={"Idempotency-Key": "pg-1"})  # no district now
+        assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+        too_long = client.post("/v1/identify", files=files, data={"commune": "x" * 129})  # varchar(128)
+        assert too_long.status_code == 422 and too_long.json()["field"] == "commune"
         with client.app.state.sessions() as session, session.begin():
             add_user(session, "pg", "mật khẩu dài", "officer", "Chợ Mới")
         token = client.post("/v1/auth/login", json={"username": "pg", "password": "mật khẩu dài"}).json()["token"]
