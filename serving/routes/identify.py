@@ -100,7 +100,9 @@ def digests(files: list[UploadedFile]) -> list[str]:
     return [sha256_bytes(bytes(upload.data)) for upload in files]
 
 
-def accept_photos(files: list[UploadedFile], hashes: list[str], max_pixels: int) -> tuple[list[AcceptedPhoto], list[Any]]:
+def accept_photos(
+    files: list[UploadedFile], hashes: list[str], max_pixels: int
+) -> tuple[list[AcceptedPhoto], list[Any]]:
     """Decode every photo (off the event loop); the first bad one refuses the whole submission."""
     accepted, images = [], []
     for index, (upload, digest) in enumerate(zip(files, hashes, strict=True)):

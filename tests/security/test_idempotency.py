@@ -53,7 +53,9 @@ def test_keys_are_compared_byte_for_byte(service):
         body = (b"--b\r\nContent-Disposition: form-data; name=\"idempotency_key\"\r\n\r\n" + raw +
                 b"\r\n--b\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\n"
                 b"Content-Type: image/jpeg\r\n\r\n" + jpeg(3) + b"\r\n--b--\r\n")  # fmt: skip
-        refused = service.post("/v1/identify", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+        refused = service.post(
+            "/v1/identify", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+        )
         assert refused.status_code == 400 and refused.json()["code"] == "invalid_encoding"
     non_ascii = service.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(3), "image/jpeg"))],
                              headers={"Idempotency-Key": "khóa".encode()})  # fmt: skip
