@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pestid.serving import problems
 from pestid.serving.db import make_engine, migrate, session_factory
+from pestid.serving.headers import SecurityHeaders
 from pestid.serving.model import load_model
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
@@ -22,17 +25,28 @@ from pestid.serving.settings import Settings, get_settings
 from pestid.serving.submissions import referenced_paths
 
 
+def open_storage(settings: Settings, *, orphan_grace_s: float) -> tuple[Engine, sessionmaker, PhotoStore, int]:
+    """The database at its newest schema and the photo store, with crash leftovers older than the grace removed.
+
+    ``pestid serve`` calls it once with no grace before any worker starts, when nothing can be in flight;
+    each worker calls it again with the grace, because a restarted worker has siblings mid-commit.
+    """
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine, lock=settings.data_dir / ".migrate.lock")
+    sessions = session_factory(engine)
+    photos = PhotoStore(settings.photo_dir)
+    removed = photos.reconcile(referenced_paths(sessions), min_age_s=orphan_grace_s)
+    return engine, sessions, photos, removed
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_json)
-        engine = make_engine(settings.resolved_database_url)
-        migrate(engine, lock=settings.data_dir / ".migrate.lock")
-        app.state.sessions = session_factory(engine)
-        app.state.photos = PhotoStore(settings.photo_dir)
-        removed = app.state.photos.reconcile(referenced_paths(app.state.sessions), min_age_s=settings.orphan_grace_s)
+        engine, app.state.sessions, app.state.photos, removed = open_storage(settings,
+                                                                             orphan_grace_s=settings.orphan_grace_s)  # fmt: skip
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
                                      threads=settings.threads_per_worker)  # fmt: skip
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})
@@ -42,10 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.model = None
         engine.dispose()
 
+    public = settings.public_operations  # otherwise /docs, /openapi.json and /metrics stay off the public port
     app = FastAPI(title="pestid", version="0.1.0", lifespan=lifespan,
-                  description="Nhận diện sâu bệnh hại lúa / rice pest and disease identification")  # fmt: skip
+                  description="Nhận diện sâu bệnh hại lúa / rice pest and disease identification",
+                  docs_url="/docs" if public else None, redoc_url=None,
+                  openapi_url="/openapi.json" if public else None)  # fmt: skip
     app.state.settings = settings
     app.state.model = None
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     app.add_exception_handler(problems.Problem, problems.handle_problem)
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
@@ -53,5 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, problems.handle_unexpected)
     for router in (identify.router, model.router, review.router, health.router, pages.router):
         app.include_router(router)
+    if public:
+        app.include_router(health.metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -78,9 +81,39 @@ class RequestContext:
                                                   "status": status, "ms": round(elapsed * 1000, 1)}})  # fmt: skip
 
 
-def metrics_response() -> Response:
+def metrics_text() -> bytes:
+    """Every worker's metrics (their shared folder when there are several), in Prometheus' text format."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def metrics_response() -> Response:
+    return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+
+def serve_operations(host: str, port: int, openapi: dict[str, Any]) -> ThreadingHTTPServer:
+    """``/metrics`` and ``/openapi.json`` on the operations address (loopback by default), answered by a
+    daemon thread of the calling process, so neither is reachable through the public port."""
+    document = json.dumps(openapi, ensure_ascii=False).encode()
+    pages = {"/metrics": (metrics_text, CONTENT_TYPE_LATEST), "/openapi.json": (lambda: document, "application/json")}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = pages.get(self.path.split("?", 1)[0])
+            body, kind = (page[0](), page[1]) if page else (b"not found", "text/plain")
+            self.send_response(200 if page else 404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="pestid-operations", daemon=True).start()
+    return server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import tempfile
 
@@ -22,16 +23,39 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raise_open_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit, not the shell's default 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+
+
 def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
+
+    from pestid.serving.app import create_app, open_storage
+    from pestid.serving.observability import log, serve_operations
+    from pestid.serving.protocol import DeadlineProtocol
+    from pestid.serving.settings import get_settings
 
     os.environ["PESTID_MODEL"] = model
     os.environ["PESTID_WORKERS"] = str(workers)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pestid-metrics-")
+    get_settings.cache_clear()
+    settings = get_settings()
+    _raise_open_file_limit()
+    # Before any worker exists nothing can be mid-commit, so every crash leftover goes, however young.
+    engine, _, _, removed = open_storage(settings, orphan_grace_s=0)
+    engine.dispose()
+    if removed:
+        log.warning("removed %d files left by a crash", removed)
+    if settings.ops_port:
+        serve_operations(settings.ops_host, settings.ops_port, create_app(settings).openapi())
     config = uvicorn.Config("pestid.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                            log_level="warning", access_log=False)  # fmt: skip
+                            log_level="warning", access_log=False, http=DeadlineProtocol, server_header=False,
+                            timeout_keep_alive=5)  # fmt: skip
     if workers <= 1:
         uvicorn.Server(config).run()
         return

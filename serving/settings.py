@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     approvals_required: int = Field(default=1, ge=1, le=2)  # agreeing officers needed to approve a label
     orphan_grace_s: float = 600.0  # start-up removes crash leftovers older than this
     model_refresh_s: float = 30.0  # how often a models:/NAME@ALIAS reference is re-resolved; 0 = never
+    # Operations (/metrics, /openapi.json) listen on their own address, not the public port;
+    # public_operations=true also puts them and /docs on the public port (behind a trusted proxy only).
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 9464  # 0: no operations listener
+    public_operations: bool = False
+    # A slow client may hold a connection only so long (uvicorn has no such limits of its own).
+    header_timeout_s: float = 10.0  # from connecting (or the previous answer) to a complete request head
+    body_idle_timeout_s: float = 60.0  # the longest silence while a body is arriving
+    body_timeout_s: float = 600.0  # the whole body, however it trickles
 
     @property
     def photo_dir(self) -> Path:

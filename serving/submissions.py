@@ -25,7 +25,17 @@ from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.vocabulary import ReviewStatus
 
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif"}
+# What a stored photo is, from its decoded format: its file extension and the type it is served as.
+# The uploader's Content-Type is never trusted beyond the first "is it an image?" check.
+FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp"),
+           "HEIF": ("heic", "image/heic"), "AVIF": ("avif", "image/avif")}  # fmt: skip
+UNKNOWN_FORMAT = ("bin", "application/octet-stream")
+MEDIA_TYPES = {extension: media for extension, media in [*FORMATS.values(), UNKNOWN_FORMAT]}
+
+
+def media_type(path: str) -> str:
+    """The type a stored photo is served as, from the extension its decoded format gave it."""
+    return MEDIA_TYPES.get(path.rsplit(".", 1)[-1], UNKNOWN_FORMAT[1])
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,9 @@ def store_submission(
                              request_hash=fingerprint, **asdict(observation))  # fmt: skip
             session.add(row)
             for position, (photo, tmp) in enumerate(zip(photos, staged, strict=True)):
-                relative = f"{row.created_at:%Y/%m}/{submission_id}/{position}.{EXTENSIONS.get(photo.format, 'bin')}"
+                relative = (
+                    f"{row.created_at:%Y/%m}/{submission_id}/{position}.{FORMATS.get(photo.format, UNKNOWN_FORMAT)[0]}"
+                )
                 session.add(Photo(submission_id=submission_id, position=position, path=relative, sha256=photo.sha256,
                                   content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,
                                   height=photo.height))  # fmt: skip

@@ -166,9 +166,12 @@ def postgres_url():
 
 
 @contextlib.contextmanager
-def pestid_serve(command: list[str], data_dir: Path, *, cwd: Path, timeout: float = 90) -> Iterator[str]:
+def pestid_serve(
+    command: list[str], data_dir: Path, *, cwd: Path, timeout: float = 90, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """``pestid serve`` run as a user runs it (``command`` is the program and its arguments before
-    ``--port``), on a free port with ``data_dir``; yields its base URL once /readyz answers, stops it after."""
+    ``--port``), on a free port with ``data_dir``; yields its base URL once /readyz answers, stops it after.
+    Its operations listener gets another free port (``PESTID_OPS_PORT``) unless ``env`` names one."""
     import os
     import subprocess
     import time
@@ -176,7 +179,8 @@ def pestid_serve(command: list[str], data_dir: Path, *, cwd: Path, timeout: floa
     import httpx
 
     port = free_port()
-    env = {**os.environ, "PESTID_DATA_DIR": str(data_dir), "PESTID_LOG_JSON": "false"}
+    env = {**os.environ, "PESTID_DATA_DIR": str(data_dir), "PESTID_LOG_JSON": "false",
+           "PESTID_OPS_PORT": str(free_port()), **(env or {})}  # fmt: skip
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
     with log_path.open("wb") as log:

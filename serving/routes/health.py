@@ -1,4 +1,5 @@
-"""Operations: liveness, readiness (model loaded) and Prometheus metrics."""
+"""Operations: liveness and readiness (model loaded) on the public port; Prometheus metrics on the
+operations port (``observability.serve_operations``), or here too when ``public_operations`` is set."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pestid.serving.observability import metrics_response
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"], include_in_schema=False)
 
 
 @router.get("/healthz")
@@ -23,6 +25,6 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "model_version": model.version})
 
 
-@router.get("/metrics")
+@metrics_router.get("/metrics")
 def metrics() -> Response:
     return metrics_response()

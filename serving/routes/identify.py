@@ -24,7 +24,15 @@ from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.serving.schemas import IdentifyResponse, Species
 from pestid.serving.settings import Settings
-from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, request_hash, store_submission
+from pestid.serving.submissions import (
+    FORMATS,
+    UNKNOWN_FORMAT,
+    AcceptedPhoto,
+    Observation,
+    find_by_key,
+    request_hash,
+    store_submission,
+)
 from pestid.serving.uploads import UploadedFile, read_multipart
 
 router = APIRouter(prefix="/v1", tags=["identify"])
@@ -117,7 +125,8 @@ def accept_photos(
             raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}", f"Photo {index + 1}: {exc.message_en}",
                           photo=index) from None  # fmt: skip
         fmt = (image.format or "BIN").upper()
-        accepted.append(AcceptedPhoto(data, digest, upload.content_type, fmt, image.width, image.height))
+        media = FORMATS.get(fmt, UNKNOWN_FORMAT)[1]  # what the bytes are, not what the uploader said
+        accepted.append(AcceptedPhoto(data, digest, media, fmt, image.width, image.height))
         images.append(image)
     return accepted, images
 

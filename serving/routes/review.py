@@ -20,6 +20,7 @@ from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.serving.review import Verdict, queue, record_verdict, undo
 from pestid.serving.settings import Settings
+from pestid.serving.submissions import media_type
 from pestid.vocabulary import RejectReason, ReviewStatus, Role
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -154,7 +155,8 @@ def submission_photo(submission_id: str, position: int, user: Officer, sessions:
                                        district_scope(user))).first()  # fmt: skip
     if photo is None:
         raise Problem(404, "unknown_photo", "Không có ảnh này.", "No such photo.")
-    return FileResponse(store.path(photo.path), media_type=photo.content_type)
+    return FileResponse(store.path(photo.path), media_type=media_type(photo.path),
+                        content_disposition_type="inline", filename=photo.path.rsplit("/", 1)[-1])  # fmt: skip
 
 
 @router.get("/outbreaks")

@@ -10,6 +10,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
 def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
+    from playwright.sync_api import expect  # here: the serve-only environment runs this file without playwright
+
     url, app = live_server
     with app.state.sessions() as session, session.begin():
         add_user(session, "lan", "mật khẩu dài", "officer", "Phú Tân")
@@ -31,20 +33,20 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     page.wait_for_selector("#photos img")
 
     page.keyboard.press("c")  # confirm the first
-    page.wait_for_function("document.querySelectorAll('#queue li').length === 2")
+    expect(page.locator("#queue li")).to_have_count(2)  # no eval: the page's CSP forbids it
     assert "approved" in page.locator("#status").inner_text()
     page.keyboard.press("r")  # relabel the next: search by Vietnamese name, Enter takes the first match
     page.keyboard.type("ốc bươu")
     page.wait_for_selector("#species-results li")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('#queue li').length === 1")
+    expect(page.locator("#queue li")).to_have_count(1)  # no eval: the page's CSP forbids it
     page.wait_for_selector("#outbreaks tbody tr")
     assert "golden_apple_snail" in page.locator("#outbreaks").inner_text()
     page.keyboard.press("x")  # reject the last as blurry
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelectorAll('#queue li').length === 0")
+    expect(page.locator("#queue li")).to_have_count(0)  # no eval: the page's CSP forbids it
     page.keyboard.press("u")  # undo the rejection: it comes back
-    page.wait_for_function("document.querySelectorAll('#queue li').length === 1")
+    expect(page.locator("#queue li")).to_have_count(1)  # no eval: the page's CSP forbids it
     assert "undone" in page.locator("#status").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "officer-review.png"), full_page=True)

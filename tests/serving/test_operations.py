@@ -18,9 +18,10 @@ def test_health_is_live_and_ready_only_once_the_model_is_loaded(tiny_model, tmp_
         assert ready.status_code == 200 and ready.json()["model_version"].startswith("pestid@")
 
 
-def test_metrics_count_requests_decisions_classes_and_confidence(client):
-    client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))])
-    text = client.get("/metrics").text
+def test_metrics_count_requests_decisions_classes_and_confidence(tiny_model, tmp_path):
+    with TestClient(create_app(make_settings(tiny_model, tmp_path / "data", public_operations=True))) as client:
+        client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))])
+        text = client.get("/metrics").text
     for name in ("pestid_http_requests_total", "pestid_http_request_seconds", "pestid_decisions_total",
                  "pestid_predicted_class_total", "pestid_confidence_bucket"):  # fmt: skip
         assert name in text
