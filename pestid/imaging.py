@@ -32,6 +32,10 @@ MAX_ASPECT = 20
 Image.init()
 FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF", "GIF") if f in Image.OPEN)
 
+# Bytes per pixel that decoding and the conversion to RGB hold at their peak, by the file's mode: an RGB photo
+# costs 3, an RGBA one 4 to decode plus 3 for the white background it is flattened on. Unknown modes count 8.
+DECODE_COST = {"RGB": 3, "YCbCr": 3, "L": 4, "1": 4, "P": 8, "RGBA": 7, "LA": 9, "CMYK": 7, "I;16": 6, "I": 8}
+
 # We enforce our own limit from the header; Pillow's own bomb check would only warn below 2x.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -67,10 +71,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             f"{MAX_ASPECT} times the shorter).",
             code="extreme_aspect",
         )
-    if width * height > max_pixels:
+    # Work is bounded by what decoding holds, not the file size: at most max_pixels pixels, and no more
+    # memory than an RGB image of that many (a 117-byte PNG may ask for gigabytes).
+    if width * height > max_pixels or width * height * DECODE_COST.get(image.mode, 8) > 3 * max_pixels:
         raise ImageDecodeError(
-            f"Ảnh quá lớn ({width}×{height} điểm ảnh, tối đa {max_pixels:,}).",
-            f"The image is too large ({width}×{height} pixels, at most {max_pixels:,}).",
+            f"Ảnh quá lớn ({width}×{height} điểm ảnh, tối đa {max_pixels:,} điểm ảnh màu RGB).",
+            f"The image is too large ({width}×{height} {image.mode} pixels; at most {max_pixels:,} RGB pixels).",
             code="too_many_pixels",
         )
     try:
@@ -102,9 +108,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
+        background.paste(rgba, mask=rgba)  # the alpha band is the mask: no copy of it
         return background
     if image.mode.startswith("I;16") or image.mode == "I":
         image = image.point(lambda v: v / 256).convert("L")

@@ -57,12 +57,23 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.contract.labels
 
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """The model's (3, size, size) input for one decoded image: the full image can be dropped after this."""
+        return preprocess(image, self.contract.preprocess)
+
     def logits(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Logits averaged over the contract's test-time views (just the image when it declares none)."""
-        batch = np.stack([preprocess(image, self.contract.preprocess) for image in images])
+        return self.logits_of(np.stack([self.prepare(image) for image in images]))
+
+    def logits_of(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a (N, 3, size, size) batch of prepared inputs."""
         views = tta_views(batch, self.contract.tta)
         return np.mean([np.asarray(self.session.run(None, {self.input_name: v})[0]) for v in views], axis=0)
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Calibrated (temperature-scaled) class probabilities, one row per image."""
         return softmax(self.logits(images), self.contract.temperature)
+
+    def probabilities_of(self, batch: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities for a batch of prepared inputs."""
+        return softmax(self.logits_of(batch), self.contract.temperature)

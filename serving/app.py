@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url="/openapi.json" if public else None)  # fmt: skip
     app.state.settings = settings
     app.state.model = None
+    app.state.decode_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # decoded photos held at once
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     app.add_exception_handler(problems.Problem, problems.handle_problem)

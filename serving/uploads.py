@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pestid.serving.problems import Problem
 
 PHOTO_FIELD = "photos"
+MAX_FIELDS = 16  # metadata parts beside the photos; the form has 8
+PARSE_BATCH = 64 * 1024  # bytes handed to the parser per trip to a worker thread (limits bite within one)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class _Collector:
         self.files: list[UploadedFile] = []
         self.fields: dict[str, str] = {}
         self.part = _Part()
+        self.parts = 0
         self._header_field = bytearray()
         self._header_value = bytearray()
 
@@ -56,6 +60,10 @@ class _Collector:
         }  # fmt: skip
 
     def _begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_files + MAX_FIELDS:  # 2 million one-byte fields are no observation
+            raise Problem(400, "too_many_parts", "Nội dung gửi lên có quá nhiều trường.",
+                          "The request has too many parts.", max_parts=self.max_files + MAX_FIELDS)  # fmt: skip
         self.part = _Part()
 
     def _header_end(self) -> None:
@@ -109,20 +117,28 @@ async def read_multipart(
     if declared and declared.isdigit() and int(declared) > ceiling:
         raise too_large(max_file_bytes)
     collector = _Collector(max_files, max_file_bytes, max_field_bytes)
-    received = 0
+    received, pending = 0, bytearray()
     try:  # the one error boundary of the body: whatever the parser cannot read is the request's fault, a 400
         parser = MultipartParser(options[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
         async for chunk in request.stream():
             received += len(chunk)
             if received > ceiling:  # holds for chunked bodies too, which declare no length
                 raise too_large(max_file_bytes)
-            parser.write(chunk)
-        parser.finalize()
+            pending += chunk
+            if len(pending) >= PARSE_BATCH:  # parsing runs in a thread: the event loop keeps answering others
+                await run_in_threadpool(parser.write, bytes(pending))
+                pending.clear()
+        await run_in_threadpool(_finish, parser, bytes(pending))
     except Problem:
         raise
     except Exception as exc:  # noqa: BLE001 - MultipartParseError, a bad boundary, broken headers …
         raise malformed(exc) from None
     return collector.files, collector.fields
+
+
+def _finish(parser: MultipartParser, rest: bytes) -> None:
+    parser.write(rest)
+    parser.finalize()
 
 
 def malformed(exc: Exception) -> Problem:

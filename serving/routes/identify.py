@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from PIL import Image
 from sqlalchemy.orm import sessionmaker
 
 from pestid.catalogue import load_catalogue
@@ -109,26 +113,33 @@ def digests(files: list[UploadedFile]) -> list[str]:
 
 
 def accept_photos(
-    files: list[UploadedFile], hashes: list[str], max_pixels: int
-) -> tuple[list[AcceptedPhoto], list[Any]]:
-    """Decode every photo (off the event loop); the first bad one refuses the whole submission."""
-    accepted, images = [], []
+    files: list[UploadedFile], hashes: list[str], max_pixels: int, prepare: Callable[[Image.Image], np.ndarray],
+    slots: threading.Semaphore,
+) -> tuple[list[AcceptedPhoto], np.ndarray]:  # fmt: skip
+    """Decode every photo (off the event loop) into the model's input; the first bad one refuses the submission.
+
+    One decode per slot at a time, and each full-size image is dropped as soon as it is prepared, so a worker
+    holds at most one decoded photo per slot however many photos and requests arrive together.
+    """
+    accepted, inputs = [], []
     for index, (upload, digest) in enumerate(zip(files, hashes, strict=True)):
         if not upload.content_type.startswith(ACCEPTED_TYPES):
             raise Problem(415, "wrong_content_type", f"Ảnh {index + 1} có kiểu {upload.content_type}, không phải ảnh.",
                           f"Photo {index + 1} has type {upload.content_type}, not an image.", photo=index)  # fmt: skip
         data = bytes(upload.data)
-        try:
-            image = decode_image(data, max_pixels=max_pixels)
-        except ImageDecodeError as exc:
-            status = 413 if exc.code == "too_many_pixels" else 422
-            raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}", f"Photo {index + 1}: {exc.message_en}",
-                          photo=index) from None  # fmt: skip
+        with slots:
+            try:
+                image = decode_image(data, max_pixels=max_pixels)
+            except ImageDecodeError as exc:
+                status = 413 if exc.code == "too_many_pixels" else 422
+                raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}",
+                              f"Photo {index + 1}: {exc.message_en}", photo=index) from None  # fmt: skip
+            inputs.append(prepare(image))
         fmt = (image.format or "BIN").upper()
         media = FORMATS.get(fmt, UNKNOWN_FORMAT)[1]  # what the bytes are, not what the uploader said
         accepted.append(AcceptedPhoto(data, digest, media, fmt, image.width, image.height))
-        images.append(image)
-    return accepted, images
+        del image
+    return accepted, np.stack(inputs)
 
 
 def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int) -> dict[str, Any]:
@@ -171,8 +182,9 @@ async def identify(
         existing = find_by_key(session, observation.idempotency_key, fingerprint)
     if existing is not None:
         return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
-    photos, images = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels)
-    probs = fuse(await run_in_threadpool(model.predictor.probabilities, images))
+    photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels, model.predictor.prepare,
+                                             request.app.state.decode_slots)  # fmt: skip
+    probs = fuse(await run_in_threadpool(model.predictor.probabilities_of, inputs))
     contract = model.predictor.contract
     outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
                      catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)  # fmt: skip

@@ -80,3 +80,20 @@ def test_outbreak_csv_cells_that_a_spreadsheet_would_run_are_escaped():
     assert parsed[0]["district"] == '\'=HYPERLINK("http://evil","x")'
     assert parsed[1]["district"] == "'@SUM(A1)" and parsed[1]["species"] == "'-1+2"
     assert parsed[2]["district"] == "Phú Tân" and parsed[2]["reports"] == "2"
+
+
+def test_work_is_bounded_by_the_decoded_size_not_the_pixel_count():
+    """An RGBA image costs 7 bytes a pixel to decode and flatten, an RGB one 3: the budget is an RGB image of
+    ``max_pixels``, so the same canvas passes as RGB and is refused as RGBA (before, 8000×8000 RGBA took 0.8 GB)."""
+
+    def png(mode: str) -> bytes:
+        buffer = io.BytesIO()
+        Image.new(mode, (100, 100)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    assert decode_image(png("RGB"), max_pixels=20_000).size == (100, 100)
+    assert decode_image(png("L"), max_pixels=20_000).mode == "RGB"
+    with pytest.raises(ImageDecodeError) as refused:
+        decode_image(png("RGBA"), max_pixels=20_000)
+    assert refused.value.code == "too_many_pixels" and "RGBA" in refused.value.message_en
+    assert decode_image(png("RGBA"), max_pixels=30_000).mode == "RGB"
