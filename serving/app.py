@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.model = None
     app.state.decode_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # decoded photos held at once
+    app.state.hash_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # argon2 verifications at once
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)
     app.add_exception_handler(problems.Problem, problems.handle_problem)

@@ -13,9 +13,11 @@ from pestid.serving.language import request_language
 
 
 class Problem(Exception):
-    def __init__(self, status: int, code: str, vi: str, en: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, vi: str, en: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:  # fmt: skip
         super().__init__(en)
         self.status, self.code, self.vi, self.en, self.extra = status, code, vi, en, extra
+        self.headers = headers or {}
 
 
 def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi", **extra: Any) -> JSONResponse:
@@ -34,7 +36,9 @@ def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi",
 
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return problem_response(exc.status, exc.code, exc.vi, exc.en, request_language(request), **exc.extra)
+    response = problem_response(exc.status, exc.code, exc.vi, exc.en, request_language(request), **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def handle_validation(request: Request, exc: Exception) -> JSONResponse:

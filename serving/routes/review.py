@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.errors import CatalogueError
-from pestid.serving.accounts import district_scope, login
+from pestid.serving.accounts import district_scope, login, login_wait, record_attempt
 from pestid.serving.db import AuditEntry, Photo, Submission, User
 from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.outbreaks import outbreak_counts, to_csv
@@ -54,10 +55,19 @@ def _visible(session: Session, user: User, submission_id: str) -> Submission | N
     return session.scalars(select(Submission).where(Submission.id == submission_id, district_scope(user))).first()
 
 
-@router.post("/auth/login")
-def sign_in(body: LoginIn, sessions: Sessions) -> dict[str, str]:
+@router.post("/auth/login", responses={401: {}, 429: {}})
+def sign_in(body: LoginIn, request: Request, sessions: Sessions) -> dict[str, str]:
+    address = request.client.host if request.client else "unknown"
     with sessions() as session, session.begin():
+        wait = login_wait(session, body.username, address)
+    if wait > 0:  # answered before any hashing: a flood of guesses costs no argon2 work
+        minutes = max(1, math.ceil(wait / 60))
+        raise Problem(429, "too_many_attempts", f"Đăng nhập sai quá nhiều lần; hãy thử lại sau {minutes} phút.",
+                      f"Too many failed sign-ins; try again in {minutes} min.", retry_after_s=math.ceil(wait),
+                      headers={"Retry-After": str(math.ceil(wait))})  # fmt: skip
+    with request.app.state.hash_slots, sessions() as session, session.begin():  # 64 MB of argon2 per slot
         token = login(session, body.username, body.password)
+        record_attempt(session, body.username, address, success=token is not None)
     if token is None:
         raise Problem(401, "bad_credentials", "Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password.")
     return {"token": token, "token_type": "bearer"}
