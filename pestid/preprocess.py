@@ -52,7 +52,8 @@ def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """A decoded RGB image -> the (3, size, size) float32 model input."""
-    return normalise(np.asarray(resize_and_crop(image.convert("RGB"), spec)), spec)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy even an RGB image
+    return normalise(np.asarray(resize_and_crop(rgb, spec)), spec)
 
 
 def tta_views(batch: np.ndarray, tta: Sequence[str]) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pestid.serving import problems
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
+from pestid.serving.memory import return_freed_memory
 from pestid.serving.model import load_model
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_json)
+        return_freed_memory()
         engine, app.state.sessions, app.state.photos, removed = open_storage(settings,
                                                                              orphan_grace_s=settings.orphan_grace_s)  # fmt: skip
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,

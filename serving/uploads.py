@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from pestid.serving.problems import Problem
 
@@ -139,6 +139,8 @@ async def read_multipart(
 def _finish(parser: MultipartParser, rest: bytes) -> None:
     parser.write(rest)
     parser.finalize()
+    if parser.state != MultipartState.END:  # finalize() does not check it (python-multipart's TODO)
+        raise ValueError("the body ends before the closing boundary")
 
 
 def malformed(exc: Exception) -> Problem:

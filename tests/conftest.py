@@ -127,34 +127,38 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A throw-away PostgreSQL server on 127.0.0.1 (Debian's binaries), as a SQLAlchemy URL."""
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 (Debian's binaries) as a SQLAlchemy URL; removed afterwards.
+    Raises ``RuntimeError`` saying why when it cannot be started here (the benchmarks use it too)."""
     import glob
     import os
     import shutil
     import subprocess
+    import tempfile
 
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not binaries:
-        pytest.skip("PostgreSQL server binaries are not installed (scripts/setup-services.sh installs them)")
-    pytest.importorskip("psycopg")
+        raise RuntimeError("PostgreSQL server binaries are not installed (scripts/setup-services.sh installs them)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise RuntimeError("psycopg is not installed") from None
     bin_dir = binaries[-1]
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix="pestid-pg-"))  # under /tmp itself: the postgres user must reach it
     data = folder / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
         if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+            raise RuntimeError("running as root without runuser: cannot start PostgreSQL")
         shutil.chown(folder, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(data), "-U", "pestid", "--auth=trust"], check=True,
                    capture_output=True)  # fmt: skip
     subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)  # fmt: skip
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
+                   check=True, capture_output=True)  # fmt: skip
     try:
         subprocess.run(
             [f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "pestid", "pestid"], check=True
@@ -163,6 +167,15 @@ def postgres_url():
     finally:
         subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    try:
+        with throwaway_postgres() as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
 
 
 @contextlib.contextmanager

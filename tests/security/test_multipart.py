@@ -33,6 +33,7 @@ CASES = {
     "a filename of 5,000 characters": (
         B, _body(B, _part(B, PHOTO_HEADERS.replace(b'filename="a.jpg"', b'filename="' + b"f" * 5000 + b'"'), PHOTO))),
     "no closing boundary": (B, _part(B, PHOTO_HEADERS, PHOTO)[:-40]),
+    "cut inside the closing boundary": (B, _body(B, _part(B, PHOTO_HEADERS, PHOTO))[:-5]),
     "an empty body": (B, b""),
 }  # fmt: skip
 
