@@ -5,18 +5,25 @@ Any SQLAlchemy URL works; SQLite in the data folder is the default.
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from pestid.vocabulary import ReviewStatus
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -140,7 +147,7 @@ def make_engine(url: str) -> Engine:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA busy_timeout=10000")  # between workers; threads queue in one_writer
             cursor.close()
 
     return engine
@@ -168,6 +175,51 @@ def migrate(engine: Engine, *, lock: Path | None = None) -> None:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+
+_SQLITE_WRITER = threading.Lock()
+LOCKED_RETRIES = 4
+
+
+def is_locked(exc: OperationalError) -> bool:
+    return "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()
+
+
+@contextmanager
+def one_writer(sessions: sessionmaker) -> Iterator[None]:
+    """On SQLite, this process's writers queue on a lock instead of polling the database file's lock.
+
+    SQLite allows one writer at a time and its busy handler polls with growing sleeps, so under
+    load some writers lose every race until the busy timeout ("database is locked"). Queued here,
+    only the workers (processes) contend for the file. Other databases lock rows, not files: no-op.
+    """
+    if sessions.kw["bind"].dialect.name != "sqlite":
+        yield
+        return
+    with _SQLITE_WRITER:
+        yield
+
+
+@contextmanager
+def writing(sessions: sessionmaker) -> Iterator[Session]:
+    """A write transaction: a session, begun, committed on success, with ``one_writer``'s queue on SQLite."""
+    with one_writer(sessions), sessions() as session, session.begin():
+        yield session
+
+
+def retry_locked(attempt: Callable[[], T], *, retries: int = LOCKED_RETRIES) -> T:
+    """Run a write transaction, again after a short jittered wait when SQLite still says it is locked.
+
+    ``attempt`` must leave nothing behind when it raises (the caller's transaction rolls back).
+    """
+    for tries in range(retries + 1):
+        try:
+            return attempt()
+        except OperationalError as exc:
+            if not is_locked(exc) or tries == retries:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * 2**tries)
+    raise AssertionError("unreachable")
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pestid.serving.db import Photo, Submission, _id
+from pestid.serving.db import Photo, Submission, _id, retry_locked, writing
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.vocabulary import ReviewStatus
@@ -98,20 +98,25 @@ def store_submission(
     response = {**response, "submission_id": submission_id}
     try:
         staged.extend(store.stage(p.data) for p in photos)  # inside the try: a full disk midway leaves nothing
-        with sessions() as session, session.begin():
-            row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label, confidence=confidence,
-                             model_version=model_version, response=response, lang=lang, status=ReviewStatus.pending_review,
-                             request_hash=fingerprint, **asdict(observation))  # fmt: skip
-            session.add(row)
-            for position, (photo, tmp) in enumerate(zip(photos, staged, strict=True)):
-                relative = (
-                    f"{row.created_at:%Y/%m}/{submission_id}/{position}.{FORMATS.get(photo.format, UNKNOWN_FORMAT)[0]}"
-                )
-                session.add(Photo(submission_id=submission_id, position=position, path=relative, sha256=photo.sha256,
-                                  content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,
-                                  height=photo.height))  # fmt: skip
-                placed.append(store.place(tmp, relative))
-            session.flush()
+
+        def transaction() -> None:
+            # Short: the rows are written first (waiting for the write lock here, where a retry is safe),
+            # then the staged files are moved into place and the transaction commits.
+            with writing(sessions) as session:
+                row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label,
+                                 confidence=confidence, model_version=model_version, response=response, lang=lang,
+                                 status=ReviewStatus.pending_review, request_hash=fingerprint,
+                                 **asdict(observation))  # fmt: skip
+                session.add(row)
+                paths = [f"{created:%Y/%m}/{submission_id}/{n}.{FORMATS.get(p.format, UNKNOWN_FORMAT)[0]}"
+                         for n, p in enumerate(photos)]  # fmt: skip
+                session.add_all(Photo(submission_id=submission_id, position=n, path=path, sha256=photo.sha256,
+                                      content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,
+                                      height=photo.height) for n, (photo, path) in enumerate(zip(photos, paths, strict=True)))  # fmt: skip
+                session.flush()
+                placed.extend(store.place(tmp, path) for tmp, path in zip(staged, paths, strict=True))
+
+        retry_locked(transaction)
         return response, True
     except IntegrityError:
         store.discard([*staged, *placed])

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.errors import CatalogueError
 from pestid.serving.accounts import district_scope, login, login_wait, record_attempt
-from pestid.serving.db import AuditEntry, Photo, Submission, User
+from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.outbreaks import outbreak_counts, to_csv
 from pestid.serving.photos import PhotoStore
@@ -105,7 +105,7 @@ def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
 @router.post("/review/{submission_id}")
 def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Sessions,
            settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
-    with sessions() as session, session.begin():
+    with writing(sessions) as session:
         sub = _visible(session, user, submission_id)
         if sub is None:  # another district's submission: as if it did not exist
             raise Problem(404, "unknown_submission", "Không có ảnh gửi này.", "No such submission.")
@@ -122,9 +122,9 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
 @router.post("/review/undo/{audit_id}")
 def undo_action(audit_id: int, user: Officer, sessions: Sessions,
                 settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
-    with sessions() as session, session.begin():
+    with writing(sessions) as session:
         entry = session.get(AuditEntry, audit_id)
-        target = _visible(session, user, entry.submission_id) if entry is not None else None
+        target = _visible(session, user, entry.submission_id) if entry is not None and entry.submission_id else None
         if entry is None or target is None:
             raise Problem(404, "unknown_action", "Không có thao tác này.", "No such action.")
         if entry.user_id != user.id and user.role == Role.officer:
