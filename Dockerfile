@@ -2,7 +2,9 @@
 #   docker build -t pestid-serving .
 #   docker run -p 8000:8000 -v $PWD/artifacts:/models -v pestid-data:/data pestid-serving --model /models/model.onnx
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PESTID_DATA_DIR=/data
+# The operations listener (/metrics, /openapi.json) binds all of the container's addresses on 9464: publish
+# that port only on the monitoring network, never beside 8000.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PESTID_DATA_DIR=/data PESTID_OPS_HOST=0.0.0.0
 WORKDIR /app
 COPY pyproject.toml README.md ./
 # pestid/serving and pestid/training are links to these folders: the wheel installs them as pestid.serving
@@ -12,7 +14,7 @@ COPY serving ./serving
 COPY training ./training
 RUN pip install --no-cache-dir ".[serve]" && useradd --create-home pestid && mkdir -p /data && chown pestid /data
 USER pestid
-EXPOSE 8000
+EXPOSE 8000 9464
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz')"
 ENTRYPOINT ["pestid", "serve", "--host", "0.0.0.0", "--port", "8000"]
 CMD ["--model", "/models/model.onnx"]

@@ -55,5 +55,8 @@ async def handle_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(500, "internal_error", "Lỗi máy chủ, vui lòng thử lại sau.",
-                            "Server error, please try again later.", request_language(request))  # fmt: skip
+    response = problem_response(500, "internal_error", "Lỗi máy chủ, vui lòng thử lại sau.",
+                                "Server error, please try again later.", request_language(request))  # fmt: skip
+    # The server drops the connection after an unhandled error: say so, or the client's next request is reset.
+    response.headers["Connection"] = "close"
+    return response

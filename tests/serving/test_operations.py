@@ -45,6 +45,7 @@ def test_a_failing_database_write_leaves_no_photo_behind(tiny_model, tmp_path, m
     monkeypatch.setattr(Session, "flush", broken_flush)
     response = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))])
     assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    assert response.headers["connection"] == "close"  # the client opens a new connection for its next request
     monkeypatch.undo()
     photo_dir = client.app.state.settings.photo_dir
     assert [p for p in photo_dir.rglob("*") if p.is_file()] == []
