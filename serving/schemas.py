@@ -2,33 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from http import HTTPStatus
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from pestid.catalogue import Organism
-from pestid.vocabulary import Decision, ReviewStatus
+from pestid.catalogue import Organism, load_catalogue
+from pestid.vocabulary import Decision
 
 
-class Species(BaseModel):
+class CatalogueEntry(BaseModel):
+    """A catalogue entry in both languages, for officers' search and the farmer page's species list."""
+
     id: str
     name_vi: str
     name_en: str
     scientific: str
     category: str
     parent: str | None = None
-    name: str  # in the request's language
-    advice: str
+    natural_enemy: bool = False
     advice_vi: str
     advice_en: str
-    probability: float | None = None
-    natural_enemy: bool = False
 
     @classmethod
-    def of(cls, org: Organism, lang: str, probability: float | None = None, *, advice: bool = True) -> Species:
-        """The organism for people; ``advice=False`` leaves the advice empty (a guess is no grounds to act)."""
-        view = org.view(probability, advice=advice)
-        return cls(**view, name=org.name(lang), advice=view["advice_vi"] if lang == "vi" else view["advice_en"])
+    def of(cls, org: Organism) -> CatalogueEntry:
+        view = org.view()
+        del view["probability"]
+        return cls(**view)
+
+
+class Named(BaseModel):
+    """An organism or group by id and its name in the answer's language."""
+
+    id: str
+    name: str
+
+
+class Guess(Named):
+    """Another possibility: who it might be and how likely, nothing to act on."""
+
+    probability: float
+
+
+class Answer(Guess):
+    """The species (or, when not recognised, the group) a farmer is told about, with what to do."""
+
+    scientific: str
+    category: str
+    parent: Named | None = None
+    natural_enemy: bool = False
+    advice: str
+
+    @classmethod
+    def of(cls, org: Organism, lang: str, probability: float) -> Answer:
+        catalogue = load_catalogue()
+        parent = catalogue.get(org.parent) if org.parent else None
+        return cls(id=org.id, name=org.name(lang), probability=round(probability, 4), scientific=org.scientific,
+                   category=org.category.value, natural_enemy=org.is_natural_enemy, advice=org.advice(lang),
+                   parent=Named(id=parent.id, name=parent.name(lang)) if parent else None)  # fmt: skip
+
+
+def guess(org: Organism, lang: str, probability: float) -> Guess:
+    return Guess(id=org.id, name=org.name(lang), probability=round(probability, 4))
 
 
 class ModelInfo(BaseModel):
@@ -43,18 +78,44 @@ class ModelInfo(BaseModel):
     preprocess: dict[str, object]
 
 
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
 class IdentifyResponse(BaseModel):
+    """API v1's answer, in one language (``lang``): see "API v1" in the README for what may change."""
+
     submission_id: str
-    status: Literal[ReviewStatus.pending_review] = ReviewStatus.pending_review
+    status: Literal["answered", "pending_review"]  # pending_review exactly when needs_review
     decision: Decision
     message: str
-    message_vi: str
-    message_en: str
-    species: Species | None
-    alternatives: list[Species]
-    nearest_group: Species | None
+    lang: Literal["vi", "en"]
+    species: Answer | None  # the answer when identified
+    nearest_group: Answer | None  # the group's answer when the species is not recognised but its group is
+    alternatives: list[Guess]
     do_not_spray: bool
     needs_review: bool
     photos: int
-    model: dict[str, str]
-    lang: str
+    model: ModelRef
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details, with the sentence in both languages and ``detail`` in the request's."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    detail_vi: str
+    detail_en: str
+    code: str
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for problem statuses, as ``application/problem+json``."""
+    schema = ProblemDetail.model_json_schema()
+    return {status: {"description": HTTPStatus(status).phrase,
+                     "content": {"application/problem+json": {"schema": schema}}} for status in statuses}  # fmt: skip

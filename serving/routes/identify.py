@@ -26,7 +26,7 @@ from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
-from pestid.serving.schemas import IdentifyResponse, Species
+from pestid.serving.schemas import Answer, IdentifyResponse, ModelRef, guess, problems
 from pestid.serving.settings import Settings
 from pestid.serving.submissions import (
     FORMATS,
@@ -147,21 +147,44 @@ def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int)
     best = outcome.ranked[0]
     identified = outcome.decision != "not_recognised"
     group = outcome.nearest_group
-    # Not recognised: every in-scope guess is an alternative, without advice (nothing to act on).
+    # Not recognised: every in-scope guess is an alternative (names and probabilities: nothing to act on).
     shown = outcome.ranked[1:] if identified else [r for r in outcome.ranked if catalogue.get(r.id).in_scope]
     body = IdentifyResponse(
-        submission_id="", decision=outcome.decision, message=outcome.messages[lang],
-        message_vi=outcome.messages["vi"], message_en=outcome.messages["en"],
-        species=Species.of(catalogue.get(best.id), lang, best.probability) if identified else None,
-        alternatives=[Species.of(catalogue.get(r.id), lang, r.probability, advice=identified) for r in shown],
-        nearest_group=Species.of(catalogue.get(group.id), lang, group.probability) if group else None,
+        submission_id="", status="pending_review" if outcome.needs_review else "answered",
+        decision=outcome.decision, message=outcome.messages[lang], lang="en" if lang == "en" else "vi",
+        species=Answer.of(catalogue.get(best.id), lang, best.probability) if identified else None,
+        nearest_group=Answer.of(catalogue.get(group.id), lang, group.probability) if group else None,
+        alternatives=[guess(catalogue.get(r.id), lang, r.probability) for r in shown],
         do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos,
-        model={"name": model.name, "version": model.version}, lang=lang,
+        model=ModelRef(name=model.name, version=model.version),
     )  # fmt: skip
     return body.model_dump(mode="json")
 
 
-@router.post("/identify", response_model=IdentifyResponse, responses={400: {}, 413: {}, 415: {}, 422: {}, 503: {}})
+IDENTIFY_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["photos"], "additionalProperties": False,
+        "properties": {
+            "photos": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": 5,
+                       "description": "1–5 photos of one observation: JPEG, PNG, WebP, HEIC or AVIF"},
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+            "commune": {"type": "string", "maxLength": 128},
+            "district": {"type": "string", "maxLength": 128},
+            "date": {"type": "string", "format": "date"},
+            "crop_stage": {"type": "string", "enum": sorted(CROP_STAGES)},
+            "note": {"type": "string", "maxLength": 4096},
+            "idempotency_key": {"type": "string", "maxLength": 128, "description": "or the Idempotency-Key header"},
+        },
+    }}},
+}  # fmt: skip
+REPLAY = {"description": "A retry with the same key and request: the first answer again, nothing stored twice",
+          "model": IdentifyResponse, "headers": {"Idempotent-Replayed": {"schema": {"type": "string"}}}}  # fmt: skip
+
+
+@router.post("/identify", status_code=201, response_model=IdentifyResponse, openapi_extra={"requestBody": IDENTIFY_BODY},
+             responses={200: REPLAY, **problems(400, 408, 413, 415, 422, 503, 507)})  # fmt: skip
 async def identify(
     request: Request,
     model: Annotated[LoadedModel, Depends(get_model)],

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
 from pestid.serving.deps import get_model
-from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
 from pestid.serving.problems import Problem
-from pestid.serving.schemas import ModelInfo, Species
+from pestid.serving.schemas import CatalogueEntry, ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -25,19 +24,18 @@ def model_info(model: Annotated[LoadedModel, Depends(get_model)]) -> ModelInfo:
                      class_thresholds=contract.class_thresholds, temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
 
 
-@router.get("/species", response_model=list[Species])
-def species_list(request: Request, q: str = "") -> list[Species]:
+@router.get("/species", response_model=list[CatalogueEntry])
+def species_list(q: str = "") -> list[CatalogueEntry]:
     """The catalogue, searchable by Vietnamese, English or scientific name."""
-    lang = request_language(request)
     catalogue = load_catalogue()
     found = catalogue.search(q) if q else list(catalogue)
-    return [Species.of(org, lang) for org in found]
+    return [CatalogueEntry.of(org) for org in found]
 
 
-@router.get("/species/{organism_id}", response_model=Species)
-def species_detail(organism_id: str, request: Request) -> Species:
+@router.get("/species/{organism_id}", response_model=CatalogueEntry, responses={404: {}})
+def species_detail(organism_id: str) -> CatalogueEntry:
     try:
         org = load_catalogue().get(organism_id)
     except CatalogueError as exc:
         raise Problem(404, "unknown_species", exc.message_vi, exc.message_en) from None
-    return Species.of(org, request_language(request))
+    return CatalogueEntry.of(org)

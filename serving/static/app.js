@@ -37,14 +37,15 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = TEXT[lang][el.dataset.i18n]; });
   $("lang").textContent = TEXT[lang].switch;
   document.title = TEXT[lang].title;
-  if (last) render(last);
+  if (last && last.lang === lang) render(last);
+  else $("result").hidden = true;  // an answer comes in one language: the other page does not show it
 }
 
 function describe(species) {
   const t = TEXT[lang];
   const parts = [t.category[species.category] || species.category];
-  if (species.parent) parts.push(`${t.group}: ${species.parent.replaceAll("_", " ")}`);
-  return `${lang === "vi" ? species.name_en : species.name_vi} · ${parts.join(" · ")}`;
+  if (species.parent) parts.push(`${t.group}: ${species.parent.name}`);
+  return parts.join(" · ");
 }
 
 function render(body) {
@@ -54,15 +55,15 @@ function render(body) {
   $("decision").textContent = t[body.decision];
   $("decision").className = `decision ${body.decision}`;
   $("nospray").hidden = !body.do_not_spray;
-  $("name").textContent = main ? (lang === "vi" ? main.name_vi : main.name_en) : (lang === "vi" ? body.message_vi : body.message_en);
+  $("name").textContent = main ? main.name : body.message;
   $("scientific").textContent = main ? main.scientific : "";
   $("description").textContent = main ? describe(main) : "";
-  $("advice").textContent = main ? (lang === "vi" ? main.advice_vi : main.advice_en) : "";
+  $("advice").textContent = main ? main.advice : "";
   const alts = body.alternatives || [];
   $("alternatives-block").hidden = alts.length === 0;
   $("alternatives").replaceChildren(...alts.map((s) => {
     const li = document.createElement("li");
-    li.textContent = `${lang === "vi" ? s.name_vi : s.name_en} (${Math.round(s.probability * 100)}%)`;
+    li.textContent = `${s.name} (${Math.round(s.probability * 100)}%)`;
     return li;
   }));
   $("model").textContent = `${t.model}: ${body.model.version}`;

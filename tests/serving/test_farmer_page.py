@@ -38,7 +38,11 @@ def test_farmer_uploads_a_photo_and_reads_the_answer_in_vietnamese_then_english(
     page.screenshot(path=str(ARTIFACTS / "farmer-page-vi.png"), full_page=True)
     page.click("#lang")
     assert page.locator("h1").inner_text() == "Rice pest identification"
+    assert page.locator("#result").is_hidden()  # the answer came in Vietnamese: the English page does not show it
+    page.click("#send")
+    page.wait_for_selector("#result:not([hidden])")
     assert any(word in page.locator("#decision").inner_text() for word in ("Identified", "Not sure", "Not recognised"))
+    assert page.locator("#name").inner_text().isascii()  # an English answer, not the Vietnamese one
     page.screenshot(path=str(ARTIFACTS / "farmer-page-en.png"), full_page=True)
     assert all(url.startswith((live_server, "blob:", "data:")) for url in requests), requests  # no external CDN
 
