@@ -7,6 +7,7 @@ present, vector relations that point at diseases.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterator
 from enum import StrEnum
 from functools import lru_cache
@@ -142,9 +143,29 @@ class Catalogue:
         return [o for o in self if o.parent == group_id]
 
     def search(self, text: str) -> list[Organism]:
-        """Organisms whose id or any name contains ``text`` (case-insensitive)."""
-        needle = text.casefold().strip()
-        return [o for o in self if needle in " ".join((o.id, o.name_vi, o.name_en, o.scientific)).casefold()]
+        """Organisms whose id or any name contains ``text``: case, diacritics and Unicode form do not matter, so
+        "Rầy nâu", "ray nau" and an NFD-encoded "Rầy nâu" find the same entries."""
+        needle = fold(text.replace("_", " "))
+        if not needle:
+            return list(self)
+        return [o for o in self if needle in fold(" ".join((o.id.replace("_", " "), o.name_vi, o.name_en,
+                                                               o.scientific)))]  # fmt: skip
+
+    def resolve(self, text: str) -> list[str]:
+        """The ids a filter names: an id, or a name in either language (folded) naming one organism exactly,
+        otherwise every organism whose names contain it."""
+        if text in self._by_id:
+            return [text]
+        needle = fold(text.replace("_", " "))
+        exact = [o.id for o in self if needle in (fold(o.name_vi), fold(o.name_en), fold(o.scientific))]
+        return exact or [o.id for o in self.search(text)]
+
+
+def fold(text: str) -> str:
+    """Text as a farmer or officer might type it: no diacritics (đ counts as d), any Unicode form, no case."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.casefold().split())
 
 
 def _check_links(org: Organism, by_id: dict[str, Organism]) -> None:

@@ -100,19 +100,20 @@ def undo(session: Session, entry: AuditEntry, user: User, *, required: int) -> A
 
 
 def queue(
-    session: Session, *, status: str = ReviewStatus.pending_review, district: str | None = None, species: str | None = None,
-    decision: str | None = None, since: date | None = None, until: date | None = None, limit: int = 50,
-    scope: ColumnElement[bool] | None = None,
-) -> list[Submission]:  # fmt: skip
-    """Most useful first: uncertain and not-recognised answers, then rare classes, then the oldest. ``scope``:
-    the submissions the reader may see (``accounts.district_scope``)."""
+    session: Session, *, status: str = ReviewStatus.pending_review, district: str | None = None,
+    species: list[str] | None = None, decision: str | None = None, since: date | None = None,
+    until: date | None = None, limit: int = 50, offset: int = 0, scope: ColumnElement[bool] | None = None,
+) -> tuple[list[Submission], int]:  # fmt: skip
+    """One page of the queue and how many it holds in all. Most useful first: uncertain and not-recognised
+    answers, then rare classes, then the oldest. ``species``: predicted ids (``Catalogue.resolve`` turns a
+    name into them); ``scope``: the submissions the reader may see (``accounts.district_scope``)."""
     query = select(Submission).where(Submission.status == status)
     if scope is not None:
         query = query.where(scope)
     if district:
         query = query.where(Submission.district == district)
-    if species:
-        query = query.where(Submission.predicted_label == species)
+    if species is not None:
+        query = query.where(Submission.predicted_label.in_(species))
     if decision:
         query = query.where(Submission.decision == decision)
     if since:
@@ -123,4 +124,4 @@ def queue(
     approved = dict(session.execute(select(Submission.final_label, func.count()).where(Submission.status == ReviewStatus.approved)
                                     .group_by(Submission.final_label)).all())  # fmt: skip
     rows.sort(key=lambda s: (s.decision == "identified", approved.get(s.predicted_label, 0), s.created_at))
-    return rows[:limit]
+    return rows[offset : offset + limit], len(rows)

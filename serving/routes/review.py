@@ -7,11 +7,12 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
 from pestid.serving.accounts import district_scope, login, login_wait, record_attempt
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
@@ -22,7 +23,7 @@ from pestid.serving.problems import Problem
 from pestid.serving.review import Verdict, queue, record_verdict, undo
 from pestid.serving.settings import Settings
 from pestid.serving.submissions import media_type
-from pestid.vocabulary import RejectReason, ReviewStatus, Role
+from pestid.vocabulary import Decision, RejectReason, ReviewStatus, Role
 
 router = APIRouter(prefix="/v1", tags=["review"])
 Officer = Annotated[User, Depends(require(Role.officer))]
@@ -41,13 +42,25 @@ class VerdictIn(BaseModel):
     reason: RejectReason | None = None
 
 
+def _named(label: str | None, probability: float | None = None) -> dict[str, Any] | None:
+    """A label as officers read it: its catalogue names (Vietnamese first) and Latin name."""
+    if label is None:
+        return None
+    org = load_catalogue().get(label)
+    named: dict[str, Any] = {"id": org.id, "name_vi": org.name_vi, "name_en": org.name_en, "scientific": org.scientific}
+    return named if probability is None else {**named, "probability": round(probability, 4)}
+
+
 def _summary(sub: Submission) -> dict[str, Any]:
+    guesses = [(a["id"], a["probability"]) for a in sub.response.get("alternatives", []) if "id" in a]
+    top = [(sub.predicted_label, sub.confidence), *[g for g in guesses if g[0] != sub.predicted_label]][:3]
     return {"id": sub.id, "created_at": sub.created_at.isoformat(), "status": sub.status, "decision": sub.decision,
-            "predicted_label": sub.predicted_label, "confidence": round(sub.confidence, 4),
-            "final_label": sub.final_label, "commune": sub.commune, "district": sub.district,
+            "predicted_label": sub.predicted_label, "predicted": _named(sub.predicted_label),
+            "confidence": round(sub.confidence, 4), "top": [_named(label, p) for label, p in top],
+            "final_label": sub.final_label, "final": _named(sub.final_label), "commune": sub.commune,
+            "district": sub.district, "latitude": sub.latitude, "longitude": sub.longitude,
             "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
-            "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
-            "alternatives": sub.response.get("alternatives", [])}  # fmt: skip
+            "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos]}  # fmt: skip
 
 
 def _visible(session: Session, user: User, submission_id: str) -> Submission | None:
@@ -83,11 +96,15 @@ def review_queue(
     user: Officer, sessions: Sessions, status: Literal[ReviewStatus.pending_review, ReviewStatus.disputed] = ReviewStatus.pending_review,
     district: str | None = None, species: str | None = None, decision: str | None = None,
     since: date | None = None, until: date | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[dict[str, Any]]:  # fmt: skip
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JSONResponse:  # fmt: skip
+    """One page of the queue; ``X-Total-Count`` says how many match. ``species`` is an id or a name in either
+    language, with or without diacritics."""
+    ids = load_catalogue().resolve(species) if species else None
     with sessions() as session:
-        rows = queue(session, status=status, district=district, species=species, decision=decision, since=since,
-                     until=until, limit=limit, scope=district_scope(user))  # fmt: skip
-        return [_summary(s) for s in rows]
+        rows, total = queue(session, status=status, district=district, species=ids, decision=decision, since=since,
+                            until=until, limit=limit, offset=offset, scope=district_scope(user))  # fmt: skip
+        return JSONResponse([_summary(s) for s in rows], headers={"X-Total-Count": str(total)})
 
 
 def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
@@ -96,6 +113,10 @@ def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
             raise Problem(422, "reason_required", "Hãy chọn lý do loại ảnh.",
                           f"Give a reason to reject: one of {', '.join(RejectReason)}.")  # fmt: skip
         return Verdict("reject", reason=body.reason)
+    if body.action == "confirm" and sub.decision != Decision.identified:
+        # the model was not sure: confirming would approve a guess (and count it as an outbreak report)
+        raise Problem(422, "species_required", "Mô hình chưa chắc chắn: hãy chọn đúng loài (phím r) thay vì xác nhận.",
+                      "The model was not sure: choose the species (relabel) instead of confirming its guess.")  # fmt: skip
     label = sub.predicted_label if body.action == "confirm" else body.label
     if not label:
         raise Problem(422, "label_required", "Hãy chọn loài đúng.", "Choose the correct species to relabel.")

@@ -8,14 +8,19 @@ let lastAudit = null;
 let rejecting = false;
 const REASONS = { 1: "blurry", 2: "not_rice", 3: "duplicate", 4: "not_harmful" };
 
-async function api(path, options = {}) {
+async function call(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}`,
     "Content-Type": "application/json", "Accept-Language": "vi" } });
   if (response.status === 401) { signOut(); throw new Error("unauthenticated"); }
   const body = (response.headers.get("content-type") || "").includes("json") ? await response.json() : await response.text();
   if (!response.ok) throw new Error(body.detail_vi ? `${body.detail_vi} / ${body.detail_en}` : String(body));
-  return body;
+  return { body, response };
 }
+
+async function api(path, options = {}) { return (await call(path, options)).body; }
+
+// A species as officers read it: the Vietnamese name, the Latin name on hover.
+function speciesName(named) { return named ? named.name_vi : "—"; }
 
 function signOut() { token = null; sessionStorage.removeItem("pestid.token"); $("app").hidden = true; $("login").hidden = false; }
 
@@ -27,7 +32,9 @@ async function loadQueue() {
                            ["since", "f-since"], ["until", "f-until"]]) {
     if ($(id).value) params.set(key, $(id).value);
   }
-  items = await api(`/v1/review/queue?${params}`);
+  const { body, response } = await call(`/v1/review/queue?${params}`);
+  items = body;
+  $("queue-total").textContent = `${items.length} / ${response.headers.get("x-total-count") || items.length} ảnh chờ duyệt / waiting`;
   current = Math.min(current, Math.max(items.length - 1, 0));
   renderQueue();
 }
@@ -35,7 +42,8 @@ async function loadQueue() {
 function renderQueue() {
   $("queue").replaceChildren(...items.map((item, index) => {
     const li = document.createElement("li");
-    li.textContent = `${item.predicted_label} · ${item.decision} · ${Math.round(item.confidence * 100)}% · ${item.district || item.commune || "—"}`;
+    li.textContent = `${speciesName(item.predicted)} · ${item.decision} · ${Math.round(item.confidence * 100)}% · ${item.district || item.commune || "—"}`;
+    li.title = item.predicted ? item.predicted.scientific : "";
     li.className = index === current ? "active" : "";
     li.dataset.id = item.id;
     li.addEventListener("click", () => { current = index; renderQueue(); });
@@ -48,13 +56,16 @@ async function renderDetail() {
   const item = items[current];
   $("relabel").hidden = true;
   if (!item) { $("photos").replaceChildren(); $("prediction").textContent = "Hết ảnh cần duyệt / queue is empty"; return; }
-  $("prediction").textContent = `Dự đoán / predicted: ${item.predicted_label} (${Math.round(item.confidence * 100)}%), ${item.decision}`
+  const top = item.top.map((t) => `${t.name_vi} ${Math.round(t.probability * 100)}%`).join(" · ");
+  $("prediction").textContent = `Dự đoán / predicted: ${top} — ${item.decision}`
+    + ` — ${new Date(item.created_at).toLocaleString("vi-VN")}, ${[item.commune, item.district].filter(Boolean).join(", ") || "—"}`
     + (item.note ? ` — ghi chú / note: ${item.note}` : "");
+  $("prediction").title = item.top.map((t) => t.scientific).join(" · ");
   const images = await Promise.all(item.photos.map(async (url) => {
     const blob = await fetch(url, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.blob());
     const img = document.createElement("img");
     img.src = URL.createObjectURL(blob);
-    img.alt = item.predicted_label;
+    img.alt = speciesName(item.predicted);
     return img;
   }));
   $("photos").replaceChildren(...images);

@@ -140,3 +140,17 @@ def test_cli_show_prints_advice():
     result = CliRunner().invoke(app, ["catalogue", "show", "wolf_spider"])
     assert result.exit_code == 0
     assert "Không phun thuốc" in result.stdout
+
+
+def test_search_ignores_case_diacritics_and_unicode_form():
+    import unicodedata
+
+    from pestid.catalogue import fold, load_catalogue
+
+    catalogue = load_catalogue()
+    assert fold("Đạo ÔN") == fold(unicodedata.normalize("NFD", "đạo ôn")) == "dao on"
+    for query in ("Rầy nâu", "ray nau", unicodedata.normalize("NFD", "Rầy nâu"), "brown planthopper"):
+        assert "brown_planthopper" in [o.id for o in catalogue.search(query)], query
+    assert catalogue.resolve("Rầy nâu") == ["brown_planthopper"]  # an exact name names one organism
+    assert catalogue.resolve("rice_blast") == ["rice_blast"]
+    assert "small_brown_planthopper" in catalogue.resolve("nâu")  # a fragment names every match
