@@ -165,6 +165,10 @@ def login(session: Session, username: str, password: str) -> str | None:
     return token
 
 
+def logout(session: Session, token: str) -> None:
+    session.execute(delete(AuthToken).where(AuthToken.token_hash == _digest(token)))
+
+
 def user_for_token(session: Session, token: str) -> User | None:
     row = session.get(AuthToken, _digest(token))
     if row is None:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
-from pestid.serving.accounts import district_scope, login, login_wait, record_attempt
+from pestid.serving.accounts import district_scope, login, login_wait, logout, record_attempt
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.outbreaks import outbreak_counts, to_csv
@@ -84,6 +84,15 @@ def sign_in(body: LoginIn, request: Request, sessions: Sessions) -> dict[str, st
     if token is None:
         raise Problem(401, "bad_credentials", "Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password.")
     return {"token": token, "token_type": "bearer"}
+
+
+@router.post("/auth/logout", status_code=204)
+def sign_out(request: Request, user: Officer, sessions: Sessions) -> Response:
+    """End this sign-in: the token stops working at once."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    with sessions() as session, session.begin():
+        logout(session, token)
+    return Response(status_code=204)
 
 
 @router.get("/auth/me")

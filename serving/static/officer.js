@@ -22,7 +22,10 @@ async function api(path, options = {}) { return (await call(path, options)).body
 // A species as officers read it: the Vietnamese name, the Latin name on hover.
 function speciesName(named) { return named ? named.name_vi : "—"; }
 
-function signOut() { token = null; sessionStorage.removeItem("pestid.token"); $("app").hidden = true; $("login").hidden = false; }
+function signOut() {
+  token = null; sessionStorage.removeItem("pestid.token");
+  $("app").hidden = true; $("login").hidden = false; $("signout").hidden = true; $("who").textContent = "";
+}
 
 function say(text) { $("status").textContent = text; }
 
@@ -46,7 +49,11 @@ function renderQueue() {
     li.title = item.predicted ? item.predicted.scientific : "";
     li.className = index === current ? "active" : "";
     li.dataset.id = item.id;
+    li.tabIndex = 0;  // rows are reachable with Tab; Enter or Space opens one
     li.addEventListener("click", () => { current = index; renderQueue(); });
+    li.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); current = index; renderQueue(); }
+    });
     return li;
   }));
   renderDetail();
@@ -69,18 +76,28 @@ async function renderDetail() {
     return img;
   }));
   $("photos").replaceChildren(...images);
+  shownAt = performance.now();
 }
+
+// One action per item shown: keys pressed while an action is on its way, held down, or in the first moments
+// after the next item appears are ignored, so a burst of presses never acts on photos nobody looked at.
+let busy = false;
+let shownAt = 0;
+const SETTLE_MS = 400;
+
+function ready(event) { return !busy && !event.repeat && performance.now() - shownAt >= SETTLE_MS; }
 
 async function act(body) {
   const item = items[current];
-  if (!item) return;
+  if (!item || busy) return;
+  busy = true;
   try {
     const result = await api(`/v1/review/${item.id}`, { method: "POST", body: JSON.stringify(body) });
     lastAudit = result.audit_id;
     say(`Đã lưu / saved: ${result.status}${result.final_label ? " → " + result.final_label : ""}`);
     await loadQueue();
     await loadOutbreaks();
-  } catch (err) { say(err.message); }
+  } catch (err) { say(err.message); } finally { busy = false; }
 }
 
 async function undoLast() {
@@ -152,18 +169,22 @@ document.addEventListener("keydown", (event) => {
   }
   if (rejecting) {
     rejecting = false;
-    if (REASONS[event.key]) act({ action: "reject", reason: REASONS[event.key] });
+    if (REASONS[event.key] && ready(event)) act({ action: "reject", reason: REASONS[event.key] });
     return;
   }
   if (event.key === "j") { current = Math.min(current + 1, items.length - 1); renderQueue(); }
   else if (event.key === "k") { current = Math.max(current - 1, 0); renderQueue(); }
-  else if (event.key === "c") act({ action: "confirm" });
+  else if (event.key === "c") { if (ready(event)) act({ action: "confirm" }); }
   else if (event.key === "x") { rejecting = true; say("Lý do / reason: 1 mờ/blurry · 2 không phải lúa/not rice · 3 trùng/duplicate · 4 không phải dịch hại/not harmful"); }
   else if (event.key === "r") { $("relabel").hidden = false; $("species-search").value = ""; $("species-search").focus(); event.preventDefault(); }
   else if (event.key === "u") undoLast();
 });
 
 $("species-search").addEventListener("input", searchSpecies);
+$("signout").addEventListener("click", async () => {
+  try { await api("/v1/auth/logout", { method: "POST" }); } catch (err) { /* signed out either way */ }
+  signOut();
+});
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); current = 0; loadQueue(); });
 $("csv").addEventListener("click", async (event) => {
   event.preventDefault();
@@ -180,6 +201,7 @@ async function start() {
     $("who").textContent = `${me.username} (${me.role})`;
     $("login").hidden = true;
     $("app").hidden = false;
+    $("signout").hidden = false;
     await loadQueue();
     await loadOutbreaks();
   } catch (err) { signOut(); }

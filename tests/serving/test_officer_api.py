@@ -68,3 +68,9 @@ def test_a_guess_cannot_be_confirmed_only_relabelled(officer):
     assert officer.get("/v1/review/queue").headers["x-total-count"] == "7"  # still waiting
     chosen = officer.post(f"/v1/review/{sub['id']}", json={"action": "relabel", "label": "brown_planthopper"})
     assert chosen.status_code == 200 and chosen.json()["status"] == "approved"
+
+
+def test_signing_out_ends_the_token_at_once(officer):
+    assert officer.get("/v1/auth/me").status_code == 200
+    assert officer.post("/v1/auth/logout").status_code == 204
+    assert officer.get("/v1/auth/me").status_code == 401

@@ -9,6 +9,11 @@ from tests.serving.conftest import ARTIFACTS, jpeg
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
+def settle(page) -> None:
+    """An officer looks before pressing: the page ignores action keys in the first 400 ms of an item."""
+    page.wait_for_timeout(450)
+
+
 def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     from playwright.sync_api import expect  # here: the serve-only environment runs this file without playwright
 
@@ -32,9 +37,11 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     assert page.locator("#queue li").count() == 3
     page.wait_for_selector("#photos img")
 
+    settle(page)
     page.keyboard.press("c")  # confirm the first
     expect(page.locator("#queue li")).to_have_count(2)  # no eval: the page's CSP forbids it
     assert "approved" in page.locator("#status").inner_text()
+    settle(page)
     page.keyboard.press("r")  # relabel the next: search by Vietnamese name, Enter takes the first match
     page.keyboard.type("ốc bươu")
     page.wait_for_selector("#species-results li")
@@ -42,6 +49,7 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     expect(page.locator("#queue li")).to_have_count(1)  # no eval: the page's CSP forbids it
     page.wait_for_selector("#outbreaks tbody tr")
     assert "golden_apple_snail" in page.locator("#outbreaks").inner_text()
+    settle(page)
     page.keyboard.press("x")  # reject the last as blurry
     page.keyboard.press("1")
     expect(page.locator("#queue li")).to_have_count(0)  # no eval: the page's CSP forbids it
@@ -50,3 +58,38 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     assert "undone" in page.locator("#status").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "officer-review.png"), full_page=True)
+
+
+def test_a_burst_of_presses_acts_once_and_the_page_is_usable_by_keyboard(live_server, browser):
+    from playwright.sync_api import expect
+
+    url, app = live_server
+    with app.state.sessions() as session, session.begin():
+        add_user(session, "lan", "mật khẩu dài", "officer", "Phú Tân")
+    for k in range(8):
+        assert httpx.post(f"{url}/v1/identify", files=[("photos", ("p.jpg", jpeg(60 + k), "image/jpeg"))],
+                          data={"district": "Phú Tân"}).status_code == 201  # fmt: skip
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(url + "/officer")
+    page.fill("#username", "lan")
+    page.fill("#password", "mật khẩu dài")
+    page.click("#login button")
+    page.wait_for_selector("#photos img")
+    settle(page)
+    for _ in range(8):  # 8 presses 50 ms apart, as the tester did: one photo is confirmed, not three
+        page.keyboard.press("c")
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(1000)
+    expect(page.locator("#queue li")).to_have_count(7)
+    assert page.locator("#queue-total").inner_text().startswith("7 / 7")
+    for control in page.locator("#app input, #app select").all():  # every control has a name
+        assert control.get_attribute("aria-label") or control.get_attribute("id") == "species-search", control
+    page.locator("#queue li").first.focus()  # rows are reachable by keyboard
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#queue li.active")).to_have_count(1)
+    assert page.locator("#queue li").nth(1).get_attribute("class") == "active"
+    page.click("#signout")
+    page.wait_for_selector("#login:not([hidden])")
+    token_left = page.evaluate("sessionStorage.getItem('pestid.token')")
+    assert token_left is None
