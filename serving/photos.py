@@ -43,6 +43,28 @@ class PhotoStore:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
+    def preview(self, relative: str, longest: int) -> Path:
+        """A JPEG of the stored photo, its longer side at most ``longest``, made once and kept on disk.
+
+        Browsers cannot show HEIC and a 12 MP original is slow to load: officers see these instead. They live
+        beside the photo folder (``previews/``), not in it, so start-up never takes them for leftovers.
+        """
+        cached = self.root.parent / "previews" / f"{relative}.{longest}.jpg"
+        if cached.exists():
+            return cached
+        from pestid.imaging import read_image  # the decoder the model uses: EXIF orientation, HEIC, RGB
+
+        image = read_image(self.root / relative)
+        image.thumbnail((longest, longest))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{uuid.uuid4().hex}.tmp")
+        try:
+            image.save(partial, format="JPEG", quality=85)
+            os.replace(partial, cached)  # whole or not at all, even with two requests making it at once
+        finally:
+            partial.unlink(missing_ok=True)
+        return cached
+
     @staticmethod
     def discard(paths: Iterable[Path]) -> None:
         for path in paths:

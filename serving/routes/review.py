@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v1", tags=["review"])
 Officer = Annotated[User, Depends(require(Role.officer))]
 Senior = Annotated[User, Depends(require("senior"))]
 Sessions = Annotated[sessionmaker, Depends(get_sessions)]
+PREVIEW_SIZES = {"thumbnail": 320, "large": 1600}  # longer side of the JPEG previews officers see
 
 
 class LoginIn(BaseModel):
@@ -60,7 +61,9 @@ def _summary(sub: Submission) -> dict[str, Any]:
             "final_label": sub.final_label, "final": _named(sub.final_label), "commune": sub.commune,
             "district": sub.district, "latitude": sub.latitude, "longitude": sub.longitude,
             "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
-            "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos]}  # fmt: skip
+            "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
+            "previews": [{size: f"/v1/submissions/{sub.id}/photos/{p.position}/{size}" for size in PREVIEW_SIZES}
+                         for p in sub.photos]}  # fmt: skip
 
 
 def _visible(session: Session, user: User, submission_id: str) -> Submission | None:
@@ -186,17 +189,32 @@ def audit_log(
                 for e in session.scalars(query)]  # fmt: skip
 
 
-@router.get("/submissions/{submission_id}/photos/{position}")
-def submission_photo(submission_id: str, position: int, user: Officer, sessions: Sessions,
-                     store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
+def _visible_photo(sessions: sessionmaker, user: User, submission_id: str, position: int) -> Photo:
+    """The photo, if its submission is within the user's districts; 404 otherwise (as if it did not exist)."""
     with sessions() as session:
         photo = session.scalars(select(Photo).join(Submission, Submission.id == Photo.submission_id)
                                 .where(Photo.submission_id == submission_id, Photo.position == position,
                                        district_scope(user))).first()  # fmt: skip
     if photo is None:
         raise Problem(404, "unknown_photo", "Không có ảnh này.", "No such photo.")
+    return photo
+
+
+@router.get("/submissions/{submission_id}/photos/{position}")
+def submission_photo(submission_id: str, position: int, user: Officer, sessions: Sessions,
+                     store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
+    photo = _visible_photo(sessions, user, submission_id, position)
     return FileResponse(store.path(photo.path), media_type=media_type(photo.path),
                         content_disposition_type="inline", filename=photo.path.rsplit("/", 1)[-1])  # fmt: skip
+
+
+@router.get("/submissions/{submission_id}/photos/{position}/{size}", responses={404: {}})
+def submission_preview(submission_id: str, position: int, size: Literal["thumbnail", "large"], user: Officer,
+                       sessions: Sessions, store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
+    """A JPEG preview of a stored photo (HEIC included), made on first request and cached on disk."""
+    photo = _visible_photo(sessions, user, submission_id, position)
+    path = store.preview(photo.path, PREVIEW_SIZES[size])
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
 @router.get("/outbreaks")

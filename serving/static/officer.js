@@ -61,6 +61,7 @@ function renderQueue() {
 
 async function renderDetail() {
   const item = items[current];
+  shownAt = Infinity;  // not ready for an action until this item's photos are on screen
   $("relabel").hidden = true;
   if (!item) { $("photos").replaceChildren(); $("prediction").textContent = "Hết ảnh cần duyệt / queue is empty"; return; }
   const top = item.top.map((t) => `${t.name_vi} ${Math.round(t.probability * 100)}%`).join(" · ");
@@ -68,14 +69,23 @@ async function renderDetail() {
     + ` — ${new Date(item.created_at).toLocaleString("vi-VN")}, ${[item.commune, item.district].filter(Boolean).join(", ") || "—"}`
     + (item.note ? ` — ghi chú / note: ${item.note}` : "");
   $("prediction").title = item.top.map((t) => t.scientific).join(" · ");
-  const images = await Promise.all(item.photos.map(async (url) => {
-    const blob = await fetch(url, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.blob());
+  // Every photo of the submission, as the server's JPEG preview (HEIC included); a click zooms where it points.
+  const frames = await Promise.all(item.previews.map(async (preview, n) => {
+    const blob = await fetch(preview.large, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.blob());
     const img = document.createElement("img");
     img.src = URL.createObjectURL(blob);
-    img.alt = speciesName(item.predicted);
-    return img;
+    img.alt = `${speciesName(item.predicted)} — ảnh ${n + 1} / photo ${n + 1}`;
+    img.addEventListener("click", (event) => {
+      const box = img.getBoundingClientRect();
+      img.style.transformOrigin = `${((event.clientX - box.left) / box.width) * 100}% ${((event.clientY - box.top) / box.height) * 100}%`;
+      img.classList.toggle("zoomed");
+    });
+    const frame = document.createElement("div");
+    frame.className = "frame";
+    frame.appendChild(img);
+    return frame;
   }));
-  $("photos").replaceChildren(...images);
+  $("photos").replaceChildren(...frames);
   shownAt = performance.now();
 }
 

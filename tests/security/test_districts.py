@@ -54,6 +54,8 @@ def test_the_district_matrix_on_every_officer_endpoint(province, account):
     for place, sub in subs.items():
         photo = client.get(f"/v1/submissions/{sub}/photos/0", headers=headers)
         assert photo.status_code == (200 if place in allowed else 404), ("photo", place)
+        preview = client.get(f"/v1/submissions/{sub}/photos/0/thumbnail", headers=headers)
+        assert preview.status_code == (200 if place in allowed else 404), ("preview", place)
     outsider = next((p for p in subs if p not in allowed), None)
     if outsider is not None:  # writes on another district's submission change nothing
         vote = client.post(f"/v1/review/{subs[outsider]}", json={"action": "reject", "reason": "blurry"},

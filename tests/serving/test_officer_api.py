@@ -74,3 +74,30 @@ def test_signing_out_ends_the_token_at_once(officer):
     assert officer.get("/v1/auth/me").status_code == 200
     assert officer.post("/v1/auth/logout").status_code == 204
     assert officer.get("/v1/auth/me").status_code == 401
+
+
+def test_previews_are_jpeg_for_every_format_heic_included_and_made_once(officer):
+    import io
+
+    from PIL import Image
+
+    from tests.conftest import heic_bytes, photo
+
+    big = photo(seed=3, size=2000)
+    sent = officer.post("/v1/identify", files=[("photos", ("p.heic", heic_bytes(big), "image/heic"))],
+                        data={"district": "Phú Tân"})  # fmt: skip
+    assert sent.status_code == 201
+    item = next(i for i in officer.get("/v1/review/queue", params={"limit": 200}).json()
+                if i["id"] == sent.json()["submission_id"])  # fmt: skip
+    for size, longest in (("thumbnail", 320), ("large", 1600)):
+        first = officer.get(item["previews"][0][size])
+        assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
+        image = Image.open(io.BytesIO(first.content))
+        assert image.format == "JPEG" and max(image.size) == longest
+        settings = officer.app.state.settings
+        cached = list((settings.data_dir / "previews").rglob(f"*.{longest}.jpg"))
+        assert len(cached) == 1
+        made = cached[0].stat().st_mtime_ns
+        assert officer.get(item["previews"][0][size]).content == first.content
+        assert cached[0].stat().st_mtime_ns == made  # served from the cache, not made again
+    assert officer.get(f"/v1/submissions/{item['id']}/photos/0/huge").status_code == 422
