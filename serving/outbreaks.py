@@ -1,35 +1,74 @@
-"""Outbreak counts: confirmed reports per species, by commune or district and ISO week."""
+"""Outbreak counts: confirmed reports per species, by commune or district and ISO week, with a rise flag.
+
+A week is flagged ``rising`` for a place and species when its reports are at least ``RISE_MIN`` and at least
+``RISE_FACTOR`` times the mean of the ``RISE_BASELINE`` weeks before it (weeks without reports count as 0).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections import Counter
+from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from pestid.catalogue import load_catalogue
 from pestid.serving.db import Submission
 from pestid.vocabulary import ReviewStatus
 
+RISE_FACTOR = 2.0
+RISE_MIN = 5
+RISE_BASELINE = 4
 
-def iso_week(sub: Submission) -> str:
+
+def week_of(sub: Submission) -> date:
+    """The Monday of the ISO week the observation was made (or sent, without a date)."""
     day = sub.observed_on or sub.created_at.date()
-    year, week, _ = day.isocalendar()
+    return day - timedelta(days=day.weekday())
+
+
+def iso_week(monday: date) -> str:
+    year, week, _ = monday.isocalendar()
     return f"{year}-W{week:02d}"
 
 
 def outbreak_counts(
-    session: Session, *, by: str = "district", scope: ColumnElement[bool] | None = None
-) -> list[dict[str, object]]:
-    """Approved reports per ISO week, place and species, within ``scope`` (the reader's districts) if given."""
+    session: Session, *, by: str = "district", scope: ColumnElement[bool] | None = None, group: str | None = None,
+    district: str | None = None, weeks: int | None = None, today: date | None = None,
+) -> list[dict[str, object]]:  # fmt: skip
+    """Approved reports per ISO week, place and species, with names and the rise flag.
+
+    ``scope``: the reader's districts; ``group``: a species group (its members, or the group itself);
+    ``district``: one district; ``weeks``: the last so many weeks up to ``today``.
+    """
+    catalogue = load_catalogue()
     query = select(Submission).where(Submission.status == ReviewStatus.approved)
-    rows = session.scalars(query if scope is None else query.where(scope))
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for sub in rows:
-        place = (sub.district if by == "district" else sub.commune) or "—"
-        counts[(iso_week(sub), place, sub.final_label or sub.predicted_label)] += 1
-    return [{"week": w, by: p, "species": s, "reports": n} for (w, p, s), n in sorted(counts.items())]
+    if scope is not None:
+        query = query.where(scope)
+    if district:
+        query = query.where(Submission.district == district)
+    counts: Counter[tuple[date, str, str]] = Counter()
+    for sub in session.scalars(query):
+        species = sub.final_label or sub.predicted_label
+        if group and group not in (species, catalogue.get(species).parent):
+            continue
+        counts[(week_of(sub), (sub.district if by == "district" else sub.commune) or "—", species)] += 1
+    first = None
+    if weeks:
+        monday = (today or date.today()) - timedelta(days=(today or date.today()).weekday())
+        first = monday - timedelta(weeks=weeks - 1)
+    rows = []
+    for (monday, place, species), reports in sorted(counts.items()):
+        if first is not None and monday < first:
+            continue
+        before = [counts.get((monday - timedelta(weeks=k), place, species), 0) for k in range(1, RISE_BASELINE + 1)]
+        rising = reports >= RISE_MIN and reports >= RISE_FACTOR * (sum(before) / RISE_BASELINE)
+        org = catalogue.get(species)
+        rows.append({"week": iso_week(monday), by: place, "species": species, "name_vi": org.name_vi,
+                     "name_en": org.name_en, "scientific": org.scientific, "reports": reports, "rising": rising})  # fmt: skip
+    return rows
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -217,18 +217,29 @@ def submission_preview(submission_id: str, position: int, size: Literal["thumbna
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
-@router.get("/outbreaks")
-def outbreaks(
-    user: Officer, sessions: Sessions, by: Literal["district", "commune"] = "district"
-) -> list[dict[str, object]]:
+class OutbreakFilter(BaseModel):
+    by: Literal["district", "commune"] = "district"
+    group: str | None = Field(default=None, max_length=64, description="a species group id, e.g. planthoppers")
+    district: str | None = Field(default=None, max_length=128)
+    weeks: int | None = Field(default=None, ge=1, le=104, description="the last so many weeks")
+
+
+def _outbreaks(user: User, sessions: sessionmaker, where: OutbreakFilter) -> list[dict[str, object]]:
     with sessions() as session:
-        return outbreak_counts(session, by=by, scope=district_scope(user))
+        return outbreak_counts(session, by=where.by, scope=district_scope(user), group=where.group,
+                               district=where.district, weeks=where.weeks)  # fmt: skip
+
+
+@router.get("/outbreaks")
+def outbreaks(user: Officer, sessions: Sessions, where: Annotated[OutbreakFilter, Query()]) -> list[dict[str, object]]:
+    """Confirmed reports per week, place and species, with names and a ``rising`` flag (see serving/outbreaks.py)."""
+    return _outbreaks(user, sessions, where)
 
 
 @router.get("/outbreaks.csv")
-def outbreaks_csv(user: Officer, sessions: Sessions, by: Literal["district", "commune"] = "district") -> Response:
-    with sessions() as session:
-        text = to_csv(outbreak_counts(session, by=by, scope=district_scope(user)))
+def outbreaks_csv(user: Officer, sessions: Sessions, where: Annotated[OutbreakFilter, Query()]) -> Response:
+    text = to_csv(_outbreaks(user, sessions, where))
+    by = where.by
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="outbreaks-by-{by}.csv"'})  # fmt: skip
 

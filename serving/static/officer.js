@@ -133,15 +133,25 @@ async function searchSpecies() {
   }));
 }
 
+function outbreakQuery() {
+  const params = new URLSearchParams();
+  for (const [key, id] of [["group", "o-group"], ["district", "o-district"], ["weeks", "o-weeks"]]) {
+    if ($(id).value) params.set(key, $(id).value.trim());
+  }
+  return params.toString();
+}
+
 async function loadOutbreaks() {
-  const rows = await api("/v1/outbreaks");
+  const rows = await api(`/v1/outbreaks?${outbreakQuery()}`);
   $("outbreaks").tBodies[0].replaceChildren(...rows.map((r) => {
     const tr = document.createElement("tr");
-    for (const value of [r.week, r.district, r.species, r.reports]) {
+    if (r.rising) tr.className = "rising";
+    for (const value of [r.week, r.district, r.name_vi, r.reports, r.rising ? "⚠ tăng vọt / rising" : ""]) {
       const td = document.createElement("td");
       td.textContent = value;
       tr.appendChild(td);
     }
+    tr.children[2].title = r.scientific;
     return tr;
   }));
   drawChart(rows);
@@ -149,7 +159,7 @@ async function loadOutbreaks() {
 
 function drawChart(rows) {
   const totals = {};
-  rows.forEach((r) => { totals[r.species] = (totals[r.species] || 0) + r.reports; });
+  rows.forEach((r) => { totals[r.name_vi] = (totals[r.name_vi] || 0) + r.reports; });
   const entries = Object.entries(totals).sort((a, b) => b[1] - a[1]);
   const max = Math.max(1, ...entries.map((e) => e[1]));
   const ns = "http://www.w3.org/2000/svg";
@@ -191,6 +201,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 $("species-search").addEventListener("input", searchSpecies);
+$("o-filters").addEventListener("submit", (event) => { event.preventDefault(); loadOutbreaks(); });
 $("signout").addEventListener("click", async () => {
   try { await api("/v1/auth/logout", { method: "POST" }); } catch (err) { /* signed out either way */ }
   signOut();
@@ -198,7 +209,7 @@ $("signout").addEventListener("click", async () => {
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); current = 0; loadQueue(); });
 $("csv").addEventListener("click", async (event) => {
   event.preventDefault();
-  const text = await api("/v1/outbreaks.csv");
+  const text = await api(`/v1/outbreaks.csv?${outbreakQuery()}`);
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
   link.download = "outbreaks.csv";

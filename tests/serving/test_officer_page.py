@@ -48,7 +48,7 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     page.keyboard.press("Enter")
     expect(page.locator("#queue li")).to_have_count(1)  # no eval: the page's CSP forbids it
     page.wait_for_selector("#outbreaks tbody tr")
-    assert "golden_apple_snail" in page.locator("#outbreaks").inner_text()
+    assert "Ốc bươu vàng" in page.locator("#outbreaks").inner_text()  # names, not ids
     settle(page)
     page.keyboard.press("x")  # reject the last as blurry
     page.keyboard.press("1")

@@ -175,11 +175,25 @@ def test_outbreak_counts_by_place_and_week_with_csv(review_app):
         sub = _submit(client, district="Phú Tân", commune=commune, date="2026-11-16")
         client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "brown_planthopper"}, headers=tokens["an"])
     rows = client.get("/v1/outbreaks", headers=tokens["an"]).json()
-    assert rows == [{"week": "2026-W47", "district": "Phú Tân", "species": "brown_planthopper", "reports": 3}]
+    assert rows == [
+        {
+            "week": "2026-W47",
+            "district": "Phú Tân",
+            "species": "brown_planthopper",
+            "name_vi": "Rầy nâu",
+            "name_en": "brown planthopper",
+            "scientific": "Nilaparvata lugens",
+            "reports": 3,
+            "rising": False,
+        }
+    ]
     by_commune = client.get("/v1/outbreaks", params={"by": "commune"}, headers=tokens["an"]).json()
     assert {r["commune"]: r["reports"] for r in by_commune} == {"Phú Lâm": 1, "Tân Hòa": 2}
     csv_text = client.get("/v1/outbreaks.csv", headers=tokens["an"]).text
-    assert csv_text.splitlines() == ["week,district,species,reports", "2026-W47,Phú Tân,brown_planthopper,3"]
+    assert csv_text.splitlines() == [
+        "week,district,species,name_vi,name_en,scientific,reports,rising",
+        "2026-W47,Phú Tân,brown_planthopper,Rầy nâu,brown planthopper,Nilaparvata lugens,3,False",
+    ]
 
 
 def test_cli_adds_and_disables_users(tmp_path):
@@ -194,3 +208,66 @@ def test_cli_adds_and_disables_users(tmp_path):
     again = runner.invoke(app, ["users", "add", "lan", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD})
     assert again.exit_code != 0 and "already exists" in str(again.exception)
     assert runner.invoke(app, ["users", "disable", "lan", "--db", url]).exit_code == 0
+
+
+def test_outbreaks_flag_a_rise_and_filter_by_group_district_and_weeks():
+    """Unit-level: 1 report a week for 4 weeks, then 6 (≥ 5 and ≥ 2 × the mean of 1): rising; a rice blast
+    report is outside the planthopper group; the weeks filter keeps only the recent ones."""
+    from datetime import date
+
+    from sqlalchemy import create_engine
+
+    from pestid.serving.db import Base, Submission, session_factory
+    from pestid.serving.outbreaks import outbreak_counts
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    sessions = session_factory(engine)
+    weekly = {
+        date(2026, 10, 19): 1,
+        date(2026, 10, 26): 1,
+        date(2026, 11, 2): 1,
+        date(2026, 11, 9): 1,
+        date(2026, 11, 16): 6,
+    }
+    with sessions() as session, session.begin():
+        for day, n in weekly.items():
+            for _ in range(n):
+                session.add(
+                    Submission(
+                        decision="identified",
+                        predicted_label="brown_planthopper",
+                        confidence=0.9,
+                        model_version="m",
+                        response={},
+                        status="approved",
+                        district="Phú Tân",
+                        final_label="brown_planthopper",
+                        observed_on=day,
+                    )
+                )
+        session.add(
+            Submission(
+                decision="identified",
+                predicted_label="rice_blast",
+                confidence=0.9,
+                model_version="m",
+                response={},
+                status="approved",
+                district="Chợ Mới",
+                final_label="rice_blast",
+                observed_on=date(2026, 11, 16),
+            )
+        )
+    with sessions() as session:
+        rows = outbreak_counts(session, group="planthoppers")
+        assert [(r["week"], r["reports"], r["rising"]) for r in rows] == [
+            ("2026-W43", 1, False),
+            ("2026-W44", 1, False),
+            ("2026-W45", 1, False),
+            ("2026-W46", 1, False),
+            ("2026-W47", 6, True),
+        ]
+        assert {r["species"] for r in outbreak_counts(session, district="Chợ Mới")} == {"rice_blast"}
+        recent = outbreak_counts(session, weeks=2, today=date(2026, 11, 22))
+        assert {r["week"] for r in recent} == {"2026-W46", "2026-W47"}
