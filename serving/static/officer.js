@@ -69,6 +69,7 @@ async function renderDetail() {
     + ` — ${new Date(item.created_at).toLocaleString("vi-VN")}, ${[item.commune, item.district].filter(Boolean).join(", ") || "—"}`
     + (item.note ? ` — ghi chú / note: ${item.note}` : "");
   $("prediction").title = item.top.map((t) => t.scientific).join(" · ");
+  drawMap(item);
   // Every photo of the submission, as the server's JPEG preview (HEIC included); a click zooms where it points.
   const frames = await Promise.all(item.previews.map(async (preview, n) => {
     const blob = await fetch(preview.large, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.blob());
@@ -155,6 +156,40 @@ async function loadOutbreaks() {
     return tr;
   }));
   drawChart(rows);
+}
+
+// A schematic of the province: district centres as labelled dots, the submission's location (or its district,
+// when it sent no coordinates) in red. No tiles, nothing from outside the server.
+let districts = null;
+
+async function drawMap(item) {
+  districts = districts || await fetch("/static/districts.json").then((r) => r.json());
+  const { south, north, west, east } = districts.bounds;
+  const width = 320, height = Math.round(width * (north - south) / (east - west));
+  const x = (lon) => ((lon - west) / (east - west)) * width;
+  const y = (lat) => ((north - lat) / (north - south)) * height;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `Vị trí / location: ${item.district || "—"}`);
+  for (const d of districts.districts) {
+    const here = d.name === item.district;
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", x(d.lon)); dot.setAttribute("cy", y(d.lat)); dot.setAttribute("r", here ? "6" : "3");
+    dot.setAttribute("class", here && item.latitude == null ? "district here" : "district");
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", x(d.lon) + 7); label.setAttribute("y", y(d.lat) + 4);
+    label.textContent = d.name;
+    svg.append(dot, label);
+  }
+  if (item.latitude != null && item.longitude != null) {
+    const point = document.createElementNS(ns, "circle");
+    point.setAttribute("cx", x(item.longitude)); point.setAttribute("cy", y(item.latitude)); point.setAttribute("r", "6");
+    point.setAttribute("class", "district here");
+    svg.append(point);
+  }
+  $("map").replaceChildren(svg);
 }
 
 function drawChart(rows) {

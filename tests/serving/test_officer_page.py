@@ -36,6 +36,8 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     page.wait_for_selector("#queue li")
     assert page.locator("#queue li").count() == 3
     page.wait_for_selector("#photos img")
+    assert page.locator("#map svg circle.here").count() == 1  # Phú Tân marked on the district map
+    assert "Phú Tân" in page.locator("#map svg").get_attribute("aria-label")
 
     settle(page)
     page.keyboard.press("c")  # confirm the first
