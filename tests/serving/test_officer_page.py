@@ -91,6 +91,18 @@ def test_a_burst_of_presses_acts_once_and_the_page_is_usable_by_keyboard(live_se
     page.keyboard.press("Enter")
     expect(page.locator("#queue li.active")).to_have_count(1)
     assert page.locator("#queue li").nth(1).get_attribute("class") == "active"
+    page.locator("#photos img").first.click(position={"x": 60, "y": 60})  # zoom where the officer points
+    assert "zoomed" in page.locator("#photos img").first.get_attribute("class")
+    page.screenshot(path=str(ARTIFACTS / "officer-zoomed.png"))
+    token = httpx.post(f"{url}/v1/auth/login", json={"username": "lan", "password": "mật khẩu dài"}).json()["token"]
+    for item in httpx.get(f"{url}/v1/review/queue", headers={"Authorization": f"Bearer {token}"}).json()[:5]:
+        httpx.post(f"{url}/v1/review/{item['id']}", json={"action": "relabel", "label": "brown_planthopper"},
+                   headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    page.click("#o-filters button")  # 5 reports this week and none before: a rise
+    expect(page.locator("#outbreaks tr.rising")).to_have_count(1)
+    assert "Rầy nâu" in page.locator("#outbreaks tr.rising").inner_text()
+    page.locator("#outbreaks").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "officer-outbreak-rising.png"), full_page=True)
     page.click("#signout")
     page.wait_for_selector("#login:not([hidden])")
     token_left = page.evaluate("sessionStorage.getItem('pestid.token')")
