@@ -29,15 +29,18 @@ function signOut() {
 
 function say(text) { $("status").textContent = text; }
 
-async function loadQueue() {
-  const params = new URLSearchParams({ status: $("f-status").value });
+// The queue, a page at a time: "more" appends the next page after the items already listed.
+async function loadQueue(more = false) {
+  const params = new URLSearchParams({ status: $("f-status").value, offset: more ? items.length : 0 });
   for (const [key, id] of [["district", "f-district"], ["species", "f-species"], ["decision", "f-decision"],
                            ["since", "f-since"], ["until", "f-until"]]) {
     if ($(id).value) params.set(key, $(id).value);
   }
   const { body, response } = await call(`/v1/review/queue?${params}`);
-  items = body;
-  $("queue-total").textContent = `${items.length} / ${response.headers.get("x-total-count") || items.length} ảnh chờ duyệt / waiting`;
+  items = more ? items.concat(body) : body;
+  const total = Number(response.headers.get("x-total-count") || items.length);
+  $("queue-total").textContent = `${items.length} / ${total} ảnh chờ duyệt / waiting`;
+  $("more").hidden = items.length >= total;
   current = Math.min(current, Math.max(items.length - 1, 0));
   renderQueue();
 }
@@ -105,7 +108,7 @@ async function act(body) {
   try {
     const result = await api(`/v1/review/${item.id}`, { method: "POST", body: JSON.stringify(body) });
     lastAudit = result.audit_id;
-    say(`Đã lưu / saved: ${result.status}${result.final_label ? " → " + result.final_label : ""}`);
+    say(`Đã lưu / saved: ${result.status}${result.final ? " → " + result.final.name_vi : ""}`);
     await loadQueue();
     await loadOutbreaks();
   } catch (err) { say(err.message); } finally { busy = false; }
@@ -236,6 +239,7 @@ document.addEventListener("keydown", (event) => {
 });
 
 $("species-search").addEventListener("input", searchSpecies);
+$("more").addEventListener("click", () => loadQueue(true));
 $("o-filters").addEventListener("submit", (event) => { event.preventDefault(); loadOutbreaks(); });
 $("signout").addEventListener("click", async () => {
   try { await api("/v1/auth/logout", { method: "POST" }); } catch (err) { /* signed out either way */ }
