@@ -10,6 +10,7 @@ model's resize would blow up) costs time or memory.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -40,10 +41,13 @@ DECODE_COST = {"RGB": 3, "YCbCr": 3, "L": 4, "1": 4, "P": 8, "RGBA": 7, "LA": 9,
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
     """Decode image bytes to an upright RGB image, or raise ``ImageDecodeError``.
 
-    The returned image's ``format`` is the file's format (``JPEG``, ``PNG``, ``HEIF``, …).
+    The returned image's ``format`` is the file's format (``JPEG``, ``PNG``, ``HEIF``, …), and
+    ``info["full_size"]`` its upright size in the file. With ``min_side``, a JPEG is decoded at the smallest
+    DCT scale (1/2, 1/4, 1/8) whose shorter side still covers ``min_side``: a 12 MP phone photo bound for a
+    256 px resize decodes at 1/8 in a fraction of the time. Other formats decode in full.
     """
     if not data:
         raise ImageDecodeError("Tệp rỗng.", "The file is empty.", code="empty")
@@ -80,10 +84,16 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             code="too_many_pixels",
         )
     try:
+        if min_side and image.format == "JPEG" and min(width, height) >= 2 * min_side:
+            scale = min_side / min(width, height)
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        stored = image.size
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # in place: a copy would double a 192 MB decode
+        turned = image.size != stored
         rgb = _to_rgb(image)
         rgb.format = image.format  # the source format (JPEG, PNG, HEIF…) survives the conversions
+        rgb.info["full_size"] = (height, width) if turned else (width, height)
         return rgb
     except ImageDecodeError:
         raise

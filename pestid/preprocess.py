@@ -32,9 +32,22 @@ class PreprocessSpec(BaseModel):
     colour: str = "RGB"
 
 
+def short_side(spec: PreprocessSpec) -> int:
+    """The shorter side every image is resized to before the centre crop: all a decoder needs to produce."""
+    return max(spec.size, round(spec.size / spec.crop_pct))
+
+
+def draft_side(spec: PreprocessSpec) -> int:
+    """The shorter side a reduced (JPEG DCT-scaled) decode must keep: twice the resize target, so the bilinear
+    resize still averages at least two decoded pixels per output pixel. Measured on 50 ricepest6 photos
+    enlarged to 12 MP, with ImageNet EfficientNet-Lite0: the same top-1 for 50 of 50, probabilities within
+    0.05, decode and preprocessing 73 → 18 ms (at 1× the target: 48 of 50, within 0.11, 13 ms)."""
+    return 2 * short_side(spec)
+
+
 def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     """Shorter side to ``size / crop_pct``, then the centre ``size``×``size`` crop."""
-    short = max(spec.size, round(spec.size / spec.crop_pct))
+    short = short_side(spec)
     w, h = image.size
     scale = short / min(w, h)
     resized = image.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.Resampling.BILINEAR)

@@ -19,6 +19,7 @@ from pestid.decision import Outcome, decide, fuse
 from pestid.errors import ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
+from pestid.preprocess import draft_side
 from pestid.serving import observability as obs
 from pestid.serving.db import Submission
 from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
@@ -114,7 +115,7 @@ def digests(files: list[UploadedFile]) -> list[str]:
 
 def accept_photos(
     files: list[UploadedFile], hashes: list[str], max_pixels: int, prepare: Callable[[Image.Image], np.ndarray],
-    slots: threading.Semaphore,
+    slots: threading.Semaphore, min_side: int | None = None,
 ) -> tuple[list[AcceptedPhoto], np.ndarray]:  # fmt: skip
     """Decode every photo (off the event loop) into the model's input; the first bad one refuses the submission.
 
@@ -129,7 +130,7 @@ def accept_photos(
         data = bytes(upload.data)
         with slots:
             try:
-                image = decode_image(data, max_pixels=max_pixels)
+                image = decode_image(data, max_pixels=max_pixels, min_side=min_side)
             except ImageDecodeError as exc:
                 status = 413 if exc.code == "too_many_pixels" else 422
                 raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}",
@@ -137,7 +138,8 @@ def accept_photos(
             inputs.append(prepare(image))
         fmt = (image.format or "BIN").upper()
         media = FORMATS.get(fmt, UNKNOWN_FORMAT)[1]  # what the bytes are, not what the uploader said
-        accepted.append(AcceptedPhoto(data, digest, media, fmt, image.width, image.height))
+        width, height = image.info.get("full_size", image.size)  # the photo's size, not the reduced decode's
+        accepted.append(AcceptedPhoto(data, digest, media, fmt, width, height))
         del image
     return accepted, np.stack(inputs)
 
@@ -206,7 +208,8 @@ async def identify(
     if existing is not None:
         return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
     photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels, model.predictor.prepare,
-                                             request.app.state.decode_slots)  # fmt: skip
+                                             request.app.state.decode_slots,
+                                             draft_side(model.predictor.contract.preprocess))  # fmt: skip
     probs = fuse(await run_in_threadpool(model.predictor.probabilities_of, inputs))
     contract = model.predictor.contract
     outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
