@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     max_pixels: int = 64_000_000
     max_field_bytes: int = 4096  # each metadata field
     uncertain_floor: float = 0.4
+    reduced_decode: bool = True  # decode JPEGs at the smallest DCT scale the model needs (preprocess.draft_side)
     ort_threads: int = 0  # 0: the cores divided among the workers
     workers: int = 1
     log_json: bool = True

@@ -209,7 +209,8 @@ async def identify(
         return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
     photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels, model.predictor.prepare,
                                              request.app.state.decode_slots,
-                                             draft_side(model.predictor.contract.preprocess))  # fmt: skip
+                                             draft_side(model.predictor.contract.preprocess)
+                                             if settings.reduced_decode else None)  # fmt: skip
     probs = fuse(await run_in_threadpool(model.predictor.probabilities_of, inputs))
     contract = model.predictor.contract
     outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
