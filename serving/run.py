@@ -52,7 +52,11 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int
     if removed:
         log.warning("removed %d files left by a crash", removed)
     if settings.ops_port:
-        serve_operations(settings.ops_host, settings.ops_port, create_app(settings).openapi())
+        try:
+            serve_operations(settings.ops_host, settings.ops_port, create_app(settings).openapi())
+        except OSError as exc:  # metrics are not worth refusing farmers for: say so and serve
+            log.warning("no operations listener on %s:%d (%s); set PESTID_OPS_PORT", settings.ops_host,
+                        settings.ops_port, exc.strerror)  # fmt: skip
     config = uvicorn.Config("pestid.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", access_log=False, http=DeadlineProtocol, server_header=False,
                             timeout_keep_alive=5)  # fmt: skip
