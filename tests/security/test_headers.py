@@ -121,3 +121,17 @@ def test_pestid_serve_deadlines_and_the_operations_port(tiny_model, tmp_path):
         assert "/v1/identify" in httpx.get(f"http://127.0.0.1:{ops}/openapi.json").json()["paths"]
     data = tmp_path / "data"
     assert not [p for p in (data / "photos").rglob("*") if p.is_file()]
+
+
+@pytest.mark.server
+def test_a_busy_operations_port_does_not_stop_serving(tiny_model, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        command = [sys.executable, "-m", "pestid.cli", "serve", "--model", str(tiny_model)]
+        env = {"PESTID_OPS_PORT": str(busy.getsockname()[1])}
+        with pestid_serve(command, tmp_path / "data", cwd=REPO, env=env) as url:
+            assert (
+                httpx.post(f"{url}/v1/identify", files=[("photos", ("a.jpg", jpeg(3), "image/jpeg"))]).status_code
+                == 201
+            )
