@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +47,14 @@ class AcceptedPhoto:
     format: str
     width: int
     height: int
+
+    @classmethod
+    def of(cls, data: bytes, sha256: str, image: Image.Image) -> AcceptedPhoto:
+        """A decoded photo as it is stored: typed by what its bytes are (not what an uploader said), sized as in
+        the file (``decode_image``'s ``full_size``, not a reduced decode's)."""
+        fmt = (image.format or "BIN").upper()
+        width, height = image.info.get("full_size", image.size)
+        return cls(data, sha256, FORMATS.get(fmt, UNKNOWN_FORMAT)[1], fmt, width, height)
 
 
 @dataclass(frozen=True)

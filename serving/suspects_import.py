@@ -18,14 +18,7 @@ from pestid.errors import DatasetError, ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
 from pestid.serving.photos import PhotoStore
-from pestid.serving.submissions import (
-    FORMATS,
-    UNKNOWN_FORMAT,
-    AcceptedPhoto,
-    Observation,
-    find_by_key,
-    store_submission,
-)
+from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
 
 MODEL_VERSION = "suspects"
 
@@ -58,8 +51,7 @@ def load_suspects(
         note = (f"Nhãn nghi sai / suspect label: the dataset says {label.id} ({label.name_vi}), the out-of-fold model "
                 f"says {suggested.id} ({suggested.name_vi}, p={float(row['suggested_probability']):.2f}). "
                 f"{row.get('source', '')}: {row['path']}")  # fmt: skip
-        fmt = (image.format or "BIN").upper()
-        photo = AcceptedPhoto(data, digest, FORMATS.get(fmt, UNKNOWN_FORMAT)[1], fmt, image.width, image.height)
+        photo = AcceptedPhoto.of(data, digest, image)
         store_submission(sessions, store, photos=[photo], observation=Observation(note=note[:1000], idempotency_key=key),
                          response={"decision": "uncertain", "source": "suspects"}, decision="uncertain",
                          label=suggested.id, confidence=float(row["suggested_probability"]), model_version=MODEL_VERSION,

@@ -29,15 +29,7 @@ from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.serving.schemas import Answer, IdentifyResponse, ModelRef, guess, problems
 from pestid.serving.settings import Settings
-from pestid.serving.submissions import (
-    FORMATS,
-    UNKNOWN_FORMAT,
-    AcceptedPhoto,
-    Observation,
-    find_by_key,
-    request_hash,
-    store_submission,
-)
+from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, request_hash, store_submission
 from pestid.serving.uploads import UploadedFile, read_multipart
 
 router = APIRouter(prefix="/v1", tags=["identify"])
@@ -136,10 +128,7 @@ def accept_photos(
                 raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}",
                               f"Photo {index + 1}: {exc.message_en}", photo=index) from None  # fmt: skip
             inputs.append(prepare(image))
-        fmt = (image.format or "BIN").upper()
-        media = FORMATS.get(fmt, UNKNOWN_FORMAT)[1]  # what the bytes are, not what the uploader said
-        width, height = image.info.get("full_size", image.size)  # the photo's size, not the reduced decode's
-        accepted.append(AcceptedPhoto(data, digest, media, fmt, width, height))
+        accepted.append(AcceptedPhoto.of(data, digest, image))
         del image
     return accepted, np.stack(inputs)
 
