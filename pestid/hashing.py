@@ -19,7 +19,7 @@ HASH_SIZE = 8
 _THUMB = 32
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
