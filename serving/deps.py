@@ -17,6 +17,7 @@ from pestid.serving.settings import Settings, get_settings
 from pestid.vocabulary import RANK
 
 __all__ = [
+    "bearer_token",
     "current_user",
     "get_model",
     "get_photo_store",
@@ -42,14 +43,19 @@ def get_photo_store(request: Request) -> PhotoStore:
     return request.app.state.photos
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, if the request has one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def current_user(request: Request) -> User:
     """The signed-in officer or admin (bearer token), or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    token = bearer_token(request)
     user = None
-    if scheme.lower() == "bearer" and token:
+    if token:
         with get_sessions(request)() as session:
-            user = user_for_token(session, token.strip())
+            user = user_for_token(session, token)
     if user is None:
         raise Problem(401, "unauthenticated", "Hãy đăng nhập bằng tài khoản cán bộ.",
                       "Sign in with an officer account.")  # fmt: skip

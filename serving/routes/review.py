@@ -16,7 +16,7 @@ from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
 from pestid.serving.accounts import district_scope, login, login_wait, logout, record_attempt
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
-from pestid.serving.deps import get_photo_store, get_sessions, require, settings_dep
+from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.outbreaks import outbreak_counts, to_csv
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
@@ -27,7 +27,7 @@ from pestid.vocabulary import Decision, RejectReason, ReviewStatus, Role
 
 router = APIRouter(prefix="/v1", tags=["review"])
 Officer = Annotated[User, Depends(require(Role.officer))]
-Senior = Annotated[User, Depends(require("senior"))]
+Senior = Annotated[User, Depends(require(Role.senior))]
 Sessions = Annotated[sessionmaker, Depends(get_sessions)]
 PREVIEW_SIZES = {"thumbnail": 320, "large": 1600}  # longer side of the JPEG previews officers see
 
@@ -92,7 +92,8 @@ def sign_in(body: LoginIn, request: Request, sessions: Sessions) -> dict[str, st
 @router.post("/auth/logout", status_code=204)
 def sign_out(request: Request, user: Officer, sessions: Sessions) -> Response:
     """End this sign-in: the token stops working at once."""
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    token = bearer_token(request)
+    assert token is not None  # ``Officer`` signed in with it
     with sessions() as session, session.begin():
         logout(session, token)
     return Response(status_code=204)
@@ -239,9 +240,8 @@ def outbreaks(user: Officer, sessions: Sessions, where: Annotated[OutbreakFilter
 @router.get("/outbreaks.csv")
 def outbreaks_csv(user: Officer, sessions: Sessions, where: Annotated[OutbreakFilter, Query()]) -> Response:
     text = to_csv(_outbreaks(user, sessions, where))
-    by = where.by
     return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="outbreaks-by-{by}.csv"'})  # fmt: skip
+                    headers={"Content-Disposition": f'attachment; filename="outbreaks-by-{where.by}.csv"'})  # fmt: skip
 
 
 @router.post("/admin/reload")
