@@ -464,11 +464,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["fuzz", "load", "kill"], action="append")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-fuzz-"))
-    model = args.model
-    if model is None:
-        from pestid.training.export import export_run
-
-        model = export_run(serving_benchmark.make_run(work / "run", 224), work / "model.onnx").onnx_path
+    model = args.model or serving_benchmark.exported_model(work)
     phases = args.only or ["fuzz", "load", "kill"]
     verdicts = {}
     if "fuzz" in phases:

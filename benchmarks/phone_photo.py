@@ -56,11 +56,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-phone-"))
-    model = args.model
-    if model is None:
-        from pestid.training.export import export_run
-
-        model = export_run(fuzz.serving_benchmark.make_run(work / "run", 224), work / "model.onnx").onnx_path
+    model = args.model or fuzz.serving_benchmark.exported_model(work)
     photo = phone_jpeg()
     full = measure(model, work / "full", photo, args.requests, reduced=False)
     reduced = measure(model, work / "reduced", photo, args.requests, reduced=True)

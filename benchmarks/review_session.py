@@ -116,11 +116,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=100)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-review-"))
-    model = args.model
-    if model is None:
-        from pestid.training.export import export_run
-
-        model = export_run(fuzz.serving_benchmark.make_run(work / "run", 224), work / "model.onnx").onnx_path
+    model = args.model or fuzz.serving_benchmark.exported_model(work)
     (REPO / "test-artifacts").mkdir(exist_ok=True)
     results = {}
     for mode in ("api", "page"):

@@ -57,6 +57,13 @@ def make_run(folder: Path, image_size: int) -> Path:
     return folder
 
 
+def exported_model(work: Path, run_dir: Path | None = None, image_size: int = 224) -> Path:
+    """``run_dir`` (by default the EfficientNet-Lite0 run ``make_run`` makes) exported to ONNX under ``work``."""
+    from pestid.training.export import export_run
+
+    return export_run(run_dir or make_run(work / "run", image_size), work / "model.onnx").onnx_path
+
+
 def photos(count: int = 40) -> list[bytes]:
     shared = REPO.parent / "shared" / "datasets" / "ricepest6" / "images"
     if shared.is_dir():
@@ -137,9 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-serving-bench-"))
     run_dir = args.run or make_run(work / "run", args.image_size)
-    from pestid.training.export import export_run
-
-    model = export_run(run_dir, work / "model.onnx").onnx_path
+    model = exported_model(work, run_dir)
     images = photos()
     env = {**os.environ, "PESTID_DATA_DIR": str(work / "data"), "PESTID_LOG_JSON": "false"}
     results = {}
