@@ -14,16 +14,25 @@ def settle(page) -> None:
     page.wait_for_timeout(450)
 
 
+PASSWORD = "mật khẩu dài"
+
+
+def queue_photos(live_server, count: int, first_seed: int, **fields: str) -> str:
+    """The Phú Tân officer "lan" and ``count`` submissions from Phú Tân waiting for review; returns the URL."""
+    url, app = live_server
+    with app.state.sessions() as session, session.begin():
+        add_user(session, "lan", PASSWORD, "officer", "Phú Tân")
+    for k in range(count):
+        sent = httpx.post(f"{url}/v1/identify", files=[("photos", ("p.jpg", jpeg(first_seed + k), "image/jpeg"))],
+                          data={"district": "Phú Tân", **fields})  # fmt: skip
+        assert sent.status_code == 201
+    return url
+
+
 def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     from playwright.sync_api import expect  # here: the serve-only environment runs this file without playwright
 
-    url, app = live_server
-    with app.state.sessions() as session, session.begin():
-        add_user(session, "lan", "mật khẩu dài", "officer", "Phú Tân")
-    for k in range(3):
-        response = httpx.post(f"{url}/v1/identify", files=[("photos", ("p.jpg", jpeg(40 + k), "image/jpeg"))],
-                              data={"district": "Phú Tân", "date": "2026-11-18"})  # fmt: skip
-        assert response.status_code == 201
+    url = queue_photos(live_server, 3, 40, date="2026-11-18")
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(url + "/officer")
     page.fill("#username", "lan")
@@ -31,7 +40,7 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     page.click("#login button")
     page.wait_for_selector("#login-error:not([hidden])")
     assert "Sai tên đăng nhập" in page.locator("#login-error").inner_text()
-    page.fill("#password", "mật khẩu dài")
+    page.fill("#password", PASSWORD)
     page.click("#login button")
     page.wait_for_selector("#queue li")
     assert page.locator("#queue li").count() == 3
@@ -65,16 +74,11 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
 def test_a_burst_of_presses_acts_once_and_the_page_is_usable_by_keyboard(live_server, browser):
     from playwright.sync_api import expect
 
-    url, app = live_server
-    with app.state.sessions() as session, session.begin():
-        add_user(session, "lan", "mật khẩu dài", "officer", "Phú Tân")
-    for k in range(60):  # more than a page of 50
-        assert httpx.post(f"{url}/v1/identify", files=[("photos", ("p.jpg", jpeg(60 + k), "image/jpeg"))],
-                          data={"district": "Phú Tân"}).status_code == 201  # fmt: skip
+    url = queue_photos(live_server, 60, 60)  # more than a page of 50
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(url + "/officer")
     page.fill("#username", "lan")
-    page.fill("#password", "mật khẩu dài")
+    page.fill("#password", PASSWORD)
     page.click("#login button")
     page.wait_for_selector("#photos img")
     settle(page)
@@ -96,7 +100,7 @@ def test_a_burst_of_presses_acts_once_and_the_page_is_usable_by_keyboard(live_se
     page.locator("#photos img").first.click(position={"x": 60, "y": 60})  # zoom where the officer points
     assert "zoomed" in page.locator("#photos img").first.get_attribute("class")
     page.screenshot(path=str(ARTIFACTS / "officer-zoomed.png"))
-    token = httpx.post(f"{url}/v1/auth/login", json={"username": "lan", "password": "mật khẩu dài"}).json()["token"]
+    token = httpx.post(f"{url}/v1/auth/login", json={"username": "lan", "password": PASSWORD}).json()["token"]
     for item in httpx.get(f"{url}/v1/review/queue", headers={"Authorization": f"Bearer {token}"}).json()[:5]:
         httpx.post(f"{url}/v1/review/{item['id']}", json={"action": "relabel", "label": "brown_planthopper"},
                    headers={"Authorization": f"Bearer {token}"})  # fmt: skip

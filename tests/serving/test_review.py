@@ -230,35 +230,14 @@ def test_outbreaks_flag_a_rise_and_filter_by_group_district_and_weeks():
         date(2026, 11, 9): 1,
         date(2026, 11, 16): 6,
     }
+
+    def approved(label: str, district: str, day: date) -> Submission:
+        return Submission(decision="identified", predicted_label=label, confidence=0.9, model_version="m",
+                          response={}, status="approved", district=district, final_label=label, observed_on=day)  # fmt: skip
+
     with sessions() as session, session.begin():
-        for day, n in weekly.items():
-            for _ in range(n):
-                session.add(
-                    Submission(
-                        decision="identified",
-                        predicted_label="brown_planthopper",
-                        confidence=0.9,
-                        model_version="m",
-                        response={},
-                        status="approved",
-                        district="Phú Tân",
-                        final_label="brown_planthopper",
-                        observed_on=day,
-                    )
-                )
-        session.add(
-            Submission(
-                decision="identified",
-                predicted_label="rice_blast",
-                confidence=0.9,
-                model_version="m",
-                response={},
-                status="approved",
-                district="Chợ Mới",
-                final_label="rice_blast",
-                observed_on=date(2026, 11, 16),
-            )
-        )
+        session.add_all(approved("brown_planthopper", "Phú Tân", day) for day, n in weekly.items() for _ in range(n))
+        session.add(approved("rice_blast", "Chợ Mới", date(2026, 11, 16)))
     with sessions() as session:
         rows = outbreak_counts(session, group="planthoppers")
         assert [(r["week"], r["reports"], r["rising"]) for r in rows] == [
