@@ -31,8 +31,6 @@ assert _spec is not None and _spec.loader is not None
 fuzz = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)
 PASSWORD = "correct horse battery"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"]  # fmt: skip
 
 
 def queue_photos(url: str, count: int) -> None:
@@ -58,7 +56,9 @@ def review_by_keyboard(url: str, count: int) -> dict[str, object]:
 
     times, prevented, bursts = [], 0, 0
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        from tests.serving.conftest import CHROMIUM, FLAGS  # the browser and flags the page tests use
+
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(f"{url}/officer")
         page.fill("#username", "lan")

@@ -33,7 +33,7 @@ class PreprocessSpec(BaseModel):
 
 
 def short_side(spec: PreprocessSpec) -> int:
-    """The shorter side every image is resized to before the centre crop: all a decoder needs to produce."""
+    """The shorter side every image is resized to before the centre crop."""
     return max(spec.size, round(spec.size / spec.crop_pct))
 
 
