@@ -23,10 +23,13 @@ RISE_MIN = 5
 RISE_BASELINE = 4
 
 
+def monday_of(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
 def week_of(sub: Submission) -> date:
     """The Monday of the ISO week the observation was made (or sent, without a date)."""
-    day = sub.observed_on or sub.created_at.date()
-    return day - timedelta(days=day.weekday())
+    return monday_of(sub.observed_on or sub.created_at.date())
 
 
 def iso_week(monday: date) -> str:
@@ -55,10 +58,7 @@ def outbreak_counts(
         if group and group not in (species, catalogue.get(species).parent):
             continue
         counts[(week_of(sub), (sub.district if by == "district" else sub.commune) or "—", species)] += 1
-    first = None
-    if weeks:
-        monday = (today or date.today()) - timedelta(days=(today or date.today()).weekday())
-        first = monday - timedelta(weeks=weeks - 1)
+    first = monday_of(today or date.today()) - timedelta(weeks=weeks - 1) if weeks else None
     rows = []
     for (monday, place, species), reports in sorted(counts.items()):
         if first is not None and monday < first:
