@@ -21,7 +21,8 @@ from pestid.serving.model import load_model
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
 from pestid.serving.photos import PhotoStore
-from pestid.serving.routes import health, identify, model, pages, review
+from pestid.serving.receipts import receipt_key
+from pestid.serving.routes import health, identify, model, pages, review, submissions
 from pestid.serving.routes.pages import STATIC
 from pestid.serving.settings import Settings, get_settings
 from pestid.serving.submissions import referenced_paths
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return_freed_memory()
         engine, app.state.sessions, app.state.photos, removed = open_storage(settings,
                                                                              orphan_grace_s=settings.orphan_grace_s)  # fmt: skip
+        app.state.receipt_key = receipt_key(app.state.sessions)
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
                                      threads=settings.threads_per_worker)  # fmt: skip
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})
@@ -74,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)
     app.add_exception_handler(Exception, problems.handle_unexpected)
-    for router in (identify.router, model.router, review.router, health.router, pages.router):
+    for router in (identify.router, submissions.router, model.router, review.router, health.router, pages.router):
         app.include_router(router)
     if public:
         app.include_router(health.metrics_router)

@@ -110,6 +110,15 @@ class LoginAttempt(Base):
     success: Mapped[bool] = mapped_column()
 
 
+class ServiceSecret(Base):
+    """A secret the service keeps in its database, so every worker and host shares it (migration 0005)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
 class Review(Base):
     __tablename__ = "reviews"
 

@@ -98,6 +98,27 @@ class IdentifyResponse(BaseModel):
     needs_review: bool
     photos: int
     model: ModelRef
+    # The private token that reads this submission back (GET /v1/submissions/{id}); sent, never stored.
+    receipt: str = ""
+
+
+class Verdict(BaseModel):
+    """What the officers decided, in the farmer's language: the organism, or why the photo was not used."""
+
+    species: Named | None = None  # approved: what it is
+    rejected: str | None = None  # rejected: the sentence saying why
+    decided_at: str
+
+
+class SubmissionState(BaseModel):
+    """Where a farmer's submission stands (``GET /v1/submissions/{id}``, with its receipt)."""
+
+    submission_id: str
+    created_at: str
+    status: Literal["pending_review", "approved", "rejected", "disputed"]
+    decision: Decision  # what the model said at the time
+    species: Named | None  # the model's answer at the time, when it identified one
+    verdict: Verdict | None  # set once the officers have decided
 
 
 class ProblemDetail(BaseModel):

@@ -27,6 +27,7 @@ from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
+from pestid.serving.receipts import receipt_for
 from pestid.serving.schemas import Answer, IdentifyResponse, ModelRef, guess, problems
 from pestid.serving.settings import Settings
 from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, request_hash, store_submission
@@ -149,7 +150,12 @@ def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int)
         do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos,
         model=ModelRef(name=model.name, version=model.version),
     )  # fmt: skip
-    return body.model_dump(mode="json")
+    return body.model_dump(mode="json", exclude={"receipt"})  # the receipt is sent, never stored
+
+
+def with_receipt(request: Request, stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored answer with its receipt: the same token on every replay of the same submission."""
+    return {**stored, "receipt": receipt_for(request.app.state.receipt_key, stored["submission_id"])}
 
 
 IDENTIFY_BODY = {
@@ -195,7 +201,7 @@ async def identify(
     with sessions() as session:
         existing = find_by_key(session, observation.idempotency_key, fingerprint)
     if existing is not None:
-        return JSONResponse(existing.response, headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(with_receipt(request, existing.response), headers={"Idempotent-Replayed": "true"})
     photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels, model.predictor.prepare,
                                              request.app.state.decode_slots,
                                              draft_side(model.predictor.contract.preprocess)
@@ -214,5 +220,5 @@ async def identify(
     obs.DECISIONS.labels(outcome.decision).inc()
     obs.PREDICTED.labels(outcome.ranked[0].id).inc()
     obs.CONFIDENCE.observe(outcome.ranked[0].probability)
-    return JSONResponse(stored, status_code=201 if created else 200,
+    return JSONResponse(with_receipt(request, stored), status_code=201 if created else 200,
                         headers={} if created else {"Idempotent-Replayed": "true"})  # fmt: skip

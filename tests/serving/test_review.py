@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from pestid.catalogue import load_catalogue
 from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
 from pestid.serving.db import Submission
@@ -250,3 +251,36 @@ def test_outbreaks_flag_a_rise_and_filter_by_group_district_and_weeks():
         assert {r["species"] for r in outbreak_counts(session, district="Chợ Mới")} == {"rice_blast"}
         recent = outbreak_counts(session, weeks=2, today=date(2026, 11, 22))
         assert {r["week"] for r in recent} == {"2026-W46", "2026-W47"}
+
+
+def test_the_farmer_reads_the_verdict_back_with_the_receipt_only(review_app):
+    client, tokens = review_app()
+    sent = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(3), "image/jpeg"))],
+                       data={"district": "Phú Tân"}, headers={"Idempotency-Key": "obs-1"})  # fmt: skip
+    body = sent.json()
+    sub, receipt = body["submission_id"], body["receipt"]
+    assert len(receipt) >= 40 and receipt not in str(client.app.state.sessions().get(Submission, sub).response)
+    replay = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(3), "image/jpeg"))],
+                         data={"district": "Phú Tân"}, headers={"Idempotency-Key": "obs-1"})  # fmt: skip
+    assert replay.status_code == 200 and replay.json()["receipt"] == receipt  # a cut connection loses nothing
+
+    state = client.get(f"/v1/submissions/{sub}", headers={"Receipt": receipt})
+    assert state.status_code == 200 and state.json()["status"] == "pending_review" and state.json()["verdict"] is None
+    for wrong in ({}, {"Receipt": receipt[:-2] + "xx"}, {"Receipt": _submit(client)}):
+        refused = client.get(f"/v1/submissions/{sub}", headers=wrong)
+        assert refused.status_code == 404 and refused.json()["code"] == "submission_not_found"
+    other = client.post("/v1/identify", files=[("photos", ("b.jpg", jpeg(4), "image/jpeg"))]).json()
+    assert client.get(f"/v1/submissions/{sub}", headers={"Receipt": other["receipt"]}).status_code == 404
+
+    client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["an"])
+    vi = client.get(f"/v1/submissions/{sub}", headers={"Receipt": receipt}).json()
+    en = client.get(f"/v1/submissions/{sub}?lang=en", headers={"Receipt": receipt}).json()
+    assert vi["status"] == "approved" and vi["verdict"]["species"] == {"id": "rice_bug", "name": "Bọ xít hôi"}
+    assert en["verdict"]["species"]["name"] == load_catalogue().get("rice_bug").name_en
+
+    rejected = client.post("/v1/identify", files=[("photos", ("c.jpg", jpeg(5), "image/jpeg"))],
+                           data={"district": "Phú Tân"}).json()  # fmt: skip
+    client.post(f"/v1/review/{rejected['submission_id']}", json={"action": "reject", "reason": "blurry"},
+                headers=tokens["an"])  # fmt: skip
+    verdict = client.get(f"/v1/submissions/{rejected['submission_id']}", headers={"Receipt": rejected["receipt"]})
+    assert verdict.json()["status"] == "rejected" and "mờ" in verdict.json()["verdict"]["rejected"]
