@@ -13,7 +13,7 @@ def _decide(probs, threshold=0.8):
 def test_confident_answer_is_identified():
     outcome = _decide([0.9, 0.05, 0.02, 0.02, 0.01])
     assert outcome.decision == "identified" and outcome.ranked[0].id == "yellow_stem_borer"
-    assert not outcome.needs_review and "Sâu đục thân bướm hai chấm" in outcome.messages["vi"]
+    assert not outcome.needs_review and outcome.messages["vi"] == "Đây là sâu đục thân bướm hai chấm."
 
 
 def test_middling_answer_is_uncertain_with_alternatives_and_flagged():
