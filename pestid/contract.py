@@ -28,6 +28,7 @@ class ModelContract(BaseModel):
     target_precision: float | None = None  # what each class's "identified" answers are held to
     expected_precision: float | None = None  # overall, at these thresholds, on the originals they were chosen on
     dataset_version: str = ""
+    quantization: str = ""  # how an INT8 copy was made (training.quantize); empty for the model as trained
     code_revision: str = ""
     metrics: dict[str, Any] = {}
     created: str = ""

@@ -17,7 +17,7 @@ from pestid.serving import problems
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
 from pestid.serving.memory import return_freed_memory
-from pestid.serving.model import load_model
+from pestid.serving.model import load_model, load_offline
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
 from pestid.serving.photos import PhotoStore
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.receipt_key = receipt_key(app.state.sessions)
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
                                      threads=settings.threads_per_worker)  # fmt: skip
+        app.state.offline = load_offline(settings.offline_model, app.state.model)
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})
         interval = settings.model_refresh_s if settings.model.startswith("models:/") else 0
         async with watching(app, interval):

@@ -2,14 +2,17 @@
 
 The pages load only their own scripts and styles (no inline code, no CDN), so a strict
 Content-Security-Policy costs nothing. API answers carry farmers' locations and
-officers' verdicts: they are never cached; static files revalidate.
+officers' verdicts: they are never cached; static files, the service worker and the
+offline model revalidate.
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+# 'wasm-unsafe-eval' lets the farmer page compile its own onnxruntime-web WebAssembly (offline identification);
+# it allows no JavaScript eval.
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")  # fmt: skip
 ALWAYS = [
     (b"content-security-policy", CSP.encode()),
@@ -22,6 +25,9 @@ ALWAYS = [
 ]
 
 
+REVALIDATED = ("/static/", "/sw.js", "/v1/offline/")
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -30,7 +36,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cache = b"no-cache" if scope["path"].startswith("/static/") else b"no-store"
+        cache = b"no-cache" if scope["path"].startswith(REVALIDATED) else b"no-store"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -10,7 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pestid.predictor import Predictor
+from pestid.contract import ModelContract
+from pestid.predictor import ModelError, Predictor
 from pestid.registry import download_onnx, resolve_alias
 
 
@@ -42,3 +43,32 @@ def load_model(reference: str, *, tracking_uri: str, threads: int) -> LoadedMode
         name = predictor.contract.model_name
         version = f"{name}@{current_version(reference, tracking_uri=tracking_uri)}"
     return LoadedModel(predictor, name, version, reference, path)
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """The INT8 copy the farmer page carries offline (``pestid export --int8``), served as a file."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    contract: ModelContract
+
+
+def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | None:
+    """The offline copy: ``reference`` if given, else ``MODEL.int8.onnx`` beside a served ``MODEL.onnx``.
+
+    None when there is none, or when it does not answer with the served model's labels: the page then
+    works online only, rather than answer offline from a different model.
+    """
+    path = Path(reference) if reference else served.path.with_suffix(".int8.onnx")
+    if not path.is_file():
+        return None
+    try:
+        contract = Predictor(path, threads=1).contract  # checks it is a model with pestid's contract
+    except ModelError:
+        return None
+    if contract.labels != served.predictor.labels:
+        return None
+    data = path.read_bytes()
+    return OfflineModel(path, hashlib.sha256(data).hexdigest(), len(data), contract)

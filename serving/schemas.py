@@ -78,6 +78,16 @@ class ModelInfo(BaseModel):
     preprocess: dict[str, object]
 
 
+class OfflineManifest(BaseModel):
+    """Everything the farmer page's offline predictor reads (``GET /v1/offline/manifest``)."""
+
+    model: dict[str, Any]
+    contract: dict[str, Any]
+    uncertain_floor: float
+    messages: dict[str, dict[str, str]]
+    catalogue: dict[str, dict[str, Any]]
+
+
 class ModelRef(BaseModel):
     name: str
     version: str

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PESTID_", extra="ignore", protected_namespaces=())
 
     model: str = "artifacts/model.onnx"  # a file, or models:/NAME@ALIAS from the MLflow registry
+    offline_model: str | None = None  # the farmer page's INT8 copy; default: MODEL.int8.onnx beside the model
     mlflow_tracking_uri: str = "sqlite:///mlflow.db"
     data_dir: Path = Path("data/serving")
     database_url: str | None = None  # default: SQLite in data_dir

@@ -21,6 +21,8 @@ class Callback:
 
     def on_export(self, *, onnx_path: Path, files: list[Path], contract: Any) -> None: ...
 
+    def on_int8(self, *, path: Path, figures: dict[str, float]) -> None: ...
+
     def on_finish(self, *, status: str) -> None: ...
 
 
@@ -46,6 +48,9 @@ class CallbackList(Callback):
 
     def on_export(self, **kwargs: Any) -> None:
         self._each("on_export", **kwargs)
+
+    def on_int8(self, **kwargs: Any) -> None:
+        self._each("on_int8", **kwargs)
 
     def on_finish(self, **kwargs: Any) -> None:
         self._each("on_finish", **kwargs)

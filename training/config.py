@@ -73,6 +73,14 @@ class EvalConfig(_Section):
     tta: list[Literal["hflip"]] = []  # test-time views, declared in the ONNX contract and applied by every predictor
 
 
+class ExportConfig(_Section):
+    # Also write model.int8.onnx, the farmer page's offline model: static INT8, kept only when its per-original
+    # macro-F1 on the evaluation split is within int8_tolerance of the FP32 model's (training.quantize).
+    int8: bool = False
+    int8_tolerance: float = 0.01
+    calibration_photos: int = 128
+
+
 class GateConfig(_Section):
     """When a challenger may replace the champion, both measured per original on the same frozen test split."""
 
@@ -103,6 +111,7 @@ class TrainConfig(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

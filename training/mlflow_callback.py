@@ -91,6 +91,11 @@ class MLflowCallback(Callback):
         for path in files:
             mlflow.log_artifact(str(path), "evaluation")
 
+    def on_int8(self, *, path: Path, figures: dict[str, float]) -> None:
+        """The offline (INT8) copy rides along as an artifact of the run; it is not a registered version."""
+        mlflow.log_metrics({f"int8_{k}": v for k, v in figures.items()})
+        mlflow.log_artifact(str(path), "offline")
+
     def on_export(self, *, onnx_path: Path, files: list[Path], contract: Any) -> None:
         import onnx
 

@@ -186,6 +186,12 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
         write_contract(exported.onnx_path, exported.contract)
         write_model_card(exported.onnx_path, exported.contract, exported.parity_max_abs_diff)
         hooks.on_export(onnx_path=exported.onnx_path, files=[exported.card_path], contract=exported.contract)
+        if config.export.int8:
+            from pestid.training.quantize import quantize_int8
+
+            int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split, fp32_report=report,
+                                 tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos)  # fmt: skip
+            hooks.on_int8(path=int8.path, figures=int8.summary())
         result.onnx_path, result.evaluation = exported.onnx_path, report
     hooks.on_finish(status="FINISHED")
     return result

@@ -85,12 +85,26 @@ def evaluate(
 def export(
     run_dir: Path,
     out_path: Annotated[Path, typer.Option("--out", help="MODEL.onnx to write.")],
-) -> None:
+    int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (the offline model), gated.")] = False,
+    data: Annotated[Path | None, typer.Option(help="Manifest to calibrate and judge the INT8 copy on "
+                                                   "(default: the run's).")] = None,
+    tolerance: Annotated[float, typer.Option(help="Largest per-original macro-F1 loss allowed.")] = 0.01,
+) -> None:  # fmt: skip
     """Xuất / export a run to ONNX with its contract, parity-checked, with a model card."""
     from pestid.training.export import export_run
 
     result = export_run(run_dir, out_path)
     console.print(f"{result.onnx_path} (parity max |Δp| {result.parity_max_abs_diff:.1e}); card {result.card_path}")
+    if int8:
+        from pestid.training.config import resolve_config
+        from pestid.training.quantize import quantize_int8
+
+        config = resolve_config(run_dir / "config.yaml")
+        copy = quantize_int8(result.onnx_path, data or config.data.manifest, split=config.eval.split,
+                             tolerance=tolerance)  # fmt: skip
+        console.print(f"{copy.path}: {copy.size_bytes / 1e6:.1f} MB (FP32 {copy.fp32_size_bytes / 1e6:.1f} MB); "
+                      f"macro-F1 per original {copy.int8['macro_f1_per_original']:.3f} "
+                      f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, within {tolerance:.3f})")  # fmt: skip
 
 
 @app.command()

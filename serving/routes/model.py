@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
 
 from pestid.catalogue import load_catalogue
+from pestid.decision import MESSAGES
 from pestid.errors import CatalogueError
 from pestid.serving.deps import get_model
-from pestid.serving.model import LoadedModel
+from pestid.serving.model import LoadedModel, OfflineModel
 from pestid.serving.problems import Problem
-from pestid.serving.schemas import CatalogueEntry, ModelInfo
+from pestid.serving.schemas import CatalogueEntry, ModelInfo, OfflineManifest, problems
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -39,3 +41,38 @@ def species_detail(organism_id: str) -> CatalogueEntry:
     except CatalogueError as exc:
         raise Problem(404, "unknown_species", exc.message_vi, exc.message_en) from None
     return CatalogueEntry.of(org)
+
+
+def get_offline(request: Request) -> OfflineModel:
+    offline: OfflineModel | None = getattr(request.app.state, "offline", None)
+    if offline is None:
+        raise Problem(404, "offline_unavailable", "Máy chủ chưa có mô hình dùng ngoại tuyến.",
+                      "The server has no offline model (export one with 'pestid export --int8').")  # fmt: skip
+    return offline
+
+
+@router.get("/offline/manifest", response_model=OfflineManifest, responses=problems(404))
+def offline_manifest(request: Request, offline: Annotated[OfflineModel, Depends(get_offline)]) -> OfflineManifest:
+    """What the farmer page needs to identify without a connection, exactly as the server does: the INT8 model's
+    address and digest, its contract, the decision's floor and message templates, and the catalogue entries its
+    answers can name (every label and its parent group)."""
+    catalogue = load_catalogue()
+    contract = offline.contract
+    ids = {*contract.labels, *(p for label in contract.labels if (p := catalogue.get(label).parent))}
+    return OfflineManifest(
+        model={"url": f"/v1/offline/model.onnx?v={offline.sha256[:16]}", "sha256": offline.sha256,
+               "bytes": offline.size_bytes, "quantization": contract.quantization},
+        contract={"labels": contract.labels, "preprocess": contract.preprocess.model_dump(), "tta": contract.tta,
+                  "temperature": contract.temperature, "threshold": contract.threshold,
+                  "class_thresholds": contract.class_thresholds},
+        uncertain_floor=request.app.state.settings.uncertain_floor, messages=MESSAGES,
+        catalogue={oid: {**CatalogueEntry.of(catalogue.get(oid)).model_dump(), "in_scope": catalogue.get(oid).in_scope}
+                   for oid in sorted(ids)},
+    )  # fmt: skip
+
+
+@router.get("/offline/model.onnx", response_class=FileResponse, responses=problems(404))
+def offline_model_file(offline: Annotated[OfflineModel, Depends(get_offline)]) -> FileResponse:
+    """The INT8 model file; its address carries its digest, so a cached copy is never stale."""
+    return FileResponse(offline.path, media_type="application/octet-stream",
+                        headers={"ETag": f'"{offline.sha256}"'})  # fmt: skip

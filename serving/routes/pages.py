@@ -16,6 +16,12 @@ def farmer_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
+@router.get("/sw.js")
+def service_worker() -> FileResponse:
+    """The farmer page's service worker, at the root so its scope is the whole page (offline use)."""
+    return FileResponse(STATIC / "sw.js", media_type="text/javascript; charset=utf-8")
+
+
 @router.get("/officer")
 def officer_page() -> FileResponse:
     return FileResponse(STATIC / "officer.html", media_type="text/html; charset=utf-8")
