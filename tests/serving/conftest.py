@@ -1,6 +1,8 @@
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,21 +41,29 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 ARTIFACTS = REPO / "test-artifacts"
 
 
-@pytest.fixture
-def live_server(tiny_model, tmp_path):
-    """The app on a real uvicorn server on 127.0.0.1; yields (base URL, app)."""
+@contextmanager
+def running(app) -> Iterator[str]:
+    """The app on a real uvicorn server on 127.0.0.1; yields its base URL."""
     port = free_port()
-    app = create_app(make_settings(tiny_model, tmp_path / "data"))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(tiny_model, tmp_path):
+    """The app on a real uvicorn server on 127.0.0.1; yields (base URL, app)."""
+    app = create_app(make_settings(tiny_model, tmp_path / "data"))
+    with running(app) as url:
+        yield url, app
 
 
 @pytest.fixture

@@ -1,0 +1,32 @@
+"""``pestid export --int8``: the farmer page's offline copy is INT8, carries the contract, and is refused (not
+written) when it loses more per-original macro-F1 than allowed."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from pestid.errors import PestidError
+from pestid.predictor import Predictor
+from pestid.training.quantize import int8_path, quantize_int8
+
+
+def test_int8_copy_carries_the_contract_and_its_figures(trained_tiny_model, sample_split):
+    result = quantize_int8(trained_tiny_model, sample_split, photos=16, tolerance=1.0)
+    assert result.path == int8_path(trained_tiny_model) and result.path.is_file()
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # static QDQ: activations quantized too
+    weights = [t for t in onnx.load(str(result.path)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights, "the weights are stored as INT8"
+    fp32, int8 = Predictor(trained_tiny_model).contract, Predictor(result.path).contract
+    assert int8.labels == fp32.labels and int8.preprocess == fp32.preprocess and int8.threshold == fp32.threshold
+    assert int8.quantization.startswith("static int8") and not fp32.quantization
+    assert int8.metrics["fp32_macro_f1_per_original"] == pytest.approx(result.fp32["macro_f1_per_original"])
+    assert result.summary()["macro_f1_drop"] == pytest.approx(result.drop)
+
+
+def test_a_copy_that_loses_too_much_is_refused_and_not_written(trained_tiny_model, sample_split, tmp_path):
+    out = tmp_path / "refused.int8.onnx"
+    with pytest.raises(PestidError) as refused:
+        quantize_int8(trained_tiny_model, sample_split, out=out, photos=8, tolerance=-1.0)  # any copy loses "too much"
+    assert "macro-F1" in refused.value.message_en and not out.exists()
