@@ -42,7 +42,8 @@ def linear_model(
             helper.make_tensor("bias", TensorProto.FLOAT, [classes], b.tolist()),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 10: what onnxruntime-web (the farmer page's offline runtime) reads, as exported models are
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     settings: dict[str, object] = {"model_name": "pestid", "architecture": "linear-colour", "labels": list(labels),
                                    "preprocess": PreprocessSpec(size=size, crop_pct=1.0), "threshold": 0.6,
                                    "dataset_version": "ds-test", **contract}  # fmt: skip

@@ -11,11 +11,16 @@ const SHELL = ["/", "/static/style.css", "/static/app.js", "/static/offline.js",
 const IMMUTABLE = [/^\/static\/vendor\//, /^\/v1\/offline\/model\.onnx\?v=/];
 const REFRESHED = [/^\/$/, /^\/static\//, /^\/v1\/offline\/manifest$/];
 
-self.addEventListener("install", (event) => {
-  // Each file on its own: a server without the offline runtime still gets the page cached.
-  event.waitUntil(caches.open(CACHE).then((cache) => Promise.all(SHELL.map((url) => cache.add(url).catch(() => null))))
-    .then(() => self.skipWaiting()));
-});
+// Each file on its own: a server without the offline runtime still gets the page cached. Then the model the
+// manifest names, so the phone can identify offline after one visit.
+async function install() {
+  const cache = await caches.open(CACHE);
+  await Promise.all(SHELL.map((url) => cache.add(url).catch(() => null)));
+  const manifest = await cache.match("/v1/offline/manifest");
+  if (manifest) await cacheFirst(new Request((await manifest.json()).model.url)).catch(() => null);
+}
+
+self.addEventListener("install", (event) => event.waitUntil(install().then(() => self.skipWaiting())));
 
 self.addEventListener("activate", (event) => {
   event.waitUntil(caches.keys().then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))

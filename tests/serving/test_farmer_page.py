@@ -1,13 +1,41 @@
-"""The farmer's page in real headless Chromium (Debian's package) driven by Playwright."""
+"""The farmer's page in real headless Chromium (Debian's package) driven by Playwright, at a phone's 360×740.
 
+What a farmer in the field meets: slow data, a cut connection, no connection at all, and hearing back later.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from tests.conftest import SHARED
-from tests.serving.conftest import ARTIFACTS, jpeg
+from pestid.serving.accounts import add_user
+from pestid.serving.app import create_app
+from tests.conftest import SHARED, heic_bytes, photo
+from tests.onnx_models import linear_model
+from tests.serving.conftest import ARTIFACTS, jpeg, make_settings, running
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
+PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2}
+SLOW = {"offline": False, "latency": 400, "downloadThroughput": 50_000, "uploadThroughput": 50_000}  # 400 kbps
+OFFICER_PASSWORD = "field-officer-2026"
+
+
+@pytest.fixture
+def farmer_app(tiny_model, tmp_path):
+    """The service with its offline copy (here the tiny model itself), on a real uvicorn; yields (URL, app)."""
+    app = create_app(make_settings(tiny_model, tmp_path / "data", offline_model=str(tiny_model)))
+    with running(app) as url:
+        yield url, app
+
+
+def _rows(app, table: str = "submissions") -> int:
+    with sqlite3.connect(Path(app.state.settings.data_dir) / "pestid.db") as db:
+        return db.execute(f"select count(*) from {table}").fetchone()[0]
 
 
 def _real_photo(tmp_path: Path) -> Path:
@@ -20,40 +48,238 @@ def _real_photo(tmp_path: Path) -> Path:
     return path
 
 
-def test_farmer_uploads_a_photo_and_reads_the_answer_in_vietnamese_then_english(live_server, browser, tmp_path):
-    live_server, _ = live_server
-    page = browser.new_page(viewport={"width": 360, "height": 740}, device_scale_factor=2)
+def _phone_photo(tmp_path: Path) -> Path:
+    """A 12 MP (4000×3000) JPEG of about 2–3 MB, with a sensor's noise, as a phone takes it."""
+    rng = np.random.default_rng(0)
+    base = np.asarray(photo("brown_planthopper", 3, size=400).resize((4000, 3000), Image.Resampling.BICUBIC))
+    noisy = np.clip(base.astype(np.int16) + rng.normal(0, 7, base.shape).astype(np.int16), 0, 255).astype(np.uint8)
+    path = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(noisy).save(path, "JPEG", quality=88)
+    return path
+
+
+def _until(page, predicate: str, timeout_s: float = 30.0) -> None:
+    """Poll a predicate from outside the page: the page's CSP (rightly) forbids the eval Playwright's polling uses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.05)
+
+
+def _text(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def test_farmer_gets_an_answer_in_vietnamese_then_english_in_words_not_ids(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    page = browser.new_page(**PHONE)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(live_server + "/")
-    assert page.locator("h1").inner_text() == "Nhận diện sâu bệnh lúa"
+    page.goto(url + "/")
+    assert _text(page, "h1") == "Nhận diện sâu bệnh lúa"
     assert page.evaluate("document.documentElement.scrollWidth") <= 360  # fits a 360 px phone
-    page.set_input_files("#photos", str(_real_photo(tmp_path)))
+    page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+    page.wait_for_selector("#previews img")
     page.click("#send")
     page.wait_for_selector("#result:not([hidden])", timeout=30_000)
-    decision = page.locator("#decision").inner_text()
-    assert any(word in decision for word in ("Đã nhận diện", "Chưa chắc chắn", "Không nhận ra"))
-    assert page.locator("#model").inner_text().startswith("Mô hình: pestid@")
+    assert _text(page, "#decision") in ("Đã nhận diện", "Chưa chắc chắn", "Không nhận ra")
+    shown = _text(page, "#result")
+    assert "_" not in shown and "sha256" not in shown and "pestid@" not in shown  # names, not ids or hashes
+    assert "(0%)" not in shown
+    assert _text(page, "#sent").startswith("Đã gửi cho cán bộ")
+    page.wait_for_selector("#mine li[data-state=sent]")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "farmer-page-vi.png"), full_page=True)
     page.click("#lang")
-    assert page.locator("h1").inner_text() == "Rice pest identification"
+    assert _text(page, "h1") == "Rice pest identification"
     assert page.locator("#result").is_hidden()  # the answer came in Vietnamese: the English page does not show it
+    page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+    page.wait_for_selector("#previews img")
     page.click("#send")
     page.wait_for_selector("#result:not([hidden])")
-    assert any(word in page.locator("#decision").inner_text() for word in ("Identified", "Not sure", "Not recognised"))
-    assert page.locator("#name").inner_text().isascii()  # an English answer, not the Vietnamese one
+    assert _text(page, "#decision") in ("Identified", "Not sure", "Not recognised")
+    assert _text(page, "#result").isascii()  # an English answer, not the Vietnamese one
     page.screenshot(path=str(ARTIFACTS / "farmer-page-en.png"), full_page=True)
-    assert all(url.startswith((live_server, "blob:", "data:")) for url in requests), requests  # no external CDN
+    assert all(u.startswith((url, "blob:", "data:")) for u in requests), requests  # no CDN
+    assert _rows(app) == 2
 
 
-def test_farmer_sees_a_clear_error_for_a_file_that_is_not_a_photo(live_server, browser, tmp_path):
-    live_server, _ = live_server
-    page = browser.new_page(viewport={"width": 360, "height": 740})
-    page.goto(live_server + "/")
-    notes = tmp_path / "notes.jpg"
-    notes.write_bytes(b"these are not pixels")
-    page.set_input_files("#photos", str(notes))
+def test_not_recognised_says_what_to_do_and_never_gives_pest_advice(browser, tmp_path):
+    # Zero weights: every class equally likely, so nothing is recognised.
+    model = linear_model(tmp_path / "model.onnx", weight=np.zeros((3, 5)))
+    with running(create_app(make_settings(model, tmp_path / "data"))) as url:
+        page = browser.new_page(**PHONE)
+        page.goto(url + "/")
+        page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+        page.wait_for_selector("#previews img")
+        page.click("#send")
+        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+        assert _text(page, "#decision") == "Không nhận ra"
+        assert _text(page, "#advice-title") == "Nên làm gì" and "chụp lại" in _text(page, "#advice")
+        assert "Không nhận ra" not in _text(page, "#message").split(".")[0][1:]  # said once, not twice
+        assert "phun" not in _text(page, "#advice").replace("Chưa phun thuốc", "")  # no spraying advice
+
+
+def test_a_phone_photo_on_400_kbps_is_answered_in_seconds_with_progress(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    original = _phone_photo(tmp_path)
+    page = browser.new_page(**PHONE)
+    page.goto(url + "/")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", SLOW)
+    page.set_input_files("#gallery", str(original))
+    page.wait_for_selector("#previews img", timeout=30_000)
+    started = time.monotonic()
+    page.click("#send")
+    page.wait_for_selector("#progress-block:not([hidden])")
+    _until(page, "() => document.getElementById('progress').value > 0")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    elapsed = time.monotonic() - started
+    with sqlite3.connect(Path(app.state.settings.data_dir) / "pestid.db") as db:
+        width, height, size = db.execute("select width, height, size_bytes from photos").fetchone()
+    print(
+        f"12 MP JPEG of {original.stat().st_size / 1e6:.1f} MB sent as {size / 1e3:.0f} KB ({width}×{height}); "
+        f"answered in {elapsed:.1f} s at 400 kbps / 400 ms"
+    )
+    assert (width, height) == (1280, 960) and size < 300_000  # resized on the phone, orientation kept
+    assert elapsed <= 6.0
+
+
+def test_photos_add_up_to_five_from_camera_and_gallery_and_heic_still_goes(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    first, second = tmp_path / "a.jpg", tmp_path / "b.heic"
+    first.write_bytes(jpeg(1))
+    second.write_bytes(heic_bytes(photo("brown_planthopper", 4, size=120)))
+    page = browser.new_page(**PHONE)
+    page.goto(url + "/")
+    page.set_input_files("#camera", str(first))
+    page.wait_for_selector("#previews li >> nth=0")
+    page.set_input_files("#gallery", str(second))
+    page.wait_for_selector("#previews li >> nth=1")  # a second pick adds, it does not replace
+    assert page.locator("#previews li").count() == 2
+    assert page.locator("#previews li").nth(1).locator("img, .tile").count() == 1  # every format has a thumbnail
+    page.set_input_files("#gallery", [str(first)] * 4)
+    _until(page, "() => document.querySelectorAll('#previews li').length === 5")
+    assert page.locator("#previews li").count() == 5 and "tối đa 5" in _text(page, "#error")
+    page.locator("#previews .remove").nth(4).click()
+    assert page.locator("#previews li").count() == 4
+    page.click("#send")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    assert _rows(app, "photos") == 4 and _rows(app) == 1
+
+
+def test_a_cut_connection_stores_one_submission_and_the_page_tells_the_truth(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    page = browser.new_page(**PHONE)
+    page.goto(url + "/")
+
+    reached, cut = [], [True]
+
+    def cut_after_the_server_stored_it(route):
+        if not cut[0]:
+            route.continue_()
+            return
+        reached.append(route.fetch().status)  # the server stores the photo (201)...
+        route.abort("connectionreset")  # ...and the answer never reaches the phone
+
+    page.route("**/v1/identify**", cut_after_the_server_stored_it)
+    page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+    page.wait_for_selector("#previews img")
     page.click("#send")
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
-    assert "không phải là ảnh" in page.locator("#error").inner_text()
+    assert "Chưa chắc ảnh đã tới máy chủ" in _text(page, "#error")  # not "not sent": it may well have been
+    assert "không bị gửi hai lần" in _text(page, "#error") and page.locator("#retry").is_visible()
+    assert reached[0] == 201 and set(reached[1:]) <= {200} and _rows(app) == 1  # Chromium may resend: replayed
+    cut[0] = False  # the connection is back
+    page.click("#retry")
+    _until(page, "() => document.getElementById('sent').textContent.startsWith('Đã gửi cho cán bộ')")
+    page.wait_for_selector("#mine li[data-state=sent]")
+    assert _rows(app) == 1 and _rows(app, "photos") == 1  # the retry reused the observation's key
+
+
+def test_offline_after_one_visit_identifies_on_the_phone_then_sends_once_and_hears_back(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("#offline-ready:not([hidden])", timeout=60_000)  # the service worker holds it all
+    cached = page.evaluate("""async () => { let total = 0; const cache = await caches.open("pestid-offline-v1");
+        for (const r of await cache.keys()) total += (await (await cache.match(r)).arrayBuffer()).byteLength;
+        return {files: (await cache.keys()).length, total}; }""")  # fmt: skip
+    print(f"cached for offline use: {cached['files']} files, {cached['total'] / 1e6:.2f} MB")
+
+    context.set_offline(True)
+    page.reload()  # no network: the page comes from the service worker
+    assert _text(page, "h1") == "Nhận diện sâu bệnh lúa" and page.locator("#network").is_visible()
+    page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+    page.wait_for_selector("#previews img")
+    page.click("#send")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    assert page.locator("#source").is_visible() and "chưa có mạng" in _text(page, "#source")
+    assert _text(page, "#decision") in ("Đã nhận diện", "Chưa chắc chắn", "Không nhận ra")
+    waiting = page.evaluate("""() => new Promise(r => { const q = indexedDB.open("pestid"); q.onsuccess = () => {
+        const g = q.result.transaction("observations").objectStore("observations").getAll();
+        g.onsuccess = () => r(g.result.map(o => ({state: o.state, ms: o.local && o.local.ms}))); }; })""")  # fmt: skip
+    print(f"identified on the phone in {waiting[0]['ms']} ms")
+    assert waiting[0]["state"] == "waiting" and waiting[0]["ms"] <= 500
+    page.wait_for_selector("#mine li[data-state=waiting]")
+    assert _rows(app) == 0
+    page.screenshot(path=str(ARTIFACTS / "farmer-page-offline.png"), full_page=True)
+
+    context.set_offline(False)  # the connection returns: the queue goes out, once
+    page.wait_for_selector("#mine li[data-state=sent]", timeout=30_000)
+    assert _rows(app) == 1
+    with app.state.sessions() as session, session.begin():
+        add_user(session, "lan", OFFICER_PASSWORD, "officer", None)
+    officer = {"username": "lan", "password": OFFICER_PASSWORD}
+    import httpx
+
+    with httpx.Client(base_url=url) as api:
+        token = api.post("/v1/auth/login", json=officer).json()["token"]
+        queue = api.get("/v1/review/queue", headers={"Authorization": f"Bearer {token}"}).json()
+        decided = api.post(f"/v1/review/{queue[0]['id']}", json={"action": "relabel", "label": "brown_planthopper"},
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert decided.json()["status"] == "approved"
+    page.reload()  # later: the page asks with its receipt
+    page.wait_for_selector("#mine li[data-state=reviewed]", timeout=30_000)
+    assert "Cán bộ đã xác nhận: Rầy nâu" in _text(page, "#mine")
+    page.screenshot(path=str(ARTIFACTS / "farmer-page-verdict.png"), full_page=True)
+    assert _rows(app) == 1  # sent exactly once, whatever reloaded and retried
+    context.close()
+
+
+def test_not_a_photo_is_refused_with_a_clear_error(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    page = browser.new_page(**PHONE)
+    page.goto(url + "/")
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"these are not pixels")
+    page.set_input_files("#gallery", str(notes))
+    page.wait_for_selector("#previews .tile")
+    page.click("#send")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "không phải là ảnh" in _text(page, "#error")
+    page.wait_for_selector("#mine li[data-state=refused]")  # kept, said why, and not retried
+    assert _rows(app) == 0
+
+
+def test_gps_fills_the_location_and_the_nearest_district(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    context = browser.new_context(**PHONE, geolocation={"latitude": 10.64, "longitude": 105.27, "accuracy": 12},
+                                  permissions=["geolocation"])  # fmt: skip
+    page = context.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("#district option >> nth=11", state="attached")
+    page.click("#gps")
+    _until(page, "() => document.getElementById('district').value !== ''")
+    assert page.locator("#district").input_value() == "Phú Tân"
+    page.fill("#commune", "Phú Thạnh")
+    page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+    page.wait_for_selector("#previews img")
+    page.click("#send")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    with sqlite3.connect(Path(app.state.settings.data_dir) / "pestid.db") as db:
+        row = db.execute("select latitude, longitude, district, commune from submissions").fetchone()
+    assert row == (pytest.approx(10.64), pytest.approx(105.27), "Phú Tân", "Phú Thạnh")
+    context.close()
