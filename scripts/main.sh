@@ -22,8 +22,8 @@ if [ -f ../shared/datasets/ricepest6/manifest.csv ]; then
   bash scripts/merge_shared.sh
   $PESTID train --config training/configs/default.yaml --data "$DATA/manifests/merged.csv" --out runs/default
 fi
-echo "== 4. export again by hand (train already exported runs/smoke/model.onnx), evaluate, predict"
-$PESTID export runs/smoke --out artifacts/model.onnx
+echo "== 4. export again by hand (train already exported runs/smoke/model.onnx) with its INT8 offline copy, evaluate, predict"
+$PESTID export runs/smoke --out artifacts/model.onnx --int8
 $PESTID evaluate --model artifacts/model.onnx --data "$DATA/manifests/sample.csv" --split test --out artifacts/evaluation
 $PESTID predict --model artifacts/model.onnx "$DATA"/sample/golden_apple_snail/golden_apple_snail-000-0.jpg
 echo "== 5. serve: the API and the farmer's page (photos and the SQLite database under \$PESTID_DATA_DIR)"
@@ -38,5 +38,6 @@ for _ in $(seq 1 120); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>
 curl -fsS -X POST "http://127.0.0.1:$PORT/v1/identify" -H "Accept-Language: vi" \
   -F "photos=@$DATA/sample/brown_planthopper/brown_planthopper-000-0.jpg" -F commune="Phú Tân"
 echo
+curl -fsS "http://127.0.0.1:$PORT/v1/offline/manifest" -o /dev/null && echo "offline model: $(basename "${MODEL%.onnx}").int8.onnx"
 echo "Serving at http://127.0.0.1:$PORT/ (farmer page) — Ctrl-C to stop."
 if [ "${PESTID_MAIN_KEEP_SERVING:-1}" = "1" ] && [ -t 0 ]; then wait $SERVER; fi
