@@ -270,6 +270,23 @@ function localAnswer(outcome, answerLang) {
   };
 }
 
+// The offline runtime (onnxruntime-web and offline.js) is loaded after the page, never on its first paint.
+let runtimeLoading = null;
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = src;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.append(script);
+  });
+}
+function runtime() {
+  runtimeLoading = runtimeLoading || loadScript("/static/vendor/ort.wasm.min.js").then(() => loadScript("/static/offline.js"))
+    .catch((err) => { runtimeLoading = null; throw err; });
+  return runtimeLoading;
+}
+
 async function loadManifest() {
   if (manifest) return manifest;
   const response = await fetch("/v1/offline/manifest");
@@ -279,7 +296,7 @@ async function loadManifest() {
 }
 
 async function identifyOnPhone(record) {
-  if (typeof ort === "undefined" || typeof Offline === "undefined") throw new Error("no offline runtime");
+  await runtime();
   const m = await loadManifest();
   await Offline.load(m); // once per page (a few seconds on a cheap phone): not part of the answer's time
   const started = performance.now();
@@ -541,8 +558,9 @@ async function start() {
   // Ready for the field: the service worker keeps the runtime and the model (fetched once, on the first visit,
   // unless the phone asked to save data); the model is loaded now so an offline answer does not wait for it.
   const saveData = navigator.connection && navigator.connection.saveData;
-  if (typeof ort !== "undefined" && (!navigator.onLine || !saveData)) {
+  if (!navigator.onLine || !saveData) {
     try {
+      await runtime();
       const m = await loadManifest();
       await Offline.load(m);
       const cached = "caches" in window && (await caches.match(m.model.url));

@@ -66,6 +66,14 @@ def live_server(tiny_model, tmp_path):
         yield url, app
 
 
+def until(page, predicate: str, timeout_s: float = 30.0) -> None:
+    """Poll a predicate from outside the page: the page's CSP (rightly) forbids the eval Playwright's polling uses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def browser():
     if CHROMIUM is None:

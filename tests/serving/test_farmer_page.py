@@ -17,7 +17,7 @@ from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
 from tests.conftest import SHARED, heic_bytes, photo
 from tests.onnx_models import linear_model
-from tests.serving.conftest import ARTIFACTS, jpeg, make_settings, running
+from tests.serving.conftest import ARTIFACTS, jpeg, make_settings, running, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2}
@@ -58,14 +58,6 @@ def _phone_photo(tmp_path: Path) -> Path:
     return path
 
 
-def _until(page, predicate: str, timeout_s: float = 30.0) -> None:
-    """Poll a predicate from outside the page: the page's CSP (rightly) forbids the eval Playwright's polling uses."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(predicate):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        time.sleep(0.05)
-
-
 def _text(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
@@ -78,6 +70,11 @@ def test_farmer_gets_an_answer_in_vietnamese_then_english_in_words_not_ids(farme
     page.goto(url + "/")
     assert _text(page, "h1") == "Nhận diện sâu bệnh lúa"
     assert page.evaluate("document.documentElement.scrollWidth") <= 360  # fits a 360 px phone
+    first = page.evaluate("""() => { const page = performance.getEntriesByType("navigation")[0].transferSize;
+        const parts = performance.getEntriesByType("resource").filter(r => /style\\.css|app\\.js/.test(r.name));
+        return page + parts.reduce((sum, r) => sum + r.transferSize, 0); }""")  # fmt: skip
+    print(f"first paint: {first / 1000:.1f} KB transferred (page, style, script; the offline runtime comes after)")
+    assert first < 16_000
     page.set_input_files("#gallery", str(_real_photo(tmp_path)))
     page.wait_for_selector("#previews img")
     page.click("#send")
@@ -133,7 +130,7 @@ def test_a_phone_photo_on_400_kbps_is_answered_in_seconds_with_progress(farmer_a
     started = time.monotonic()
     page.click("#send")
     page.wait_for_selector("#progress-block:not([hidden])")
-    _until(page, "() => document.getElementById('progress').value > 0")
+    until(page, "() => document.getElementById('progress').value > 0")
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     elapsed = time.monotonic() - started
     with sqlite3.connect(Path(app.state.settings.data_dir) / "pestid.db") as db:
@@ -160,7 +157,7 @@ def test_photos_add_up_to_five_from_camera_and_gallery_and_heic_still_goes(farme
     assert page.locator("#previews li").count() == 2
     assert page.locator("#previews li").nth(1).locator("img, .tile").count() == 1  # every format has a thumbnail
     page.set_input_files("#gallery", [str(first)] * 4)
-    _until(page, "() => document.querySelectorAll('#previews li').length === 5")
+    until(page, "() => document.querySelectorAll('#previews li').length === 5")
     assert page.locator("#previews li").count() == 5 and "tối đa 5" in _text(page, "#error")
     page.locator("#previews .remove").nth(4).click()
     assert page.locator("#previews li").count() == 4
@@ -193,7 +190,7 @@ def test_a_cut_connection_stores_one_submission_and_the_page_tells_the_truth(far
     assert reached[0] == 201 and set(reached[1:]) <= {200} and _rows(app) == 1  # Chromium may resend: replayed
     cut[0] = False  # the connection is back
     page.click("#retry")
-    _until(page, "() => document.getElementById('sent').textContent.startsWith('Đã gửi cho cán bộ')")
+    until(page, "() => document.getElementById('sent').textContent.startsWith('Đã gửi cho cán bộ')")
     page.wait_for_selector("#mine li[data-state=sent]")
     assert _rows(app) == 1 and _rows(app, "photos") == 1  # the retry reused the observation's key
 
@@ -272,7 +269,7 @@ def test_gps_fills_the_location_and_the_nearest_district(farmer_app, browser, tm
     page.goto(url + "/")
     page.wait_for_selector("#district option >> nth=11", state="attached")
     page.click("#gps")
-    _until(page, "() => document.getElementById('district').value !== ''")
+    until(page, "() => document.getElementById('district').value !== ''")
     assert page.locator("#district").input_value() == "Phú Tân"
     page.fill("#commune", "Phú Thạnh")
     page.set_input_files("#gallery", str(_real_photo(tmp_path)))

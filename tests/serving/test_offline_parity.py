@@ -20,7 +20,7 @@ from pestid.imaging import decode_image
 from pestid.predictor import Predictor
 from pestid.serving.app import create_app
 from tests.onnx_models import linear_model
-from tests.serving.conftest import make_settings, running
+from tests.serving.conftest import make_settings, running, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 # The default model's classes: species, two groups answered as classes, natural enemies and not_rice.
@@ -35,7 +35,7 @@ PROBABILITY_TOLERANCE = 1e-3
 def _page_with_offline(browser, url: str):
     page = browser.new_page()
     page.goto(url + "/")
-    page.wait_for_function("typeof Offline !== 'undefined' && typeof ort !== 'undefined'", timeout=30_000)
+    until(page, "() => typeof Offline !== 'undefined' && typeof ort !== 'undefined'")
     return page
 
 
