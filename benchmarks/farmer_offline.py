@@ -63,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from pestid.imaging import decode_image
     from pestid.predictor import Predictor
     from pestid.serving.app import create_app
     from pestid.serving.settings import Settings
@@ -120,6 +121,18 @@ def main() -> None:
         local_ms = page.evaluate("""() => new Promise(r => { const q = indexedDB.open("pestid"); q.onsuccess = () => {
             const g = q.result.transaction("observations").objectStore("observations").getAll();
             g.onsuccess = () => r(g.result.filter(o => o.local).map(o => o.local.ms)); }; })""")  # fmt: skip
+        # 3. the same INT8 model in the browser and in Python, photo by photo
+        manifest = page.evaluate("fetch('/v1/offline/manifest').then(r => r.json())")
+        python = Predictor(int8)
+        gaps, same = [], 0
+        for source in sources:
+            data = source.read_bytes()
+            js = page.evaluate("""async ([b64, m]) => Offline.probabilities(m,
+                new Blob([Uint8Array.from(atob(b64), c => c.charCodeAt(0))], {type: "image/jpeg"}))""",
+                               [base64.b64encode(data).decode(), manifest])  # fmt: skip
+            ours = python.probabilities([decode_image(data)])[0]
+            same += int(np.argmax(js) == np.argmax(ours))
+            gaps.append(float(np.abs(np.asarray(js) - ours).max()))
         context.set_offline(False)
         time.sleep(5)
         browser.close()
@@ -142,6 +155,10 @@ def main() -> None:
           f"max {max(local_ms):.0f} ms; the server's answer on a good connection (baseline) p50 {p50_good:.0f} ms "
           f"(ratio {p50_local / p50_good:.2f})")  # fmt: skip
     print(f"bytes cached for offline use: {cached / 1e6:.2f} MB")
+    print(
+        f"browser against Python, the same INT8 model on {len(sources)} photos: same top-1 {same}/{len(sources)}, "
+        f"max |Δp| {max(gaps):.1e}"
+    )
 
 
 if __name__ == "__main__":

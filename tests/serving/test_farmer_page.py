@@ -280,3 +280,27 @@ def test_gps_fills_the_location_and_the_nearest_district(farmer_app, browser, tm
         row = db.execute("select latitude, longitude, district, commune from submissions").fetchone()
     assert row == (pytest.approx(10.64), pytest.approx(105.27), "Phú Tân", "Phú Thạnh")
     context.close()
+
+
+def test_cancel_stops_the_upload_keeps_the_photo_and_sends_it_when_asked(farmer_app, browser, tmp_path):
+    url, app = farmer_app
+    page = browser.new_page(**PHONE)
+    page.goto(url + "/")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {**SLOW, "uploadThroughput": 5_000})  # 40 kbps: a bad field
+    page.set_input_files("#gallery", str(_phone_photo(tmp_path)))
+    page.wait_for_selector("#previews img", timeout=30_000)
+    page.click("#send")
+    until(page, "() => document.getElementById('progress').value > 0")
+    page.click("#cancel")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Đã hủy gửi" in _text(page, "#error")
+    page.wait_for_selector("#mine li[data-state=waiting]")
+    time.sleep(1.5)
+    assert _rows(app) == 0  # cancelled: nothing stored, and not resent behind the farmer's back
+    cdp.send("Network.emulateNetworkConditions", {**SLOW, "latency": 0, "uploadThroughput": -1,
+                                                   "downloadThroughput": -1})  # fmt: skip
+    page.click("#mine li[data-state=waiting] button:has-text('Gửi ngay')")
+    page.wait_for_selector("#mine li[data-state=sent]", timeout=30_000)
+    assert _rows(app) == 1
