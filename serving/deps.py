@@ -10,7 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from pestid.serving.accounts import user_for_token
 from pestid.serving.db import User
-from pestid.serving.model import LoadedModel
+from pestid.serving.model import LoadedModel, OfflineModel
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
 from pestid.serving.settings import Settings, get_settings
@@ -33,6 +33,14 @@ def get_model(request: Request) -> LoadedModel:
         raise Problem(503, "model_not_loaded", "Mô hình chưa sẵn sàng, vui lòng thử lại sau.",
                       "The model is not loaded yet; try again shortly.")  # fmt: skip
     return model
+
+
+def get_offline(request: Request) -> OfflineModel:
+    offline: OfflineModel | None = getattr(request.app.state, "offline", None)
+    if offline is None:
+        raise Problem(404, "offline_unavailable", "Máy chủ chưa có mô hình dùng ngoại tuyến.",
+                      "The server has no offline model (export one with 'pestid export --int8').")  # fmt: skip
+    return offline
 
 
 def get_sessions(request: Request) -> sessionmaker:

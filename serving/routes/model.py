@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from pestid.catalogue import load_catalogue
 from pestid.decision import MESSAGES
 from pestid.errors import CatalogueError
-from pestid.serving.deps import get_model
+from pestid.serving.deps import get_model, get_offline
 from pestid.serving.model import LoadedModel, OfflineModel
 from pestid.serving.problems import Problem
 from pestid.serving.schemas import CatalogueEntry, ModelInfo, OfflineManifest, problems
@@ -41,14 +41,6 @@ def species_detail(organism_id: str) -> CatalogueEntry:
     except CatalogueError as exc:
         raise Problem(404, "unknown_species", exc.message_vi, exc.message_en) from None
     return CatalogueEntry.of(org)
-
-
-def get_offline(request: Request) -> OfflineModel:
-    offline: OfflineModel | None = getattr(request.app.state, "offline", None)
-    if offline is None:
-        raise Problem(404, "offline_unavailable", "Máy chủ chưa có mô hình dùng ngoại tuyến.",
-                      "The server has no offline model (export one with 'pestid export --int8').")  # fmt: skip
-    return offline
 
 
 @router.get("/offline/manifest", response_model=OfflineManifest, responses=problems(404))

@@ -177,3 +177,31 @@ def test_probabilities_sum_to_one_and_are_calibrated_by_temperature(tiny_model):
     predictor = Predictor(tiny_model)
     probs = predictor.probabilities([decode_image(jpeg(1))])
     assert np.isclose(probs.sum(), 1.0)
+
+
+def test_the_offline_manifest_offers_only_a_copy_of_the_served_model(tiny_model, tmp_path):
+    import hashlib
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from pestid.decision import MESSAGES
+    from pestid.serving.app import create_app
+    from tests.onnx_models import linear_model
+    from tests.serving.conftest import make_settings
+
+    served = tmp_path / "model.onnx"
+    shutil.copy(tiny_model, served)
+    with TestClient(create_app(make_settings(served, tmp_path / "none"))) as client:  # no copy beside it
+        assert client.get("/v1/offline/manifest").json()["code"] == "offline_unavailable"
+    other = linear_model(tmp_path / "other.onnx", ["brown_planthopper", "rice_blast"])
+    with TestClient(create_app(make_settings(served, tmp_path / "other", offline_model=str(other)))) as client:
+        assert client.get("/v1/offline/manifest").status_code == 404  # another model's labels: never offered
+    shutil.copy(tiny_model, served.with_suffix(".int8.onnx"))
+    with TestClient(create_app(make_settings(served, tmp_path / "beside"))) as client:
+        manifest = client.get("/v1/offline/manifest").json()
+        assert manifest["contract"]["labels"] == Predictor(served).labels and manifest["messages"] == MESSAGES
+        assert "planthoppers" in manifest["catalogue"]  # the parents its answers can name
+        model = client.get(manifest["model"]["url"])
+        assert hashlib.sha256(model.content).hexdigest() == manifest["model"]["sha256"]
+        assert model.headers["cache-control"] == "no-cache"
