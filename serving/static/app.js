@@ -353,7 +353,9 @@ async function send(record, onProgress) {
 }
 
 let flushing = false;
-async function flush() {
+// Sends what waits, then asks about what was sent. `force` (start-up, the connection back) asks every sent
+// observation; the minute's timer asks each at most every 10 minutes.
+async function flush(force = false) {
   if (flushing || !navigator.onLine) return;
   flushing = true;
   try {
@@ -363,25 +365,26 @@ async function flush() {
         if (record.state === "waiting") break; // still no way through: try again later
       }
     }
-    await refreshVerdicts();
+    await refreshVerdicts(force);
   } finally {
     flushing = false;
     renderMine();
   }
 }
 
-async function refreshVerdicts() {
+const ASK_EVERY_MS = 10 * 60 * 1000;
+async function refreshVerdicts(force) {
   for (const record of await DB.all()) {
     if (record.state !== "sent" || !record.receipt) continue;
+    if (!force && record.asked && Date.now() - record.asked < ASK_EVERY_MS) continue;
+    record.asked = Date.now();
     try {
       const response = await fetch(`/v1/submissions/${record.submission_id}?lang=${lang}`,
                                    { headers: { Receipt: record.receipt } });
       if (!response.ok) continue;
       const state = await response.json();
-      if (state.verdict) {
-        Object.assign(record, { state: "reviewed", verdict: state.verdict, verdict_lang: lang });
-        await DB.put(record);
-      }
+      if (state.verdict) Object.assign(record, { state: "reviewed", verdict: state.verdict, verdict_lang: lang });
+      await DB.put(record);
     } catch (err) { return; } // offline again: next time
   }
 }
@@ -395,8 +398,11 @@ function recordName(record) {
   return fill(record.answer ? t.server_said : t.on_phone, { name });
 }
 
+let thumbnails = []; // object URLs of the list's thumbnails, released on each render
 async function renderMine() {
   const t = TEXT[lang];
+  thumbnails.forEach((u) => URL.revokeObjectURL(u));
+  thumbnails = [];
   const records = (await DB.all()).sort((a, b) => (a.created < b.created ? 1 : -1));
   $("mine-block").hidden = records.length === 0;
   $("mine").replaceChildren(...records.map((record) => {
@@ -405,7 +411,7 @@ async function renderMine() {
     li.dataset.id = record.id;
     const img = document.createElement("img");
     img.alt = "";
-    if (record.thumb) img.src = URL.createObjectURL(record.thumb);
+    if (record.thumb) { img.src = URL.createObjectURL(record.thumb); thumbnails.push(img.src); }
     const text = document.createElement("div");
     const when = new Date(record.created).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB", { dateStyle: "short", timeStyle: "short" });
     const lines = [when, recordName(record), t.state[record.state] || record.state];
@@ -530,7 +536,7 @@ $("lang").addEventListener("click", () => {
   applyLanguage();
 });
 
-window.addEventListener("online", () => { $("network").hidden = true; flush(); });
+window.addEventListener("online", () => { $("network").hidden = true; flush(true); });
 window.addEventListener("offline", () => { $("network").hidden = false; $("network").textContent = TEXT[lang].offline_now; });
 
 async function start() {
@@ -553,8 +559,8 @@ async function start() {
       }
     } catch (err) { /* the page still works online */ }
   }
-  flush();
-  setInterval(flush, 60000);
+  flush(true);
+  setInterval(() => flush(), 60000);
   // Ready for the field: the service worker keeps the runtime and the model (fetched once, on the first visit,
   // unless the phone asked to save data); the model is loaded now so an offline answer does not wait for it.
   const saveData = navigator.connection && navigator.connection.saveData;
