@@ -38,6 +38,7 @@ class TrainResult:
     calibration: dict[str, Any]
     onnx_path: Path | None = None
     evaluation: EvaluationReport | None = None
+    int8: Any = None  # training.quantize.Int8Result when export.int8 wrote the offline copy
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -192,6 +193,7 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
             int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split, fp32_report=report,
                                  tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos)  # fmt: skip
             hooks.on_int8(path=int8.path, figures=int8.summary())
+            result.int8 = int8
         result.onnx_path, result.evaluation = exported.onnx_path, report
     hooks.on_finish(status="FINISHED")
     return result

@@ -11,6 +11,7 @@ from pestid.cli.app import app, out, print_json
 from pestid.progress import console
 
 if TYPE_CHECKING:
+    from pestid.training.quantize import Int8Result
     from pestid.training.report import EvaluationReport
 
 
@@ -30,6 +31,8 @@ def train(
     if result.evaluation:
         headline(result.evaluation)
         console.print(f"→ {result.onnx_path}")
+    if result.int8:
+        int8_line(result.int8)
 
 
 def headline(report: EvaluationReport) -> None:
@@ -102,9 +105,13 @@ def export(
         config = resolve_config(run_dir / "config.yaml")
         copy = quantize_int8(result.onnx_path, data or config.data.manifest, split=config.eval.split,
                              tolerance=tolerance)  # fmt: skip
-        console.print(f"{copy.path}: {copy.size_bytes / 1e6:.1f} MB (FP32 {copy.fp32_size_bytes / 1e6:.1f} MB); "
-                      f"macro-F1 per original {copy.int8['macro_f1_per_original']:.3f} "
-                      f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, within {tolerance:.3f})")  # fmt: skip
+        int8_line(copy)
+
+
+def int8_line(copy: Int8Result) -> None:
+    console.print(f"{copy.path}: {copy.size_bytes / 1e6:.1f} MB (FP32 {copy.fp32_size_bytes / 1e6:.1f} MB); "
+                  f"macro-F1 per original {copy.int8['macro_f1_per_original']:.3f} "
+                  f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, {(0.0 - copy.drop) * 100 + 0.0:+.1f} points)")  # fmt: skip
 
 
 @app.command()
