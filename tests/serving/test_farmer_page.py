@@ -84,6 +84,7 @@ def test_farmer_gets_an_answer_in_vietnamese_then_english_in_words_not_ids(farme
     assert "_" not in shown and "sha256" not in shown and "pestid@" not in shown  # names, not ids or hashes
     assert "(0%)" not in shown
     assert _text(page, "#sent").startswith("Đã gửi cho cán bộ")
+    assert page.locator("#progress-block").is_hidden() and page.locator("#error").is_hidden()  # not just [hidden]
     page.wait_for_selector("#mine li[data-state=sent]")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "farmer-page-vi.png"), full_page=True)
@@ -221,7 +222,7 @@ def test_offline_after_one_visit_identifies_on_the_phone_then_sends_once_and_hea
     print(f"identified on the phone in {waiting[0]['ms']} ms")
     assert waiting[0]["state"] == "waiting" and waiting[0]["ms"] <= 500
     page.wait_for_selector("#mine li[data-state=waiting]")
-    assert _rows(app) == 0
+    assert _rows(app) == 0 and page.locator("#progress-block").is_hidden()
     page.screenshot(path=str(ARTIFACTS / "farmer-page-offline.png"), full_page=True)
 
     context.set_offline(False)  # the connection returns: the queue goes out, once
