@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -46,3 +47,9 @@ class ModelContract(BaseModel):
     @classmethod
     def from_json(cls, text: str) -> ModelContract:
         return cls.model_validate_json(text)
+
+
+def int8_path(model_path: Path) -> Path:
+    """Where the INT8 (offline) copy of ``model.onnx`` lives: ``model.int8.onnx`` beside it. Training writes it
+    there (``pestid export --int8``) and serving looks for it there."""
+    return model_path.with_suffix(".int8.onnx")

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pestid.contract import ModelContract
+from pestid.contract import ModelContract, int8_path
 from pestid.predictor import ModelError, Predictor
 from pestid.registry import download_onnx, resolve_alias
 
@@ -61,7 +61,7 @@ def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | N
     None when there is none, or when it does not answer with the served model's labels: the page then
     works online only, rather than answer offline from a different model.
     """
-    path = Path(reference) if reference else served.path.with_suffix(".int8.onnx")
+    path = Path(reference) if reference else int8_path(served.path)
     if not path.is_file():
         return None
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pestid.contract import ModelContract
+from pestid.contract import ModelContract, int8_path
 from pestid.errors import DatasetError
 from pestid.imaging import read_image
 from pestid.manifest import read_manifest
@@ -57,11 +57,6 @@ class Int8Result:
         return {**{k: float(self.int8[k]) for k in keys if k in self.int8},
                 **{f"fp32_{k}": float(self.fp32[k]) for k in keys if k in self.fp32},
                 "macro_f1_drop": self.drop, "size_mb": self.size_bytes / 1e6, "fp32_size_mb": self.fp32_size_bytes / 1e6}  # fmt: skip
-
-
-def int8_path(fp32_path: Path) -> Path:
-    """Where the INT8 copy of ``model.onnx`` lives: ``model.int8.onnx`` beside it."""
-    return fp32_path.with_suffix(".int8.onnx")
 
 
 def calibration_inputs(manifest_path: str | Path, spec: PreprocessSpec, count: int, seed: int = 0) -> list[np.ndarray]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import onnx
 import pytest
 
+from pestid.contract import int8_path
 from pestid.errors import PestidError
 from pestid.predictor import Predictor
-from pestid.training.quantize import int8_path, quantize_int8
+from pestid.training.quantize import quantize_int8
 
 
 def test_int8_copy_carries_the_contract_and_its_figures(trained_tiny_model, sample_split):
