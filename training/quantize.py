@@ -30,11 +30,11 @@ from pestid.imaging import read_image
 from pestid.manifest import read_manifest
 from pestid.predictor import Predictor
 from pestid.preprocess import PreprocessSpec, preprocess
+from pestid.training.config import ExportConfig
 from pestid.training.export import ExportError, write_contract
 from pestid.training.report import EvaluationReport
 
-INT8_TOLERANCE = 0.01  # the most per-original macro-F1 the INT8 copy may lose against FP32
-CALIBRATION_PHOTOS = 128  # distinct training originals; min/max calibration keeps every activation in memory
+DEFAULTS = ExportConfig()  # the tolerance (1 point) and the calibration originals (128), as a config sets them
 METHOD = "static int8 QDQ, per-channel 7-bit weights, uint8 activations, min/max on training originals"
 
 
@@ -77,8 +77,9 @@ def calibration_inputs(manifest_path: str | Path, spec: PreprocessSpec, count: i
     return [preprocess(read_image(manifest.image_path(r)), spec)[None] for r in chosen]
 
 
-def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray]) -> ModelContract:
-    """The INT8 copy of ``fp32_path`` at ``out``, calibrated on prepared ``inputs``, with the contract carried over."""
+def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray], contract: ModelContract) -> ModelContract:
+    """The INT8 copy of ``fp32_path`` at ``out``, calibrated on prepared ``inputs``, with the FP32 model's
+    ``contract`` carried over and marked as quantized (returned)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -87,8 +88,6 @@ def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray]) -> ModelCon
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    contract = Predictor(fp32_path).contract
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -111,8 +110,8 @@ def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray]) -> ModelCon
 
 def quantize_int8(
     fp32_path: str | Path, manifest_path: str | Path, *, out: str | Path | None = None, split: str = "test",
-    fp32_report: EvaluationReport | None = None, tolerance: float = INT8_TOLERANCE,
-    photos: int = CALIBRATION_PHOTOS,
+    fp32_report: EvaluationReport | None = None, tolerance: float = DEFAULTS.int8_tolerance,
+    photos: int = DEFAULTS.calibration_photos,
 ) -> Int8Result:  # fmt: skip
     """Quantize, evaluate both per original on ``split``, and keep the copy only if it passes."""
     from pestid.training.evaluate import evaluate_model
@@ -121,7 +120,7 @@ def quantize_int8(
     out = Path(out) if out else int8_path(fp32_path)
     contract = Predictor(fp32_path).contract
     inputs = calibration_inputs(manifest_path, contract.preprocess, photos)
-    write_int8(fp32_path, out, inputs)
+    write_int8(fp32_path, out, inputs, contract)
     try:
         int8_report, _ = evaluate_model(out, manifest_path, split=split)
         fp32_report = fp32_report or evaluate_model(fp32_path, manifest_path, split=split)[0]

@@ -91,7 +91,8 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (the offline model), gated.")] = False,
     data: Annotated[Path | None, typer.Option(help="Manifest to calibrate and judge the INT8 copy on "
                                                    "(default: the run's).")] = None,
-    tolerance: Annotated[float, typer.Option(help="Largest per-original macro-F1 loss allowed.")] = 0.01,
+    tolerance: Annotated[float | None, typer.Option(help="Largest per-original macro-F1 loss allowed "
+                                                         "(default: the run's export.int8_tolerance).")] = None,
 ) -> None:  # fmt: skip
     """Xuất / export a run to ONNX with its contract, parity-checked, with a model card."""
     from pestid.training.export import export_run
@@ -104,14 +105,15 @@ def export(
 
         config = resolve_config(run_dir / "config.yaml")
         copy = quantize_int8(result.onnx_path, data or config.data.manifest, split=config.eval.split,
-                             tolerance=tolerance)  # fmt: skip
+                             tolerance=config.export.int8_tolerance if tolerance is None else tolerance,
+                             photos=config.export.calibration_photos)  # fmt: skip
         int8_line(copy)
 
 
 def int8_line(copy: Int8Result) -> None:
     console.print(f"{copy.path}: {copy.size_bytes / 1e6:.1f} MB (FP32 {copy.fp32_size_bytes / 1e6:.1f} MB); "
                   f"macro-F1 per original {copy.int8['macro_f1_per_original']:.3f} "
-                  f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, {(0.0 - copy.drop) * 100 + 0.0:+.1f} points)")  # fmt: skip
+                  f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, {-copy.drop * 100 + 0.0:+.1f} points)")  # fmt: skip
 
 
 @app.command()

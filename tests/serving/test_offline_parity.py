@@ -94,13 +94,14 @@ def test_int8_in_the_browser_gives_the_python_probabilities(browser, shared_data
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                       opset_version=17, dynamo=False)  # fmt: skip
     labels = [f"imagenet_{k}" for k in range(1000)]
-    write_contract(fp32, ModelContract(model_name="imagenet", architecture="efficientnet_lite0", labels=labels,
-                                       preprocess=spec, tta=["hflip"]))  # fmt: skip
+    fp32_contract = ModelContract(model_name="imagenet", architecture="efficientnet_lite0", labels=labels,
+                                  preprocess=spec, tta=["hflip"])  # fmt: skip
+    write_contract(fp32, fp32_contract)
     photos = sorted((shared_datasets / "ricepest6").rglob("*.jpg"))
     chosen = random.Random(0).sample(photos, PARITY_PHOTOS + 32)
     calibration = [preprocess(decode_image(p.read_bytes()), spec)[None] for p in chosen[PARITY_PHOTOS:]]
     int8 = tmp_path / "imagenet.int8.onnx"
-    contract = write_int8(fp32, int8, calibration)
+    contract = write_int8(fp32, int8, calibration, fp32_contract)
     python = Predictor(int8)
     manifest = {"model": {"url": "/parity/model.onnx", "sha256": "parity"},
                 "contract": {"labels": labels, "preprocess": contract.preprocess.model_dump(), "tta": contract.tta,
