@@ -59,7 +59,11 @@ class Answer(Guess):
         parent = catalogue.get(org.parent) if org.parent else None
         return cls(id=org.id, name=org.name(lang), probability=round(probability, 4), scientific=org.scientific,
                    category=org.category.value, natural_enemy=org.is_natural_enemy, advice=org.advice(lang),
-                   parent=Named(id=parent.id, name=parent.name(lang)) if parent else None)  # fmt: skip
+                   parent=named(parent, lang) if parent else None)  # fmt: skip
+
+
+def named(org: Organism, lang: str) -> Named:
+    return Named(id=org.id, name=org.name(lang))
 
 
 def guess(org: Organism, lang: str, probability: float) -> Guess:

@@ -58,8 +58,8 @@ def offline_manifest(request: Request, offline: Annotated[OfflineModel, Depends(
                   "temperature": contract.temperature, "threshold": contract.threshold,
                   "class_thresholds": contract.class_thresholds},
         uncertain_floor=request.app.state.settings.uncertain_floor, messages=MESSAGES,
-        catalogue={oid: {**CatalogueEntry.of(catalogue.get(oid)).model_dump(), "in_scope": catalogue.get(oid).in_scope}
-                   for oid in sorted(ids)},
+        catalogue={org.id: {**CatalogueEntry.of(org).model_dump(), "in_scope": org.in_scope}
+                   for org in map(catalogue.get, sorted(ids))},
     )  # fmt: skip
 
 

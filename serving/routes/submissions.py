@@ -14,13 +14,13 @@ from pestid.serving.deps import get_sessions
 from pestid.serving.language import request_language
 from pestid.serving.problems import Problem
 from pestid.serving.receipts import receipt_matches
-from pestid.serving.schemas import Named, SubmissionState, Verdict, problems
+from pestid.serving.schemas import Named, SubmissionState, Verdict, named, problems
 from pestid.vocabulary import Decision, RejectReason, ReviewStatus
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
 # Why an officer set a photo aside, as the farmer is told it: with what to do next.
-REJECTED = {
+REJECTED: dict[str, tuple[str, str]] = {
     RejectReason.blurry: ("Ảnh bị mờ, cán bộ không xác định được. Hãy chụp lại gần hơn và rõ nét.",
                           "The photo was too blurry for the officer to tell. Take a closer, sharper photo."),
     RejectReason.not_rice: ("Cán bộ xác định ảnh này không phải sâu bệnh hại lúa.",
@@ -34,10 +34,7 @@ NOT_USED = ("Cán bộ không dùng được ảnh này.", "The officer could no
 
 
 def _named(label: str | None, lang: str) -> Named | None:
-    if not label:
-        return None
-    org = load_catalogue().get(label)
-    return Named(id=org.id, name=org.name(lang))
+    return named(load_catalogue().get(label), lang) if label else None
 
 
 def _verdict(session: Session, sub: Submission, lang: str) -> Verdict | None:
@@ -49,7 +46,7 @@ def _verdict(session: Session, sub: Submission, lang: str) -> Verdict | None:
     reason: str | None = session.scalars(select(Review.reason).where(Review.submission_id == sub.id, Review.verdict == "reject",
                                                          Review.undone_at.is_(None))
                              .order_by(Review.created_at.desc(), Review.id.desc())).first()  # fmt: skip
-    texts = REJECTED.get(RejectReason(reason), NOT_USED) if reason in set(RejectReason) else NOT_USED
+    texts = REJECTED.get(reason or "", NOT_USED)
     return Verdict(rejected=texts[1] if lang == "en" else texts[0], decided_at=decided_at)
 
 
