@@ -500,7 +500,7 @@ $("form").addEventListener("submit", async (event) => {
   if (location_) Object.assign(fields, { latitude: location_.latitude.toFixed(6), longitude: location_.longitude.toFixed(6) });
   const record = { id: randomKey(), key: randomKey(), created: new Date().toISOString(), lang, fields, state: "waiting",
                    photos: photos.map((p) => p.blob), names: photos.map((p) => p.name),
-                   thumb: photos.find((p) => p.url) ? photos.find((p) => p.url).blob : null };
+                   thumb: (photos.find((p) => p.url) || { blob: null }).blob };
   await DB.put(record); // kept before anything is sent: nothing is lost if the page closes now
   photos.forEach((p) => p.url && URL.revokeObjectURL(p.url));
   photos = [];

@@ -81,7 +81,6 @@ const Offline = (() => {
       src = tmp;
       srcW = outW;
     }
-    if (outH === height && outW === width) return src;
     if (outH === height) return src;
     const out = new Uint8Array(outW * outH * 4);
     const { ksize, bounds, kk } = vertical;
@@ -107,7 +106,7 @@ const Offline = (() => {
     const short = Math.max(size, pyRound(size / spec.crop_pct));
     const scale = short / Math.min(width, height);
     const outW = Math.max(short, pyRound(width * scale)), outH = Math.max(short, pyRound(height * scale));
-    const resized = outW === width && outH === height ? pixels : resize(pixels, width, height, outW, outH);
+    const resized = resize(pixels, width, height, outW, outH); // the pixels themselves when the size is kept
     const left = Math.floor((outW - size) / 2), top = Math.floor((outH - size) / 2);
     const plane = size * size;
     const input = new Float32Array(3 * plane);
