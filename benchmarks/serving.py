@@ -141,24 +141,29 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--model", type=Path, help="serve this exported model (its run is --run) instead of exporting")
+    parser.add_argument("--skip", nargs="*", default=[], help="servers to leave out, by name")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-serving-bench-"))
     run_dir = args.run or make_run(work / "run", args.image_size)
-    model = exported_model(work, run_dir)
+    model = args.model or exported_model(work, run_dir)
     images = photos()
     env = {**os.environ, "PESTID_DATA_DIR": str(work / "data"), "PESTID_LOG_JSON": "false"}
     results = {}
-    for name, cmd, field, path in (
-        ("pestid (onnxruntime)", [str(REPO / ".venv/bin/pestid"), "serve", "--model", str(model), "--workers",
-                                  str(args.workers)], "photos", "/v1/identify"),
+    serve = [str(REPO / ".venv/bin/pestid"), "serve", "--model", str(model), "--workers", str(args.workers)]
+    for name, cmd, field, path, extra in (
+        ("pestid (onnxruntime)", serve, "photos", "/v1/identify", {}),
+        ("pestid, no micro-batching", serve, "photos", "/v1/identify", {"PESTID_MAX_BATCH": "1"}),
+        ("pestid, its INT8 copy answering", serve, "photos", "/v1/identify", {"PESTID_INT8_TOLERANCE": "1"}),
         ("baseline (PyTorch eager)", [sys.executable, str(REPO / "benchmarks/torch_baseline_server.py"),
-                                      str(run_dir)], "photo", "/predict"),
+                                      str(run_dir)], "photo", "/predict", {}),
     ):  # fmt: skip
+        if name in args.skip:
+            continue
         port = _free_port()
-        log = (work / f"{path.strip('/').replace('/', '-')}.log").open(
-            "wb"
-        )  # a pipe nobody reads would fill and stall it
-        process = subprocess.Popen([*cmd, "--port", str(port)], env=env, cwd=REPO, stdout=log, stderr=log)
+        log = (work / f"{name.split()[0]}-{port}.log").open("wb")  # a pipe nobody reads would fill and stall it
+        process = subprocess.Popen([*cmd, "--port", str(port)], env={**env, **extra}, cwd=REPO, stdout=log,
+                                   stderr=log)  # fmt: skip
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz", process)
             results[name] = measure(f"http://127.0.0.1:{port}{path}", field, images, args.seconds)
@@ -166,7 +171,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
             log.close()
-    ours, base = results["pestid (onnxruntime)"], results["baseline (PyTorch eager)"]
+    ours, base = results["pestid (onnxruntime)"], results["baseline (PyTorch eager)"]  # the first and the last
     from pestid.predictor import Predictor
 
     size = Predictor(model).contract.preprocess.size

@@ -34,6 +34,14 @@ class ModelContract(BaseModel):
     metrics: dict[str, Any] = {}
     created: str = ""
 
+    def macro_f1_drop(self) -> float | None:
+        """For an INT8 copy, the per-original macro-F1 it lost against its FP32 model, as measured when it was
+        made (``training.quantize``); None for a model as trained, or a copy made without the measurement."""
+        fp32, own = self.metrics.get("fp32_macro_f1_per_original"), self.metrics.get("macro_f1_per_original")
+        if not self.quantization or fp32 is None or own is None:
+            return None
+        return float(fp32) - float(own)
+
     def threshold_for(self, label: str) -> float:
         return self.class_thresholds.get(label, self.threshold)
 

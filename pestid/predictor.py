@@ -66,9 +66,11 @@ class Predictor:
         return self.logits_of(np.stack([self.prepare(image) for image in images]))
 
     def logits_of(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for a (N, 3, size, size) batch of prepared inputs."""
+        """Logits for a (N, 3, size, size) batch of prepared inputs: every view in one run, then averaged."""
         views = tta_views(batch, self.contract.tta)
-        return np.mean([np.asarray(self.session.run(None, {self.input_name: v})[0]) for v in views], axis=0)
+        stacked = views[0] if len(views) == 1 else np.concatenate(views)
+        logits = np.asarray(self.session.run(None, {self.input_name: stacked})[0])
+        return logits.reshape(len(views), len(batch), -1).mean(axis=0)
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Calibrated (temperature-scaled) class probabilities, one row per image."""

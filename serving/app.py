@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pestid.serving import problems
+from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
 from pestid.serving.memory import return_freed_memory
@@ -54,12 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                                              orphan_grace_s=settings.orphan_grace_s)  # fmt: skip
         app.state.receipt_key = receipt_key(app.state.sessions)
         app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
-                                     threads=settings.threads_per_worker)  # fmt: skip
+                                     threads=settings.threads_per_worker,
+                                     int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
         app.state.offline = load_offline(settings.offline_model, app.state.model)
-        log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed}})
+        log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed,
+                                            "precision": app.state.model.precision}})  # fmt: skip
+        app.state.batcher = (MicroBatcher(max_wait_s=settings.batch_wait_ms / 1000, max_batch=settings.max_batch)
+                             if settings.max_batch > 1 else None)  # fmt: skip
         interval = settings.model_refresh_s if settings.model.startswith("models:/") else 0
         async with watching(app, interval):
             yield
+        if app.state.batcher is not None:
+            app.state.batcher.close()
         app.state.model = None
         engine.dispose()
 

@@ -17,11 +17,12 @@ from pestid.registry import download_onnx, resolve_alias
 
 @dataclass(frozen=True)
 class LoadedModel:
-    predictor: Predictor
+    predictor: Predictor  # what answers: the model, or its INT8 copy where that passed the serving gate
     name: str
     version: str  # "NAME/3" from the registry, "NAME@sha256:abcd…" from a file
     reference: str
-    path: Path
+    path: Path  # the model as trained (FP32)
+    precision: str = "fp32"  # "int8" when the INT8 copy answers
 
 
 def current_version(reference: str, *, tracking_uri: str) -> str:
@@ -32,7 +33,10 @@ def current_version(reference: str, *, tracking_uri: str) -> str:
     return "sha256:" + hashlib.sha256(Path(reference).read_bytes()).hexdigest()[:12]
 
 
-def load_model(reference: str, *, tracking_uri: str, threads: int) -> LoadedModel:
+def load_model(reference: str, *, tracking_uri: str, threads: int, int8_tolerance: float | None = None) -> LoadedModel:
+    """The model ``reference`` names. With ``int8_tolerance``, its INT8 copy (``int8_path``) answers instead when
+    the copy's contract records a per-original macro-F1 within that of the model's: the same answers, for about
+    two thirds of the compute."""
     if reference.startswith("models:/"):
         name, number = resolve_alias(reference, tracking_uri)
         path, version = download_onnx(name, number), f"{name}/{number}"
@@ -42,7 +46,31 @@ def load_model(reference: str, *, tracking_uri: str, threads: int) -> LoadedMode
         predictor = Predictor(path, threads=threads)
         name = predictor.contract.model_name
         version = f"{name}@{current_version(reference, tracking_uri=tracking_uri)}"
+    copy = passed_int8(path, predictor, int8_tolerance, threads) if int8_tolerance is not None else None
+    if copy is not None:
+        return LoadedModel(copy, name, version, reference, path, precision="int8")
     return LoadedModel(predictor, name, version, reference, path)
+
+
+def passed_int8(path: Path, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:
+    """The INT8 copy beside ``path`` when it answers with the same labels and lost at most ``tolerance`` of
+    per-original macro-F1 when it was made; else None, and the model itself answers."""
+    copy_path = int8_path(path)
+    if not copy_path.is_file():
+        return None
+    try:
+        copy = Predictor(copy_path, threads=threads)
+    except ModelError:
+        return None
+    drop = copy.contract.macro_f1_drop()
+    if (
+        drop is None
+        or drop > tolerance
+        or copy.labels != fp32.labels
+        or copy.contract.preprocess != fp32.contract.preprocess
+    ):
+        return None
+    return copy
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ async def refresh_model(app: FastAPI) -> str:
     if loaded is not None and loaded.version.endswith(target):
         return str(loaded.version)
     new = await run_in_threadpool(load_model, settings.model, tracking_uri=settings.mlflow_tracking_uri,
-                                  threads=settings.threads_per_worker)  # fmt: skip
+                                  threads=settings.threads_per_worker,
+                                     int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
     app.state.model = new
     log.info("model switched", extra={"fields": {"from": getattr(loaded, "version", None), "to": new.version}})
     return new.version

@@ -22,6 +22,8 @@ DECISIONS = Counter("pestid_decisions_total", "Identification decisions", ["deci
 PREDICTED = Counter("pestid_predicted_class_total", "Top predicted class", ["label"])
 CONFIDENCE = Histogram("pestid_confidence", "Confidence of the top class",
                        buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))  # fmt: skip
+BATCH_SIZE = Histogram("pestid_inference_batch_photos", "Photos in one model run (micro-batching)",
+                       buckets=(1, 2, 4, 8, 16, 32, 64))  # fmt: skip
 
 log = logging.getLogger("pestid.serving")
 

@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     uncertain_floor: float = 0.4
     reduced_decode: bool = True  # decode JPEGs at the smallest DCT scale the model needs (preprocess.draft_side)
     ort_threads: int = 0  # 0: the cores divided among the workers
+    # The INT8 copy beside the model (pestid export --int8) answers when its contract records a per-original
+    # macro-F1 within int8_tolerance of the model's; otherwise the model itself does.
+    serve_int8: bool = True
+    int8_tolerance: float = 0.005
+    # Micro-batching: requests whose photos are ready together share one model run. The inference thread waits
+    # for photos still being decoded at most this long (0: no waiting, each batch is whatever is ready).
+    batch_wait_ms: float = 2.0
+    max_batch: int = 32  # photos in one run; 1: no micro-batching (each request runs the model in its own thread)
     workers: int = 1
     log_json: bool = True
     approvals_required: int = Field(default=1, ge=1, le=2)  # agreeing officers needed to approve a label
@@ -47,6 +55,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'pestid.db').resolve()}"
+
+    @property
+    def served_int8_tolerance(self) -> float | None:
+        return self.int8_tolerance if self.serve_int8 else None
 
     @property
     def threads_per_worker(self) -> int:

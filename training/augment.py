@@ -16,13 +16,16 @@ from PIL import Image
 
 from pestid.preprocess import PreprocessSpec, normalise, preprocess
 
+# The smallest random crop, as a share of the photo's area (the image cache keeps enough pixels for it).
+MIN_CROP_AREA = {"field": 0.35, "light": 0.7, "none": 1.0}
+
 
 def field_augmentation(size: int, strength: str = "field") -> A.Compose:
     """Crops, flips, turns, light and colour, blur and JPEG artefacts, as phones in a field produce."""
     if strength == "none":
         return A.Compose([A.SmallestMaxSize(max_size=size), A.CenterCrop(height=size, width=size)])
     ops: list[A.BasicTransform] = [
-        A.RandomResizedCrop(size=(size, size), scale=(0.35 if strength == "field" else 0.7, 1.0)),
+        A.RandomResizedCrop(size=(size, size), scale=(MIN_CROP_AREA[strength], 1.0)),
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomRotate90(p=0.5),
@@ -38,16 +41,23 @@ def field_augmentation(size: int, strength: str = "field") -> A.Compose:
     return A.Compose(ops)
 
 
-def train_transform(spec: PreprocessSpec, strength: str = "field") -> Callable[[Image.Image], np.ndarray]:
+def train_pixels(spec: PreprocessSpec, strength: str = "field") -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 HWC pixels -> an augmented ``size``×``size`` uint8 view of them (normalised later, on the device)."""
     augment = field_augmentation(spec.size, strength)
 
-    def apply(image: Image.Image) -> np.ndarray:
+    def apply(pixels: np.ndarray) -> np.ndarray:
         # Seeded from torch's generator (reseeded per epoch, and per worker by the DataLoader),
         # so augmentation repeats exactly when a run is resumed.
         augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
-        return normalise(augment(image=np.asarray(image))["image"], spec)
+        return np.asarray(augment(image=pixels)["image"])
 
     return apply
+
+
+def train_transform(spec: PreprocessSpec, strength: str = "field") -> Callable[[Image.Image], np.ndarray]:
+    """A decoded photo -> an augmented, normalised (3, size, size) input."""
+    pixels = train_pixels(spec, strength)
+    return lambda image: normalise(pixels(np.asarray(image)), spec)
 
 
 def eval_transform(spec: PreprocessSpec) -> Callable[[Image.Image], np.ndarray]:

@@ -50,6 +50,9 @@ class DataConfig(_Section):
     augment: Literal["field", "light", "none"] = "field"
     augment_views: int = 0  # linear probe: augmented views of each training image, besides the plain one
     feature_cache: str = "data/features"  # linear probe: backbone features, keyed by model and dataset version
+    # Fine-tuning: photos decoded once into memory-mapped uint8 arrays, keyed by dataset version (training.image_cache);
+    # "" decodes every photo again in every epoch
+    image_cache: str = "data/image-cache"
 
 
 class MlflowConfig(_Section):

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 
 from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row
+from pestid.training.image_cache import ImageCache
 
 
 class ManifestDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -28,6 +29,29 @@ class ManifestDataset(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image = read_image(self.manifest.image_path(self.rows[i]))
         return torch.from_numpy(self.transform(image)), self.targets[i]
+
+
+class CachedImages(Dataset[tuple[torch.Tensor, int]]):
+    """Rows of an ``ImageCache``: uint8 HWC pixels through ``transform`` (uint8 in, uint8 out), normalised later
+    on the device (``training.loop.model_input``). No file is opened or decoded after the cache is built."""
+
+    def __init__(self, cache: ImageCache, targets: Sequence[int],
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:  # fmt: skip
+        self.cache = cache
+        self.targets = list(targets)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        pixels = self.cache[i]
+        if self.transform is not None:
+            pixels = self.transform(pixels)
+        # a view into the read-only mapping is copied; an augmented array is already the worker's own
+        return torch.from_numpy(
+            np.ascontiguousarray(pixels) if pixels.flags.writeable else np.array(pixels)
+        ), self.targets[i]
 
 
 def class_weights(targets: Sequence[int], num_classes: int) -> torch.Tensor:

@@ -23,10 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from pestid.preprocess import PreprocessSpec
 from pestid.training.callbacks import Callback
 from pestid.training.config import TrainConfig
 from pestid.training.metrics import macro_f1
-from pestid.training.models import backbone_parameters, head_parameters
+from pestid.training.models import backbone_parameters, head_parameters, preprocess_spec
 
 
 @dataclass
@@ -81,15 +82,30 @@ def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int)
     return optimizer, scheduler
 
 
+def model_input(
+    images: torch.Tensor, spec: PreprocessSpec, device: torch.device, channels_last: bool = False
+) -> torch.Tensor:
+    """A loader's batch as the model's (N, 3, H, W) input on ``device``. uint8 NHWC pixels (the image cache's
+    loaders) travel as bytes, a quarter of float32, and are normalised there with ``pestid.preprocess.normalise``'s
+    float32 arithmetic; float inputs pass through."""
+    images = images.to(device, non_blocking=True)
+    if images.dtype == torch.uint8:
+        mean = torch.tensor(spec.mean, dtype=torch.float32, device=device)
+        std = torch.tensor(spec.std, dtype=torch.float32, device=device)
+        images = ((images.float() / 255.0 - mean) / std).permute(0, 3, 1, 2)  # channels-last strides already
+        return images if channels_last else images.contiguous()
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, loader: DataLoader, device: torch.device, tta: Sequence[str] = ()
+    model: nn.Module, loader: DataLoader, device: torch.device, spec: PreprocessSpec, tta: Sequence[str] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits of every batch, averaged over the test-time views as the exported model does."""
     model.eval()
     logits, labels = [], []
     for images, targets in loader:
-        images = images.to(device)
+        images = model_input(images, spec, device)
         out = model(images).float()
         if "hflip" in tta:
             out = (out + model(images.flip(-1)).float()) / 2
@@ -100,21 +116,40 @@ def predict_logits(
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
+@dataclass
+class EpochTimes:
+    """Where an epoch's time went: waiting for the loader, or in the training step (which ends with the loss
+    read back, so on a GPU it includes the device's work). Whichever is larger is the bottleneck."""
+
+    images: int = 0
+    loader_s: float = 0.0
+    step_s: float = 0.0
+
+    def figures(self) -> dict[str, float]:
+        total = max(self.loader_s + self.step_s, 1e-9)
+        return {"images_per_s": self.images / total, "step_images_per_s": self.images / max(self.step_s, 1e-9),
+                "loader_wait_share": self.loader_s / total}  # fmt: skip
+
+
 def _train_epoch(
     model: nn.Module, loader: DataLoader, optimizer: Any, scheduler: Any, loss_fn: nn.Module,
     config: TrainConfig, device: torch.device, epoch: int,
-) -> tuple[float, float]:  # fmt: skip
+) -> tuple[float, EpochTimes]:  # fmt: skip
     model.train()
     autocast = device.type == "cuda" and config.amp
-    total, seen, start = 0.0, 0, time.perf_counter()
+    spec = preprocess_spec(config.model)
+    channels_last = device.type == "cuda" and config.channels_last
+    total, times = 0.0, EpochTimes()
     steps = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not is_main_process(), leave=False)
-    for step, (images, targets) in enumerate(loader):
-        if step >= steps:
+    batches = iter(loader)
+    for _ in range(steps):
+        start = time.perf_counter()
+        batch = next(batches, None)
+        arrived = time.perf_counter()
+        if batch is None:
             break
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        if device.type == "cuda" and config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = model_input(batch[0], spec, device, channels_last), batch[1].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = loss_fn(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -123,11 +158,14 @@ def _train_epoch(
         scheduler.step()
         loss_value = loss.item()
         total += loss_value * len(targets)
-        seen += len(targets)
+        times.images += len(targets)
+        times.loader_s += arrived - start
+        times.step_s += time.perf_counter() - arrived
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{times.figures()['images_per_s']:.1f}",
+                        loader=f"{times.figures()['loader_wait_share']:.0%}")  # fmt: skip
     bar.close()
-    return total / max(seen, 1), seen / max(time.perf_counter() - start, 1e-9)
+    return total / max(times.images, 1), times
 
 
 def _freeze_backbone(model: nn.Module, frozen: bool) -> None:
@@ -180,12 +218,10 @@ def fit(
         _freeze_backbone(model, epoch < config.optim.freeze_backbone_epochs)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
-        train_loss, images_per_s = _train_epoch(
-            model, train_loader, optimizer, scheduler, loss_fn, config, device, epoch
-        )
-        logits, labels = predict_logits(model, val_loader, device)
+        train_loss, times = _train_epoch(model, train_loader, optimizer, scheduler, loss_fn, config, device, epoch)
+        logits, labels = predict_logits(model, val_loader, device, preprocess_spec(config.model))
         f1 = macro_f1(labels, logits.argmax(axis=1), logits.shape[1]) if len(labels) else 0.0
-        metrics = {"train_loss": train_loss, "val_macro_f1": f1, "images_per_s": images_per_s,
+        metrics = {"train_loss": train_loss, "val_macro_f1": f1, **times.figures(),
                    "val_top1": float((logits.argmax(axis=1) == labels).mean()) if len(labels) else 0.0,
                    "lr": float(scheduler.get_last_lr()[-1])}  # fmt: skip
         state.history.append({"epoch": epoch + 1, **metrics})
@@ -200,5 +236,9 @@ def fit(
                 torch.save(core.state_dict(), ckpt_dir / "best.pt")
             _checkpoint(last, model, optimizer, scheduler, state)
             callbacks.on_epoch_end(epoch=epoch + 1, metrics=metrics)
-            print(f"epoch {epoch + 1}: loss {train_loss:.4f}  val macro-F1 {f1:.4f}  {images_per_s:.1f} img/s")
+            print(
+                f"epoch {epoch + 1}: loss {train_loss:.4f}  val macro-F1 {f1:.4f}  {metrics['images_per_s']:.1f} img/s "
+                f"(step alone {metrics['step_images_per_s']:.1f} img/s, waiting for the loader "
+                f"{metrics['loader_wait_share']:.0%} of the time)"
+            )
     return state

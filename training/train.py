@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pestid.errors import DatasetError
 from pestid.manifest import Manifest, Row, read_manifest
-from pestid.training.augment import eval_transform, train_transform
+from pestid.training.augment import MIN_CROP_AREA, eval_transform, train_pixels, train_transform
 from pestid.training.callbacks import Callback, CallbackList
 from pestid.training.config import TrainConfig, save_config
-from pestid.training.data import ManifestDataset, balanced_sampler, class_weights
+from pestid.training.data import CachedImages, ManifestDataset, balanced_sampler, class_weights
+from pestid.training.image_cache import eval_preparation, image_cache, train_preparation, train_side
 from pestid.training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
 from pestid.training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
 from pestid.training.models import create_model, preprocess_spec
@@ -58,21 +59,38 @@ def _setup_distributed(device: torch.device) -> bool:
 
 def _loaders(
     manifest: Manifest, config: TrainConfig, distributed: bool
-) -> tuple[DataLoader, DataLoader, ManifestDataset]:
+) -> tuple[DataLoader, DataLoader, Dataset[tuple[torch.Tensor, int]]]:
     spec = preprocess_spec(config.model)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
-    train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment))
-    val_set = ManifestDataset(manifest, val_rows, eval_transform(spec))
+    train_set: Dataset[tuple[torch.Tensor, int]]
+    val_set: Dataset[tuple[torch.Tensor, int]]
+    if config.data.image_cache:  # decoded once, then uint8 arrays (normalised on the device)
+        threads = max(1, config.data.workers)
+        side = train_side(spec, MIN_CROP_AREA[config.data.augment])
+        train_cache = image_cache(manifest, train_rows, train_preparation(side), config.data.image_cache,
+                                  threads=threads, label="train")  # fmt: skip
+        val_cache = image_cache(manifest, val_rows, eval_preparation(spec), config.data.image_cache,
+                                threads=threads, label="val")  # fmt: skip
+        index = {label: i for i, label in enumerate(manifest.labels)}
+        train_set = CachedImages(
+            train_cache, [index[r.label] for r in train_rows], train_pixels(spec, config.data.augment)
+        )
+        val_set = CachedImages(val_cache, [index[r.label] for r in val_rows])
+    else:
+        train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment))
+        val_set = ManifestDataset(manifest, val_rows, eval_transform(spec))
+    targets = train_set.targets
     sampler: Any = None
     if distributed:
         sampler = DistributedSampler(train_set, shuffle=True, seed=config.seed)
     elif config.data.balance in ("sampler", "groups"):
         groups = [r.group for r in train_rows] if config.data.balance == "groups" else None
-        sampler = balanced_sampler(train_set.targets, len(manifest.labels), config.seed, groups)
+        sampler = balanced_sampler(targets, len(manifest.labels), config.seed, groups)
     common: dict[str, Any] = {"batch_size": config.data.batch_size, "num_workers": config.data.workers,
-                              "persistent_workers": config.data.workers > 0}  # fmt: skip
+                              "persistent_workers": config.data.workers > 0,
+                              "pin_memory": torch.cuda.is_available()}  # fmt: skip
     train_loader = DataLoader(
-        train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) > config.data.batch_size, **common
+        train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(targets) > config.data.batch_size, **common
     )
     return train_loader, DataLoader(val_set, shuffle=False, **common), val_set
 
@@ -159,7 +177,7 @@ def _finetune(model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir
         return state, np.zeros(0)
     core = unwrap(model)
     core.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", map_location=device, weights_only=True))
-    logits, _ = predict_logits(core, val_loader, device, config.eval.tta)
+    logits, _ = predict_logits(core, val_loader, device, preprocess_spec(config.model), config.eval.tta)
     return state, logits
 
 

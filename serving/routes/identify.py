@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
 from pestid.preprocess import draft_side
 from pestid.serving import observability as obs
+from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import Submission
 from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
 from pestid.serving.language import request_language
@@ -202,11 +204,14 @@ async def identify(
         existing = find_by_key(session, observation.idempotency_key, fingerprint)
     if existing is not None:
         return JSONResponse(with_receipt(request, existing.response), headers={"Idempotent-Replayed": "true"})
-    photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels, model.predictor.prepare,
-                                             request.app.state.decode_slots,
-                                             draft_side(model.predictor.contract.preprocess)
-                                             if settings.reduced_decode else None)  # fmt: skip
-    probs = fuse(await run_in_threadpool(model.predictor.probabilities_of, inputs))
+    batcher: MicroBatcher | None = request.app.state.batcher
+    with batcher.expecting() if batcher else nullcontext():
+        photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels,
+                                                 model.predictor.prepare, request.app.state.decode_slots,
+                                                 draft_side(model.predictor.contract.preprocess)
+                                                 if settings.reduced_decode else None)  # fmt: skip
+    probs = fuse(await batcher.probabilities(model.predictor, inputs) if batcher
+                 else await run_in_threadpool(model.predictor.probabilities_of, inputs))  # fmt: skip
     contract = model.predictor.contract
     outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
                      catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)  # fmt: skip

@@ -15,8 +15,8 @@ const Offline = (() => {
   }
 
   // Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear (triangle) filter.
-  function coefficients(inSize, outSize) {
-    const scale = inSize / outSize;
+  function coefficients(inSize, in0, in1, outSize) {
+    const scale = (in1 - in0) / outSize;
     const filterscale = Math.max(scale, 1.0);
     const support = 1.0 * filterscale;
     const ksize = Math.ceil(support) * 2 + 1;
@@ -25,7 +25,7 @@ const Offline = (() => {
     const weights = new Float64Array(ksize);
     const ss = 1.0 / filterscale;
     for (let xx = 0; xx < outSize; xx++) {
-      const center = (xx + 0.5) * scale;
+      const center = in0 + (xx + 0.5) * scale;
       let xmin = Math.trunc(center - support + 0.5);
       if (xmin < 0) xmin = 0;
       let xmax = Math.trunc(center + support + 0.5);
@@ -53,12 +53,13 @@ const Offline = (() => {
     return s < 0 ? 0 : s > 255 ? 255 : s;
   }
 
-  // Pillow's Image.resize(size, BILINEAR) on RGBA pixels: horizontal pass first, then vertical (ImagingResampleInner).
-  function resize(pixels, width, height, outW, outH) {
-    const horizontal = coefficients(width, outW);
-    const vertical = coefficients(height, outH);
+  // Pillow's Image.resize(size, BILINEAR, box) on RGBA pixels: the source region box = [x0, y0, x1, y1] resampled
+  // to outW × outH, horizontal pass first, then vertical (ImagingResampleInner, with its conditions for each pass).
+  function resize(pixels, width, height, outW, outH, box) {
+    const horizontal = coefficients(width, box[0], box[2], outW);
+    const vertical = coefficients(height, box[1], box[3], outH);
     let src = pixels, srcW = width;
-    if (outW !== width) {
+    if (outW !== width || box[0] !== 0 || box[2] !== outW) {
       const first = vertical.bounds[0];
       const last = vertical.bounds[outH * 2 - 2] + vertical.bounds[outH * 2 - 1];
       for (let i = 0; i < outH; i++) vertical.bounds[i * 2] -= first;
@@ -81,7 +82,7 @@ const Offline = (() => {
       src = tmp;
       srcW = outW;
     }
-    if (outH === height) return src;
+    if (!(outH !== height || box[1] !== 0 || box[3] !== outH)) return src;
     const out = new Uint8Array(outW * outH * 4);
     const { ksize, bounds, kk } = vertical;
     for (let yy = 0; yy < outH; yy++) {
@@ -99,15 +100,18 @@ const Offline = (() => {
     return out;
   }
 
-  // pestid.preprocess.preprocess: shorter side to round(size / crop_pct), centre crop, scale, normalise, CHW.
+  // pestid.preprocess.preprocess: shorter side to round(size / crop_pct) and the centre crop, resampled as one
+  // boxed resize (resize_and_crop); then scale, normalise, CHW.
   // Returns the (3, size, size) input and, when the contract asks, its mirrored view.
   function preprocess(pixels, width, height, spec, hflip) {
     const size = spec.size;
     const short = Math.max(size, pyRound(size / spec.crop_pct));
     const scale = short / Math.min(width, height);
     const outW = Math.max(short, pyRound(width * scale)), outH = Math.max(short, pyRound(height * scale));
-    const resized = resize(pixels, width, height, outW, outH); // the pixels themselves when the size is kept
     const left = Math.floor((outW - size) / 2), top = Math.floor((outH - size) / 2);
+    const sx = width / outW, sy = height / outH;
+    const box = [left * sx, top * sy, (left + size) * sx, (top + size) * sy];
+    const resized = resize(pixels, width, height, size, size, box);
     const plane = size * size;
     const input = new Float32Array(3 * plane);
     const mirrored = hflip ? new Float32Array(3 * plane) : null;
@@ -116,7 +120,7 @@ const Offline = (() => {
       const mean = f(spec.mean[c]), std = f(spec.std[c]);
       for (let y = 0; y < size; y++) {
         for (let x = 0; x < size; x++) {
-          const v = f(f(f(resized[((y + top) * outW + x + left) * 4 + c] / 255) - mean) / std);
+          const v = f(f(f(resized[(y * size + x) * 4 + c] / 255) - mean) / std);
           input[c * plane + y * size + x] = v;
           if (mirrored) mirrored[c * plane + y * size + (size - 1 - x)] = v;
         }

@@ -10,6 +10,7 @@ def tiny_config(manifest: Path, out: Path, *extra: str, mlflow_uri: str | None =
         "model.name=test_efficientnet", "model.pretrained=false", "model.image_size=48", "model.crop_pct=1.0",
         "epochs=1", "data.batch_size=16", "data.workers=0", "data.augment=light", "optim.warmup_epochs=0.2",
         "optim.freeze_backbone_epochs=0", f"data.manifest={manifest}", f"out={out}",
+        f"data.image_cache={out.parent / 'image-cache'}",
     ]  # fmt: skip
     if mlflow_uri is None:
         overrides.append("mlflow.enabled=false")
