@@ -22,7 +22,7 @@ def readyz(request: Request) -> JSONResponse:
     model = getattr(request.app.state, "model", None)
     if model is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model_version": model.version})
+    return JSONResponse({"status": "ready", "model_version": model.version, "precision": model.precision})
 
 
 @metrics_router.get("/metrics")

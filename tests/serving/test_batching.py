@@ -150,3 +150,36 @@ def test_a_copy_with_other_labels_never_answers(model_with_copy):
     assert (
         load_model(str(model), tracking_uri="sqlite:///unused.db", threads=1, int8_tolerance=0.005).precision == "fp32"
     )
+
+
+def test_the_service_answers_concurrent_photos_from_the_copy_that_passed(model_with_copy, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from pestid.serving.app import create_app
+    from tests.conftest import jpeg_bytes, photo
+    from tests.serving.conftest import make_settings
+
+    model = model_with_copy(0.002)
+    copy = Predictor(int8_path(model))
+    settings = make_settings(model, tmp_path / "data", public_operations=True, batch_wait_ms=5.0)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["precision"] == "int8"
+        photos = [jpeg_bytes(photo(seed=k)) for k in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(
+                pool.map(
+                    lambda data: client.post("/v1/identify", files=[("photos", ("p.jpg", data, "image/jpeg"))]), photos
+                )
+            )
+        metrics = client.get("/metrics").text
+    from pestid.imaging import decode_image
+
+    for data, answer in zip(photos, answers, strict=True):
+        assert answer.status_code == 201, answer.text
+        expected = copy.probabilities([decode_image(data)])[0]
+        body = answer.json()
+        top = body["species"] or body["alternatives"][0]
+        assert abs(top["probability"] - float(expected.max())) < 1e-6  # the copy's answer, photo by photo
+    assert "pestid_inference_batch_photos_count" in metrics
