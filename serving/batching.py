@@ -87,10 +87,14 @@ class MicroBatcher:
 
     def _serve(self) -> None:
         while (first := self._next()) is not None:
-            items = self._gather(first)
+            # A request whose client went away was cancelled: it is dropped here. Every other future is marked
+            # running, so it can no longer be cancelled and its answer can always be set.
+            items = [item for item in self._gather(first) if item[2].set_running_or_notify_cancel()]
+            if not items:
+                continue
             obs.BATCH_SIZE.observe(sum(len(inputs) for _, inputs, _ in items))
             try:
-                probabilities = first[0].probabilities_of(np.concatenate([inputs for _, inputs, _ in items]))
+                probabilities = items[0][0].probabilities_of(np.concatenate([inputs for _, inputs, _ in items]))
             except BaseException as exc:  # noqa: BLE001 - every request of the batch gets the failure
                 for _, _, done in items:
                     done.set_exception(exc)

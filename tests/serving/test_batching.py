@@ -183,3 +183,29 @@ def test_the_service_answers_concurrent_photos_from_the_copy_that_passed(model_w
         top = body["species"] or body["alternatives"][0]
         assert abs(top["probability"] - float(expected.max())) < 1e-6  # the copy's answer, photo by photo
     assert "pestid_inference_batch_photos_count" in metrics
+
+
+def test_a_request_whose_client_left_does_not_stop_the_inference_thread():
+    model, batcher = Recorder(), MicroBatcher(max_wait_s=0.002, max_batch=32)
+
+    async def leave_early() -> None:
+        task = asyncio.ensure_future(batcher.probabilities(model, inputs(1.0)))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        task.cancel()  # the client went away while the photo waited for its run
+        await asyncio.sleep(0.2)
+
+    try:
+        blocker = asyncio.run(_run_with_blocker(batcher, model, leave_early))
+        assert blocker is not None
+        answer = asyncio.run(asyncio.wait_for(batcher.probabilities(model, inputs(4.0)), 10))  # type: ignore[arg-type]
+        np.testing.assert_allclose(answer[:, 0], [40.0])  # the thread still serves
+    finally:
+        batcher.close()
+
+
+async def _run_with_blocker(batcher, model, leave_early):
+    """Keep the inference thread busy with one request while another is cancelled in the queue."""
+    busy = asyncio.ensure_future(batcher.probabilities(model, inputs(9.0)))
+    await asyncio.get_running_loop().run_in_executor(None, model.started.wait)
+    await leave_early()
+    return await busy
