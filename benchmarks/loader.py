@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from pestid.manifest import read_manifest
 from pestid.preprocess import PreprocessSpec
 from pestid.training.augment import MIN_CROP_AREA, train_pixels, train_transform
-from pestid.training.data import CachedImages, ManifestDataset
+from pestid.training.data import CachedImages, ManifestDataset, targets_of
 from pestid.training.image_cache import image_cache, train_preparation, train_side
 from pestid.training.loop import model_input
 
@@ -68,8 +68,7 @@ def main() -> None:
     rows = manifest.split("train")
     rows = random.Random(0).sample(rows, min(args.images, len(rows)))
     spec, strength = PreprocessSpec(size=224, crop_pct=0.875), "field"
-    index = {label: i for i, label in enumerate(manifest.labels)}
-    targets = [index[r.label] for r in rows]
+    targets = targets_of(manifest, rows)
 
     start = time.perf_counter()
     cache = image_cache(manifest, rows, train_preparation(train_side(spec, MIN_CROP_AREA[strength])), work / "cache",

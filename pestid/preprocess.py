@@ -45,6 +45,12 @@ def draft_side(spec: PreprocessSpec) -> int:
     return 2 * short_side(spec)
 
 
+def resized_size(width: int, height: int, short: int) -> tuple[int, int]:
+    """The size an image of ``width``×``height`` takes when its shorter side is scaled to ``short``."""
+    scale = short / min(width, height)
+    return max(short, round(width * scale)), max(short, round(height * scale))
+
+
 def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     """Shorter side to ``size / crop_pct``, then the centre ``size``×``size`` crop.
 
@@ -52,10 +58,8 @@ def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     resize (the same scale and centres), so the rows and columns the crop drops are never computed. Against
     resizing everything and then cropping, a pixel differs by at most 1 (float rounding, 0.04 % of values).
     """
-    short = short_side(spec)
     w, h = image.size
-    scale = short / min(w, h)
-    out_w, out_h = max(short, round(w * scale)), max(short, round(h * scale))
+    out_w, out_h = resized_size(w, h, short_side(spec))
     left, top = (out_w - spec.size) // 2, (out_h - spec.size) // 2
     sx, sy = w / out_w, h / out_h
     box = (left * sx, top * sy, (left + spec.size) * sx, (top + spec.size) * sy)

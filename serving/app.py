@@ -19,7 +19,7 @@ from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
 from pestid.serving.memory import return_freed_memory
-from pestid.serving.model import load_model, load_offline
+from pestid.serving.model import load_offline, load_served
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
 from pestid.serving.photos import PhotoStore
@@ -54,9 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine, app.state.sessions, app.state.photos, removed = open_storage(settings,
                                                                              orphan_grace_s=settings.orphan_grace_s)  # fmt: skip
         app.state.receipt_key = receipt_key(app.state.sessions)
-        app.state.model = load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri,
-                                     threads=settings.threads_per_worker,
-                                     int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
+        app.state.model = load_served(settings)
         app.state.offline = load_offline(settings.offline_model, app.state.model)
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed,
                                             "precision": app.state.model.precision}})  # fmt: skip

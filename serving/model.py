@@ -13,6 +13,7 @@ from pathlib import Path
 from pestid.contract import ModelContract, int8_path
 from pestid.predictor import ModelError, Predictor
 from pestid.registry import download_onnx, resolve_alias
+from pestid.serving.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ def load_model(reference: str, *, tracking_uri: str, threads: int, int8_toleranc
     if copy is not None:
         return LoadedModel(copy, name, version, reference, path, precision="int8")
     return LoadedModel(predictor, name, version, reference, path)
+
+
+def load_served(settings: Settings) -> LoadedModel:
+    """The model the service is configured to answer with (at start-up, and again when its alias moves)."""
+    return load_model(settings.model, tracking_uri=settings.mlflow_tracking_uri, threads=settings.threads_per_worker,
+                      int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
 
 
 def passed_int8(path: Path, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from pestid.serving.model import current_version, load_model
+from pestid.serving.model import current_version, load_served
 from pestid.serving.observability import log
 
 
@@ -24,9 +24,7 @@ async def refresh_model(app: FastAPI) -> str:
     target = await run_in_threadpool(current_version, settings.model, tracking_uri=settings.mlflow_tracking_uri)
     if loaded is not None and loaded.version.endswith(target):
         return str(loaded.version)
-    new = await run_in_threadpool(load_model, settings.model, tracking_uri=settings.mlflow_tracking_uri,
-                                  threads=settings.threads_per_worker,
-                                     int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
+    new = await run_in_threadpool(load_served, settings)
     app.state.model = new
     log.info("model switched", extra={"fields": {"from": getattr(loaded, "version", None), "to": new.version}})
     return new.version

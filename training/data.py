@@ -15,13 +15,18 @@ from pestid.manifest import Manifest, Row
 from pestid.training.image_cache import ImageCache
 
 
+def targets_of(manifest: Manifest, rows: Sequence[Row]) -> list[int]:
+    """Each row's class index in the manifest's frozen label order."""
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    return [index[r.label] for r in rows]
+
+
 class ManifestDataset(Dataset[tuple[torch.Tensor, int]]):
     def __init__(self, manifest: Manifest, rows: Sequence[Row], transform: Callable[[Image.Image], np.ndarray]):
         self.manifest = manifest
         self.rows = list(rows)
         self.transform = transform
-        self.index = {label: i for i, label in enumerate(manifest.labels)}
-        self.targets = [self.index[r.label] for r in self.rows]
+        self.targets = targets_of(manifest, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row
-from pestid.preprocess import PreprocessSpec, resize_and_crop
+from pestid.preprocess import PreprocessSpec, resize_and_crop, resized_size
 
 FORMAT = 1
 
@@ -45,10 +45,8 @@ def train_side(spec: PreprocessSpec, min_crop_area: float) -> int:
 
 def shrink(image: Image.Image, side: int) -> np.ndarray:
     """The photo's pixels, its shorter side cut to ``side`` (bilinear, as preprocessing), never enlarged."""
-    w, h = image.size
-    if min(w, h) > side:
-        scale = side / min(w, h)
-        image = image.resize((max(side, round(w * scale)), max(side, round(h * scale))), Image.Resampling.BILINEAR)
+    if min(image.size) > side:
+        image = image.resize(resized_size(*image.size, side), Image.Resampling.BILINEAR)
     return np.asarray(image)
 
 

@@ -163,8 +163,9 @@ def _train_epoch(
         times.loader_s += arrived - start
         times.step_s += time.perf_counter() - arrived
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{times.figures()['images_per_s']:.1f}",
-                        loader=f"{times.figures()['loader_wait_share']:.0%}")  # fmt: skip
+        figures = times.figures()
+        bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{figures['images_per_s']:.1f}",
+                        loader=f"{figures['loader_wait_share']:.0%}")  # fmt: skip
     bar.close()
     return total / max(times.images, 1), times
 

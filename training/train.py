@@ -23,7 +23,7 @@ from pestid.manifest import Manifest, Row, read_manifest
 from pestid.training.augment import MIN_CROP_AREA, eval_transform, train_pixels, train_transform
 from pestid.training.callbacks import Callback, CallbackList
 from pestid.training.config import TrainConfig, save_config
-from pestid.training.data import CachedImages, ManifestDataset, balanced_sampler, class_weights
+from pestid.training.data import CachedImages, ManifestDataset, balanced_sampler, class_weights, targets_of
 from pestid.training.image_cache import eval_preparation, image_cache, train_preparation, train_side
 from pestid.training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
 from pestid.training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
@@ -71,11 +71,8 @@ def _loaders(
                                   threads=threads, label="train")  # fmt: skip
         val_cache = image_cache(manifest, val_rows, eval_preparation(spec), config.data.image_cache,
                                 threads=threads, label="val")  # fmt: skip
-        index = {label: i for i, label in enumerate(manifest.labels)}
-        train_set = CachedImages(
-            train_cache, [index[r.label] for r in train_rows], train_pixels(spec, config.data.augment)
-        )
-        val_set = CachedImages(val_cache, [index[r.label] for r in val_rows])
+        train_set = CachedImages(train_cache, targets_of(manifest, train_rows), train_pixels(spec, config.data.augment))
+        val_set = CachedImages(val_cache, targets_of(manifest, val_rows))
     else:
         train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment))
         val_set = ManifestDataset(manifest, val_rows, eval_transform(spec))
