@@ -1,11 +1,14 @@
-"""Benchmark: training loader images/s per worker, the decode-once image cache against decoding every epoch.
+"""Benchmark: training loader images/s per worker, today's loader against the loader before issue 13.
 
-One loader worker is one process running the dataset and collation, so both loaders run here in this
-process (``num_workers=0``) over the same training photos with the same "field" augmentation:
-- the baseline, as before the cache: read and decode each JPEG, augment, normalise to float32;
-- the cache: uint8 arrays from the memory-mapped cache, augmented; normalising happens on the device, so its
-  cost there is printed beside it (on this CPU).
-The cache's one-off build (about one epoch of decoding) is timed apart.
+One loader worker is one process running the dataset and collation, so the loaders run here in this
+process (``num_workers=0``) over the same training photos with the "field" augmentation:
+- the baseline, the loader before: read and decode each JPEG, then every augmentation step in the worker
+  (albumentations, each step seeded apart as it was), then normalise to float32;
+- decoding every epoch still (``data.image_cache: ""``), with today's worker steps as on a GPU: light, colour
+  and normalising move to the device (``training.loop.model_input``);
+- today's loader: uint8 arrays from the memory-mapped decode-once cache, with today's worker steps, as on a
+  GPU and as on a CPU (where light and colour stay in the worker: torch's float version costs ~9 ms a photo there).
+What moves to a GPU is timed apart on this CPU (an upper bound), as is the cache's one-off build.
 
     .venv/bin/python benchmarks/loader.py [--manifest data/manifests/merged.csv] [--images 2000]
 
@@ -18,13 +21,18 @@ import argparse
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import albumentations as A
+import cv2
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from pestid.manifest import read_manifest
-from pestid.preprocess import PreprocessSpec
+from pestid.preprocess import PreprocessSpec, normalise
 from pestid.training.augment import MIN_CROP_AREA, train_pixels, train_transform
 from pestid.training.data import CachedImages, ManifestDataset, targets_of
 from pestid.training.image_cache import image_cache, train_preparation, train_side
@@ -45,6 +53,26 @@ def sample_manifest(work: Path) -> Path:
     manifest, _ = import_dataset(Definition(name="sample", format="folder", root="."), work / "images", workers=2)
     split, _ = group_and_split(manifest, config=GroupingConfig(threshold=8), seed=0)
     return write_manifest(split, work / "sample.csv")
+
+
+def loader_before(size: int) -> Callable[[Image.Image], np.ndarray]:
+    """The worker's steps before issue 13, as they were: every "field" step on the CPU, each seeded apart."""
+    augment = A.Compose([
+        A.RandomResizedCrop(size=(size, size), scale=(MIN_CROP_AREA["field"], 1.0)),
+        A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5),
+        A.Rotate(limit=20, border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.3),
+        A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.6),
+        A.ColorJitter(brightness=0, contrast=0, saturation=(0.7, 1.3), hue=(-0.03, 0.03), p=0.4),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=0.25),
+        A.ImageCompression(quality_range=(40, 95), p=0.4),
+    ])  # fmt: skip
+    spec = PreprocessSpec(size=size, crop_pct=0.875)
+
+    def apply(image: Image.Image) -> np.ndarray:
+        augment.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+        return normalise(np.asarray(augment(image=np.asarray(image))["image"]), spec)
+
+    return apply
 
 
 def images_per_s(dataset: torch.utils.data.Dataset, batch: int) -> tuple[float, int]:
@@ -75,23 +103,30 @@ def main() -> None:
                         threads=1)  # fmt: skip
     build_s = time.perf_counter() - start
 
-    baseline, n = images_per_s(ManifestDataset(manifest, rows, train_transform(spec, strength)), args.batch)
-    cached, _ = images_per_s(CachedImages(cache, targets, train_pixels(spec, strength)), args.batch)
+    baseline, n = images_per_s(ManifestDataset(manifest, rows, loader_before(spec.size)), args.batch)
+    decoding, _ = images_per_s(ManifestDataset(manifest, rows, train_transform(spec, strength, False)), args.batch)
+    cached, _ = images_per_s(CachedImages(cache, targets, train_pixels(spec, strength, False)), args.batch)
+    cached_cpu, _ = images_per_s(CachedImages(cache, targets, train_pixels(spec, strength)), args.batch)
     batch = torch.randint(0, 256, (args.batch, spec.size, spec.size, 3), dtype=torch.uint8)
     start = time.perf_counter()
     for _ in range(10):
-        model_input(batch, spec, torch.device("cpu"))
-    normalise_ms = (time.perf_counter() - start) / 10 / args.batch * 1000
+        model_input(batch, spec, torch.device("cpu"), colour=strength)
+    device_ms = (time.perf_counter() - start) / 10 / args.batch * 1000
 
     print(f"{n} training photos of {args.manifest.name if args.manifest.is_file() else 'pestid sample'}, "
           f"224 px, 'field' augmentation, batches of {args.batch}, 1 worker (1 thread)")  # fmt: skip
     print("| loader | images/s per worker | vs baseline |")
     print("| --- | --- | --- |")
-    print(f"| decode every epoch (baseline) | {baseline:.0f} | 1.00× |")
-    print(f"| decode-once cache | {cached:.0f} | **{cached / baseline:.2f}×** |")
+    print(f"| before: decode every epoch, every step in the worker (baseline) | {baseline:.0f} | 1.00× |")
+    print(f"| decode every epoch, light and colour on a GPU | {decoding:.0f} | {decoding / baseline:.2f}× |")
+    print(
+        f"| today on a GPU: decode-once cache, light and colour there | {cached:.0f} | **{cached / baseline:.2f}×** |"
+    )
+    print(f"| today on a CPU: decode-once cache, light and colour in the worker | {cached_cpu:.0f} | "
+          f"{cached_cpu / baseline:.2f}× |")  # fmt: skip
     print(f"cache: {cache.nbytes / 1e6:.0f} MB for {len(cache)} photos, built once in {build_s:.1f} s "
           f"({len(cache) / build_s:.0f} photos/s, 1 thread)")  # fmt: skip
-    print(f"normalising on the device instead (here the CPU, 1 thread): {normalise_ms:.3f} ms per image")
+    print(f"light, colour and normalising as a GPU does them, here on the CPU (1 thread): {device_ms:.3f} ms per image")
 
 
 if __name__ == "__main__":

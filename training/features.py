@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from pestid.imaging import read_image
 from pestid.manifest import Manifest, Row
-from pestid.preprocess import PreprocessSpec, preprocess
-from pestid.training.augment import train_transform
+from pestid.preprocess import PreprocessSpec, normalise, preprocess
+from pestid.training.augment import AUGMENTATION, train_transform
 from pestid.training.config import TrainConfig
 from pestid.training.models import create_model, preprocess_spec
 
@@ -55,7 +55,8 @@ def _view_transform(view: str, spec: PreprocessSpec, augment: str) -> Callable[[
     if view == "hflip":
         return lambda image: np.ascontiguousarray(preprocess(image, spec)[..., ::-1])
     if view.startswith("aug"):
-        return train_transform(spec, augment)
+        pixels = train_transform(spec, augment)
+        return lambda image: normalise(pixels(image), spec)
     raise ValueError(f"unknown view {view!r}")
 
 
@@ -98,7 +99,8 @@ class FeatureCache:
 
     def _path(self, rows: Sequence[Row], view: str) -> Path:
         digest = hashlib.sha256("\n".join(f"{r.path}\x1f{r.sha256}" for r in rows).encode()).hexdigest()[:16]
-        return self.dir / f"{digest}-{view}-{self.config.data.augment if view.startswith('aug') else ''}.npy"
+        augmented = f"{self.config.data.augment}-a{AUGMENTATION}" if view.startswith("aug") else ""
+        return self.dir / f"{digest}-{view}-{augmented}.npy"
 
     def get(self, rows: Sequence[Row], view: str, *, desc: str = "") -> np.ndarray:
         path = self._path(rows, view)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from pestid.preprocess import PreprocessSpec
+from pestid.training.augment import colour_on_device, field_colour
 from pestid.training.callbacks import Callback
 from pestid.training.config import TrainConfig
 from pestid.training.metrics import macro_f1
@@ -83,18 +84,22 @@ def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int)
 
 
 def model_input(
-    images: torch.Tensor, spec: PreprocessSpec, device: torch.device, channels_last: bool = False
-) -> torch.Tensor:
-    """A loader's batch as the model's (N, 3, H, W) input on ``device``. uint8 NHWC pixels (the image cache's
-    loaders) travel as bytes, a quarter of float32, and are normalised there with ``pestid.preprocess.normalise``'s
-    float32 arithmetic; float inputs pass through."""
+    images: torch.Tensor, spec: PreprocessSpec, device: torch.device, channels_last: bool = False,
+    colour: str = "none",
+) -> torch.Tensor:  # fmt: skip
+    """A loader's batch as the model's (N, 3, H, W) input on ``device``. uint8 NHWC pixels (the training loaders)
+    travel as bytes, a quarter of float32, get the training batch's light and colour (``colour``: an augmentation
+    strength, see ``augment.field_colour``) and are normalised there with ``pestid.preprocess.normalise``'s
+    float32 arithmetic; float inputs (already normalised) pass through."""
     images = images.to(device, non_blocking=True)
     if images.dtype == torch.uint8:
         mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         planar = images.permute(0, 3, 1, 2)  # an NCHW view of NHWC pixels: channels-last strides already
-        x = planar.float() if channels_last else planar.contiguous().float()
-        return x.div_(255.0).sub_(mean).div_(std)  # per-channel broadcasting: 3.5x faster than over NHWC's last axis
+        x = field_colour((planar.float() if channels_last else planar.contiguous().float()).div_(255.0), colour)
+        return x.sub_(mean).div_(std)  # per-channel broadcasting: 3.5x faster than over NHWC's last axis
+    if colour != "none":
+        raise ValueError("light and colour need the uint8 pixels; this batch is already normalised")
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
@@ -140,6 +145,7 @@ def _train_epoch(
     autocast = device.type == "cuda" and config.amp
     spec = preprocess_spec(config.model)
     channels_last = device.type == "cuda" and config.channels_last
+    colour = config.data.augment if colour_on_device(device) else "none"  # else the workers did light and colour
     total, times = 0.0, EpochTimes()
     steps = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not is_main_process(), leave=False)
@@ -150,7 +156,8 @@ def _train_epoch(
         arrived = time.perf_counter()
         if batch is None:
             break
-        images, targets = model_input(batch[0], spec, device, channels_last), batch[1].to(device, non_blocking=True)
+        images = model_input(batch[0], spec, device, channels_last, colour=colour)
+        targets = batch[1].to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = loss_fn(model(images), targets)
         optimizer.zero_grad(set_to_none=True)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pestid.errors import DatasetError
 from pestid.manifest import Manifest, Row, read_manifest
-from pestid.training.augment import MIN_CROP_AREA, eval_transform, train_pixels, train_transform
+from pestid.training.augment import MIN_CROP_AREA, colour_on_device, eval_transform, train_pixels, train_transform
 from pestid.training.callbacks import Callback, CallbackList
 from pestid.training.config import TrainConfig, save_config
 from pestid.training.data import CachedImages, ManifestDataset, balanced_sampler, class_weights, targets_of
@@ -58,9 +58,10 @@ def _setup_distributed(device: torch.device) -> bool:
 
 
 def _loaders(
-    manifest: Manifest, config: TrainConfig, distributed: bool
+    manifest: Manifest, config: TrainConfig, distributed: bool, device: torch.device
 ) -> tuple[DataLoader, DataLoader, Dataset[tuple[torch.Tensor, int]]]:
     spec = preprocess_spec(config.model)
+    colour = not colour_on_device(device)  # light and colour in the workers, or per batch on the GPU
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
     train_set: Dataset[tuple[torch.Tensor, int]]
     val_set: Dataset[tuple[torch.Tensor, int]]
@@ -71,10 +72,12 @@ def _loaders(
                                   threads=threads, label="train")  # fmt: skip
         val_cache = image_cache(manifest, val_rows, eval_preparation(spec), config.data.image_cache,
                                 threads=threads, label="val")  # fmt: skip
-        train_set = CachedImages(train_cache, targets_of(manifest, train_rows), train_pixels(spec, config.data.augment))
+        train_set = CachedImages(
+            train_cache, targets_of(manifest, train_rows), train_pixels(spec, config.data.augment, colour)
+        )
         val_set = CachedImages(val_cache, targets_of(manifest, val_rows))
     else:
-        train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment))
+        train_set = ManifestDataset(manifest, train_rows, train_transform(spec, config.data.augment, colour))
         val_set = ManifestDataset(manifest, val_rows, eval_transform(spec))
     targets = train_set.targets
     sampler: Any = None
@@ -165,7 +168,7 @@ def _finetune(model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir
         model = model.to(memory_format=torch.channels_last)
     if distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_loader, val_loader, _ = _loaders(manifest, config, distributed)
+    train_loader, val_loader, _ = _loaders(manifest, config, distributed, device)
     targets = train_loader.dataset.targets  # type: ignore[attr-defined]
     weights = class_weights(targets, len(manifest.labels)) if config.data.balance == "loss_weights" else None
     state = fit(model, train_loader, val_loader, config=config, run_dir=run_dir, device=device,

@@ -113,5 +113,4 @@ def test_augmenting_cached_arrays_gives_what_augmenting_the_photo_gave(sample_sp
         torch.manual_seed(i)
         from_photo = train_transform(spec, "light")(Image.fromarray(shrink(image, side)))
         assert from_cache.shape == (32, 32, 3) and from_cache.dtype == np.uint8
-        normalised = model_input(torch.from_numpy(from_cache)[None], spec, torch.device("cpu"))[0].numpy()
-        np.testing.assert_array_equal(normalised, from_photo)
+        np.testing.assert_array_equal(from_cache, from_photo)
