@@ -77,6 +77,14 @@ def _parity_images(config: Any, count: int = 16) -> list[Image.Image]:
     return images
 
 
+def calibration_fields(calibration: dict[str, Any]) -> dict[str, Any]:
+    """A model contract's fields from a run's calibration (``train.calibrate``)."""
+    return {"temperature": calibration.get("temperature", 1.0), "threshold": calibration.get("threshold", 0.0),
+            "class_thresholds": calibration.get("class_thresholds", {}),
+            "target_precision": calibration.get("target_precision"),
+            "expected_precision": calibration.get("accuracy_at_threshold")}  # fmt: skip
+
+
 def export_run(
     run_dir: str | Path, out: str | Path, *, metrics: dict[str, Any] | None = None,
     run: tuple[Any, dict[str, Any], dict[str, Any]] | None = None, card: bool = True,
@@ -94,9 +102,7 @@ def export_run(
     model.eval()
     contract = ModelContract(
         model_name=config.mlflow.registered_model, architecture=config.model.name, labels=info["labels"],
-        preprocess=info["preprocess"], tta=config.eval.tta, temperature=calibration.get("temperature", 1.0),
-        threshold=calibration.get("threshold", 0.0), class_thresholds=calibration.get("class_thresholds", {}),
-        target_precision=calibration.get("target_precision"), expected_precision=calibration.get("accuracy_at_threshold"),
+        preprocess=info["preprocess"], tta=config.eval.tta, **calibration_fields(calibration),
         dataset_version=info["dataset_version"], code_revision=info["code_revision"],
         metrics=metrics or {}, created=datetime.now(UTC).isoformat(timespec="seconds"),
     )  # fmt: skip

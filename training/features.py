@@ -82,19 +82,22 @@ def extract(
 
 
 class FeatureCache:
-    """Features per (split, view) for one model and one dataset version."""
+    """Features per (split, view) for one backbone and one dataset version: the config's ImageNet backbone, or
+    ``backbone`` (an ONNX file whose first output is the features, such as an INT8 copy's) under ``key``."""
 
-    def __init__(self, config: TrainConfig, manifest: Manifest) -> None:
+    def __init__(
+        self, config: TrainConfig, manifest: Manifest, backbone: Path | None = None, key: str | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.config, self.manifest = config, manifest
         self.spec = preprocess_spec(config.model)
         m = config.model
-        key = f"{m.name}-{m.image_size}-{m.crop_pct}-{'in1k' if m.pretrained else 'scratch'}"
+        key = key or f"{m.name}-{m.image_size}-{m.crop_pct}-{'in1k' if m.pretrained else 'scratch'}"
         self.dir = Path(config.data.feature_cache) / key
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
-        onnx_path = backbone_onnx(config, self.dir / "backbone.onnx")
+        onnx_path = backbone or backbone_onnx(config, self.dir / "backbone.onnx")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def _path(self, rows: Sequence[Row], view: str) -> Path:

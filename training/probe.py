@@ -118,11 +118,22 @@ def out_of_fold_logits(
 def train_probe(
     model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir: Path, callbacks: Callback
 ) -> tuple[FitState, np.ndarray, list[Row]]:
-    """Fit the head on cached features; save ``checkpoints/best.pt``; return the state and the logits of the
-    rows to calibrate on (val, or out-of-fold over train and val), with those rows."""
+    """Fit the model's head on cached backbone features; save ``checkpoints/best.pt``; return the state and the
+    logits of the rows to calibrate on (val, or out-of-fold over train and val), with those rows."""
+    head: nn.Module = model.get_classifier()  # type: ignore[operator]
+    state, logits, rows = fit_head(head, FeatureCache(config, manifest), manifest, config, callbacks)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
+    return state, logits, rows
+
+
+def fit_head(
+    head: nn.Module, cache: FeatureCache, manifest: Manifest, config: TrainConfig, callbacks: Callback
+) -> tuple[FitState, np.ndarray, list[Row]]:
+    """Train ``head`` on ``cache``'s features with ``config``'s recipe, keeping its best epoch on val; return the
+    state and the logits of the rows to calibrate on, with those rows."""
     seed_everything(config.seed)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
-    cache = FeatureCache(config, manifest)
     train_views, eval_views = _views(config)
     index = {label: i for i, label in enumerate(manifest.labels)}
     y_train = np.array([index[r.label] for r in train_rows])
@@ -134,7 +145,6 @@ def train_probe(
     weights = sample_weights(y_train.tolist(), [r.group for r in train_rows], len(manifest.labels), config.data.balance)
     xt, yt = torch.from_numpy(x), torch.from_numpy(np.tile(y_train, len(train_views)))
     wt = torch.from_numpy(np.tile(weights, len(train_views))).float()
-    head: nn.Module = model.get_classifier()  # type: ignore[operator]
     optimizer, scheduler = _optimiser(head, config, len(xt))
     generator = torch.Generator().manual_seed(config.seed)
     val_weights = group_weights([r.group for r in val_rows])
@@ -152,8 +162,6 @@ def train_probe(
         callbacks.on_epoch_end(epoch=epoch + 1, metrics={"train_loss": loss, "val_macro_f1": f1})
     if best is not None:
         head.load_state_dict(best)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
     print(f"linear probe: {state.epoch} epochs on {len(xt)} feature rows in {time.perf_counter() - start:.1f} s; "
           f"best val macro-F1 (per original) {state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip
     if config.eval.calibration != "out_of_fold":

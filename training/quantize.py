@@ -11,7 +11,13 @@ activations. Weights use 7 bits (``reduce_range``): x86's u8×s8 instruction
 (VPMADDUBSW) saturates with full-range weights, which here cost 2.6 points of
 macro-F1 per original; with 7 bits the drop was 0.8 (merged test split, 726
 originals). The same 7-bit weights also keep the server's and the browser's
-integer kernels in agreement.
+integer kernels in agreement. The classifier (the last Gemm, one small matrix)
+stays FP32.
+
+For a linear probe the head is all that learnt, so the copy's head learns again
+(``refit_head``) on the features its own INT8 backbone gives, with the probe's
+recipe, and is calibrated again the same way: the quantization error, spread
+thinly across the network, is then something the head has seen.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from pestid.contract import ModelContract, int8_path
 from pestid.errors import DatasetError
@@ -30,12 +37,13 @@ from pestid.imaging import read_image
 from pestid.manifest import read_manifest
 from pestid.predictor import Predictor
 from pestid.preprocess import PreprocessSpec, preprocess
-from pestid.training.config import ExportConfig
-from pestid.training.export import ExportError, write_contract
+from pestid.training.config import ExportConfig, TrainConfig
+from pestid.training.export import ExportError, calibration_fields, write_contract
 from pestid.training.report import EvaluationReport
 
 DEFAULTS = ExportConfig()  # the tolerance (1 point) and the calibration originals (128), as a config sets them
-METHOD = "static int8 QDQ, per-channel 7-bit weights, uint8 activations, min/max on training originals"
+METHOD = "static int8 QDQ, per-channel 7-bit weights, uint8 activations, min/max on training originals, FP32 head"
+REFITTED = "; head refitted on the INT8 backbone's features"
 
 
 @dataclass
@@ -77,9 +85,20 @@ def calibration_inputs(manifest_path: str | Path, spec: PreprocessSpec, count: i
     return [preprocess(read_image(manifest.image_path(r)), spec)[None] for r in chosen]
 
 
+def head_node(model: Any) -> Any:
+    """The classifier of an exported ONNX model: the Gemm that writes its logits."""
+    for node in model.graph.node:
+        if node.op_type == "Gemm" and model.graph.output[0].name in node.output:
+            return node
+    raise ExportError(
+        "Không tìm thấy lớp phân loại (Gemm) của mô hình.", "The model's classifier (a Gemm) was not found."
+    )
+
+
 def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray], contract: ModelContract) -> ModelContract:
     """The INT8 copy of ``fp32_path`` at ``out``, calibrated on prepared ``inputs``, with the FP32 model's
     ``contract`` carried over and marked as quantized (returned)."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -100,28 +119,72 @@ def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray], contract: M
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        head = head_node(onnx.load(str(prepared))).name
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=[head])  # fmt: skip
     contract = contract.model_copy(update={"quantization": METHOD})
     write_contract(out, contract)
     return contract
 
 
+def refit_head(int8: Path, config: TrainConfig) -> dict[str, Any]:
+    """Learn the INT8 copy's FP32 head again, with the linear probe's recipe (``config``), on the features of the
+    copy's own INT8 backbone, and write it into the copy; return its calibration, fitted as the FP32 model's was."""
+    import onnx
+    from onnx import numpy_helper
+
+    from pestid.training.callbacks import CallbackList
+    from pestid.training.features import FeatureCache
+    from pestid.training.probe import fit_head
+    from pestid.training.train import calibrate
+
+    model = onnx.load(str(int8))
+    head = head_node(model)
+    weights = {t.name: t for t in model.graph.initializer}
+    weight, bias = (weights[name] for name in head.input[1:3])
+    classes, features = numpy_helper.to_array(weight).shape  # the exporter's Gemm keeps torch's (out, in), transB=1
+    backbone = onnx.ModelProto()
+    backbone.CopyFrom(model)
+    backbone.graph.node.remove(next(n for n in backbone.graph.node if n.name == head.name))
+    del backbone.graph.output[:]
+    backbone.graph.output.append(onnx.helper.make_tensor_value_info(head.input[0], onnx.TensorProto.FLOAT,
+                                                                    ["batch", features]))  # fmt: skip
+    manifest = read_manifest(config.data.manifest)
+    linear = torch.nn.Linear(features, classes)
+    with tempfile.TemporaryDirectory() as tmp:  # the copy's features are its own: not kept beside the FP32 ones
+        onnx.save(backbone, str(Path(tmp) / "int8-backbone.onnx"))
+        scratch = config.model_copy(update={"data": config.data.model_copy(update={"feature_cache": tmp})})
+        cache = FeatureCache(scratch, manifest, backbone=Path(tmp) / "int8-backbone.onnx", key="int8")
+        _, logits, rows = fit_head(linear, cache, manifest, scratch, CallbackList())
+    weight.CopyFrom(numpy_helper.from_array(linear.weight.detach().numpy().astype(np.float32), weight.name))
+    bias.CopyFrom(numpy_helper.from_array(linear.bias.detach().numpy().astype(np.float32), bias.name))
+    onnx.save(model, str(int8))
+    labels = np.array([manifest.labels.index(r.label) for r in rows])
+    return calibrate(logits, labels, [r.group for r in rows], list(manifest.labels), config.eval.target_precision,
+                     per_class=config.eval.per_class_threshold)  # fmt: skip
+
+
 def quantize_int8(
     fp32_path: str | Path, manifest_path: str | Path, *, out: str | Path | None = None, split: str = "test",
     fp32_report: EvaluationReport | None = None, tolerance: float = DEFAULTS.int8_tolerance,
-    photos: int = DEFAULTS.calibration_photos,
+    photos: int = DEFAULTS.calibration_photos, refit: TrainConfig | None = None,
 ) -> Int8Result:  # fmt: skip
-    """Quantize, evaluate both per original on ``split``, and keep the copy only if it passes."""
+    """Quantize, evaluate both per original on ``split``, and keep the copy only if it passes. With ``refit`` (a
+    linear probe's config), the copy's head is learnt again on its own features (``refit_head``)."""
     from pestid.training.evaluate import evaluate_model
 
     fp32_path = Path(fp32_path)
     out = Path(out) if out else int8_path(fp32_path)
     contract = Predictor(fp32_path).contract
     inputs = calibration_inputs(manifest_path, contract.preprocess, photos)
-    write_int8(fp32_path, out, inputs, contract)
+    contract = write_int8(fp32_path, out, inputs, contract)
     try:
+        if refit is not None:
+            calibration = refit_head(out, refit)
+            contract = contract.model_copy(update={**calibration_fields(calibration),
+                                                   "quantization": METHOD + REFITTED})  # fmt: skip
+            write_contract(out, contract)
         int8_report, _ = evaluate_model(out, manifest_path, split=split)
         fp32_report = fp32_report or evaluate_model(fp32_path, manifest_path, split=split)[0]
     except BaseException:
@@ -139,5 +202,5 @@ def quantize_int8(
         )
     figures = {**result.int8, "fp32_macro_f1_per_original": result.fp32["macro_f1_per_original"],
                "fp32_top1_per_original": result.fp32["top1_per_original"]}  # fmt: skip
-    write_contract(out, contract.model_copy(update={"quantization": METHOD, "metrics": figures}))
+    write_contract(out, contract.model_copy(update={"metrics": figures}))
     return result

@@ -209,7 +209,8 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
             from pestid.training.quantize import quantize_int8
 
             int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split, fp32_report=report,
-                                 tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos)  # fmt: skip
+                                 tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos,
+                                 refit=config if config.method == "linear_probe" else None)  # fmt: skip
             hooks.on_int8(path=int8.path, figures=int8.summary())
             result.int8 = int8
         result.onnx_path, result.evaluation = exported.onnx_path, report

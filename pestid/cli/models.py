@@ -106,7 +106,8 @@ def export(
         config = resolve_config(run_dir / "config.yaml")
         copy = quantize_int8(result.onnx_path, data or config.data.manifest, split=config.eval.split,
                              tolerance=config.export.int8_tolerance if tolerance is None else tolerance,
-                             photos=config.export.calibration_photos)  # fmt: skip
+                             photos=config.export.calibration_photos,
+                             refit=config if config.method == "linear_probe" else None)  # fmt: skip
         int8_line(copy)
 
 

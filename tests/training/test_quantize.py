@@ -31,3 +31,30 @@ def test_a_copy_that_loses_too_much_is_refused_and_not_written(trained_tiny_mode
     with pytest.raises(PestidError) as refused:
         quantize_int8(trained_tiny_model, sample_split, out=out, photos=8, tolerance=-1.0)  # any copy loses "too much"
     assert "macro-F1" in refused.value.message_en and not out.exists()
+
+
+def test_a_linear_probes_copy_learns_its_head_again_on_its_own_int8_features(sample_split, tmp_path):
+    from onnx import numpy_helper
+
+    from pestid.training.quantize import REFITTED, head_node
+    from pestid.training.train import train
+
+    from .conftest import tiny_config
+
+    config = tiny_config(sample_split, tmp_path / "probe", "method=linear_probe", "epochs=3",
+                         f"data.feature_cache={tmp_path / 'features'}", "eval.calibration=val")  # fmt: skip
+    fp32 = train(config).onnx_path
+    result = quantize_int8(fp32, sample_split, photos=16, tolerance=1.0, refit=config)
+
+    def head(path):
+        model = onnx.load(str(path))
+        weights = {t.name: t for t in model.graph.initializer}
+        return numpy_helper.to_array(weights[head_node(model).input[1]])
+
+    fp32_head, int8_head = head(fp32), head(result.path)
+    assert int8_head.dtype == fp32_head.dtype == "float32" and int8_head.shape == fp32_head.shape  # the head stays FP32
+    assert not (int8_head == fp32_head).all()  # … and learnt again
+    before, after = Predictor(fp32).contract, Predictor(result.path).contract
+    assert after.quantization.endswith(REFITTED) and not before.quantization
+    assert after.temperature != before.temperature  # calibrated again, for the new head
+    assert result.int8["macro_f1_per_original"] == pytest.approx(after.metrics["macro_f1_per_original"])
