@@ -1,5 +1,6 @@
-"""A reduced JPEG decode (DCT scaling down to twice the resize target) gives the model what a full decode gives
-it: checked on real photos enlarged to a 12 MP phone photo's size, with the ImageNet EfficientNet-Lite0."""
+"""A reduced decode (a JPEG's DCT scaling, other formats' block averaging, down to twice the resize target) gives
+the model what a full decode gives it: checked on real photos enlarged to a 12 MP phone photo's size, with the
+ImageNet EfficientNet-Lite0."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ TOP1_AGREEMENT = 0.96  # the stated tolerance: top-1 of 1,000 ImageNet classes, 
 MAX_PROBABILITY_GAP = 0.08
 
 
-def test_a_reduced_decode_predicts_as_the_full_decode(shared_datasets):
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])  # TIFF: a format without reduced decoding, as HEIC, quick to write
+def test_a_reduced_decode_predicts_as_the_full_decode(shared_datasets, fmt):
     import timm
 
     files = sorted((shared_datasets / "ricepest6").rglob("*.jpg"))
@@ -34,7 +36,7 @@ def test_a_reduced_decode_predicts_as_the_full_decode(shared_datasets):
     for path in files:
         phone = Image.open(path).convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
         buffer = io.BytesIO()
-        phone.save(buffer, "JPEG", quality=92)
+        phone.save(buffer, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
         full = decode_image(buffer.getvalue())
         reduced = decode_image(buffer.getvalue(), min_side=draft_side(spec))
         assert reduced.size == (1000, 750) and reduced.info["full_size"] == full.size == (4000, 3000)
@@ -48,7 +50,7 @@ def test_a_reduced_decode_predicts_as_the_full_decode(shared_datasets):
 
 
 def test_orientation_and_other_formats_are_untouched():
-    """EXIF orientation is applied after the reduced decode; PNG has no reduced decode and decodes in full."""
+    """EXIF orientation is applied after the reduced decode; PNG has no reduced decode: blocks are averaged."""
     from tests.conftest import exif_rotated_jpeg
 
     upright = decode_image(exif_rotated_jpeg(), min_side=8)  # stored 30×60 sideways, upright 60×30
@@ -64,4 +66,7 @@ def test_orientation_and_other_formats_are_untouched():
     assert reduced.size == (300, 600) and reduced.info["full_size"] == (1200, 2400)
     png = io.BytesIO()
     big.save(png, "PNG")
-    assert decode_image(png.getvalue(), min_side=300).size == (2400, 1200)
+    averaged = decode_image(png.getvalue(), min_side=300)
+    assert averaged.size == (600, 300) and averaged.format == "PNG" and averaged.info["full_size"] == (2400, 1200)
+    assert averaged.getpixel((10, 10)) == (90, 140, 60)
+    assert decode_image(png.getvalue(), min_side=700).size == (2400, 1200)  # 1200 < 2 × 700: nothing to average
