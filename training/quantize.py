@@ -165,6 +165,11 @@ def refit_head(int8: Path, config: TrainConfig) -> dict[str, Any]:
                      per_class=config.eval.per_class_threshold)  # fmt: skip
 
 
+def refit_recipe(config: TrainConfig) -> TrainConfig | None:
+    """The recipe ``quantize_int8`` refits a copy's head with: a linear probe's own, unless turned off."""
+    return config if config.method == "linear_probe" and config.export.int8_refit else None
+
+
 def quantize_int8(
     fp32_path: str | Path, manifest_path: str | Path, *, out: str | Path | None = None, split: str = "test",
     fp32_report: EvaluationReport | None = None, tolerance: float = DEFAULTS.int8_tolerance,

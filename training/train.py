@@ -206,11 +206,11 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
         write_model_card(exported.onnx_path, exported.contract, exported.parity_max_abs_diff)
         hooks.on_export(onnx_path=exported.onnx_path, files=[exported.card_path], contract=exported.contract)
         if config.export.int8:
-            from pestid.training.quantize import quantize_int8
+            from pestid.training.quantize import quantize_int8, refit_recipe
 
             int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split, fp32_report=report,
                                  tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos,
-                                 refit=config if config.method == "linear_probe" else None)  # fmt: skip
+                                 refit=refit_recipe(config))  # fmt: skip
             hooks.on_int8(path=int8.path, figures=int8.summary())
             result.int8 = int8
         result.onnx_path, result.evaluation = exported.onnx_path, report

@@ -101,13 +101,13 @@ def export(
     console.print(f"{result.onnx_path} (parity max |Δp| {result.parity_max_abs_diff:.1e}); card {result.card_path}")
     if int8:
         from pestid.training.config import resolve_config
-        from pestid.training.quantize import quantize_int8
+        from pestid.training.quantize import quantize_int8, refit_recipe
 
         config = resolve_config(run_dir / "config.yaml")
         copy = quantize_int8(result.onnx_path, data or config.data.manifest, split=config.eval.split,
                              tolerance=config.export.int8_tolerance if tolerance is None else tolerance,
                              photos=config.export.calibration_photos,
-                             refit=config if config.method == "linear_probe" else None)  # fmt: skip
+                             refit=refit_recipe(config))  # fmt: skip
         int8_line(copy)
 
 
