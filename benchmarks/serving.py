@@ -154,6 +154,7 @@ def main() -> None:
     for name, cmd, field, path, extra in (
         ("pestid (onnxruntime)", serve, "photos", "/v1/identify", {}),
         ("pestid, no micro-batching", serve, "photos", "/v1/identify", {"PESTID_MAX_BATCH": "1"}),
+        ("pestid, the FP32 model answering", serve, "photos", "/v1/identify", {"PESTID_SERVE_INT8": "false"}),
         ("pestid, its INT8 copy answering", serve, "photos", "/v1/identify", {"PESTID_INT8_TOLERANCE": "1"}),
         ("baseline (PyTorch eager)", [sys.executable, str(REPO / "benchmarks/torch_baseline_server.py"),
                                       str(run_dir)], "photo", "/predict", {}),
@@ -166,12 +167,15 @@ def main() -> None:
                                    stderr=log)  # fmt: skip
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz", process)
+            if path == "/v1/identify":  # which model answers: the INT8 copy only where its gate passed
+                precision = httpx.get(f"http://127.0.0.1:{port}/readyz").json().get("precision", "?")
+                name = f"{name} [{precision}]" if name == "pestid (onnxruntime)" else name
             results[name] = measure(f"http://127.0.0.1:{port}{path}", field, images, args.seconds)
         finally:
             process.terminate()
             process.wait(timeout=30)
             log.close()
-    ours, base = results["pestid (onnxruntime)"], results["baseline (PyTorch eager)"]  # the first and the last
+    ours, base = next(iter(results.values())), results["baseline (PyTorch eager)"]  # the first and the last
     from pestid.predictor import Predictor
 
     size = Predictor(model).contract.preprocess.size
