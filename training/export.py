@@ -78,7 +78,7 @@ def _parity_images(config: Any, count: int = 16) -> list[Image.Image]:
 
 
 def calibration_fields(calibration: dict[str, Any]) -> dict[str, Any]:
-    """A model contract's fields from a run's calibration (``train.calibrate``)."""
+    """A model contract's fields from a run's calibration (``metrics.calibrate``)."""
     return {"temperature": calibration.get("temperature", 1.0), "threshold": calibration.get("threshold", 0.0),
             "class_thresholds": calibration.get("class_thresholds", {}),
             "target_precision": calibration.get("target_precision"),

@@ -265,3 +265,26 @@ def summary(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict
         },
         "confusion": matrix.tolist(),
     }
+
+
+def calibrate(
+    logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], target_precision: float, *,
+    per_class: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Temperature scaling and the rejection thresholds, fitted on originals the model never trained on (val,
+    or out-of-fold), each original counted once, only in-scope answers counted as "identified"."""
+    from pestid.catalogue import load_catalogue
+
+    temperature = fit_temperature(logits, labels)
+    probs = softmax(logits, temperature)
+    weights = group_weights(groups)
+    identifiable = np.array(load_catalogue().in_scope(names))
+    threshold = choose_threshold(probs, labels, target_precision, weights=weights, identifiable=identifiable)
+    out: dict[str, Any] = {"temperature": temperature, "target_precision": target_precision,
+                           "calibration_groups": len(set(groups)), "threshold": threshold}  # fmt: skip
+    thresholds: float | np.ndarray = threshold
+    if per_class:
+        thresholds = choose_class_thresholds(probs, labels, target_precision, weights=weights,
+                                             identifiable=identifiable)  # fmt: skip
+        out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, thresholds, identifiable, strict=True) if ok}
+    return {**out, **selective(probs, labels, thresholds, weights=weights, identifiable=identifiable)}

@@ -39,6 +39,7 @@ from pestid.predictor import Predictor
 from pestid.preprocess import PreprocessSpec, preprocess
 from pestid.training.config import ExportConfig, TrainConfig
 from pestid.training.export import ExportError, calibration_fields, write_contract
+from pestid.training.metrics import calibrate
 from pestid.training.report import EvaluationReport
 
 DEFAULTS = ExportConfig()  # the tolerance (1 point) and the calibration originals (128), as a config sets them
@@ -137,7 +138,6 @@ def refit_head(int8: Path, config: TrainConfig) -> dict[str, Any]:
     from pestid.training.callbacks import CallbackList
     from pestid.training.features import FeatureCache
     from pestid.training.probe import fit_head
-    from pestid.training.train import calibrate
 
     model = onnx.load(str(int8))
     head = head_node(model)

@@ -26,7 +26,7 @@ from pestid.training.config import TrainConfig, save_config
 from pestid.training.data import CachedImages, ManifestDataset, balanced_sampler, class_weights, targets_of
 from pestid.training.image_cache import eval_preparation, image_cache, train_preparation, train_side
 from pestid.training.loop import FitState, fit, is_main_process, predict_logits, seed_everything, unwrap
-from pestid.training.metrics import choose_class_thresholds, choose_threshold, fit_temperature, group_weights, selective
+from pestid.training.metrics import calibrate
 from pestid.training.models import create_model, preprocess_spec
 from pestid.training.provenance import code_revision
 from pestid.training.report import EvaluationReport
@@ -93,30 +93,6 @@ def _loaders(
         train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(targets) > config.data.batch_size, **common
     )
     return train_loader, DataLoader(val_set, shuffle=False, **common), val_set
-
-
-def calibrate(
-    logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], target_precision: float, *,
-    per_class: bool = True,
-) -> dict[str, Any]:  # fmt: skip
-    """Temperature scaling and the rejection thresholds, fitted on originals the model never trained on (val,
-    or out-of-fold), each original counted once, only in-scope answers counted as "identified"."""
-    from pestid.catalogue import load_catalogue
-    from pestid.predictor import softmax
-
-    temperature = fit_temperature(logits, labels)
-    probs = softmax(logits, temperature)
-    weights = group_weights(groups)
-    identifiable = np.array(load_catalogue().in_scope(names))
-    threshold = choose_threshold(probs, labels, target_precision, weights=weights, identifiable=identifiable)
-    out: dict[str, Any] = {"temperature": temperature, "target_precision": target_precision,
-                           "calibration_groups": len(set(groups)), "threshold": threshold}  # fmt: skip
-    thresholds: float | np.ndarray = threshold
-    if per_class:
-        thresholds = choose_class_thresholds(probs, labels, target_precision, weights=weights,
-                                             identifiable=identifiable)  # fmt: skip
-        out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, thresholds, identifiable, strict=True) if ok}
-    return {**out, **selective(probs, labels, thresholds, weights=weights, identifiable=identifiable)}
 
 
 def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, export: bool = True) -> TrainResult:
