@@ -41,10 +41,12 @@ def test_a_linear_probes_copy_learns_its_head_again_on_its_own_int8_features(sam
 
     from .conftest import tiny_config
 
-    config = tiny_config(sample_split, tmp_path / "probe", "method=linear_probe", "epochs=3",
-                         f"data.feature_cache={tmp_path / 'features'}", "eval.calibration=val")  # fmt: skip
-    fp32 = train(config).onnx_path
-    result = quantize_int8(fp32, sample_split, photos=16, tolerance=1.0, refit=config)
+    config = tiny_config(sample_split, tmp_path / "probe", "method=linear_probe", "epochs=3", "eval.calibration=val",
+                         f"data.feature_cache={tmp_path / 'features'}", "export.int8=true", "export.int8_tolerance=1.0",
+                         "export.calibration_photos=16")  # fmt: skip
+    trained = train(config)  # export.int8_refit is on by default: the copy is made and refitted at the end of train
+    fp32, result = trained.onnx_path, trained.int8
+    assert result is not None
 
     def head(path):
         model = onnx.load(str(path))
