@@ -166,14 +166,14 @@ def field_colour(x: torch.Tensor, strength: str = "field") -> torch.Tensor:
     factor, turns = uniform(len(picked), SATURATION), uniform(len(picked), HUE).flatten()
     hue_first = torch.rand(len(picked)) < 0.5
     part = x[picked]
+
+    def saturate(y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        return (y * f + _grey(y) * (1 - f)).clamp_(0, 1)
+
     for first in (True, False):
         these = (hue_first == first).nonzero().flatten().to(x.device)
-        y, f = part[these], factor[these]
-
-        def saturate(y: torch.Tensor, f: torch.Tensor = f) -> torch.Tensor:
-            return (y * f + _grey(y) * (1 - f)).clamp_(0, 1)
-
-        y = saturate(shift_hue(y, turns[these])) if first else shift_hue(saturate(y), turns[these])
+        y, f, t = part[these], factor[these], turns[these]
+        y = saturate(shift_hue(y, t), f) if first else shift_hue(saturate(y, f), t)
         part = part.index_copy(0, these, y)
     return x.index_copy(0, picked, part)
 

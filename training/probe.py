@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pestid.manifest import Manifest, Row
 from pestid.training.callbacks import Callback
 from pestid.training.config import TrainConfig
-from pestid.training.data import sample_weights
+from pestid.training.data import sample_weights, targets_of
 from pestid.training.features import FeatureCache
 from pestid.training.loop import FitState, seed_everything
 from pestid.training.metrics import group_weights, macro_f1
@@ -135,9 +135,7 @@ def fit_head(
     seed_everything(config.seed)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
     train_views, eval_views = _views(config)
-    index = {label: i for i, label in enumerate(manifest.labels)}
-    y_train = np.array([index[r.label] for r in train_rows])
-    y_val = np.array([index[r.label] for r in val_rows])
+    y_train, y_val = np.array(targets_of(manifest, train_rows)), np.array(targets_of(manifest, val_rows))
     train_features = {v: cache.get(train_rows, v, desc=f"train {v}") for v in train_views}
     val_features = {v: cache.get(val_rows, v, desc=f"val {v}") for v in eval_views}  # the train views but "aug"
     x = np.concatenate(list(train_features.values()))
@@ -174,5 +172,5 @@ def fit_head(
     rows = [*train_rows, *val_rows]
     labels = np.concatenate([y_train, y_val])
     logits = out_of_fold_logits([both[v] for v in eval_views], [both[v] for v in train_views], labels,
-                                [r.group for r in rows], len(index), config, stop=max(state.best_epoch, 1))  # fmt: skip
+                                [r.group for r in rows], len(manifest.labels), config, stop=max(state.best_epoch, 1))  # fmt: skip
     return state, logits, rows

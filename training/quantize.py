@@ -136,6 +136,7 @@ def refit_head(int8: Path, config: TrainConfig) -> dict[str, Any]:
     from onnx import numpy_helper
 
     from pestid.training.callbacks import CallbackList
+    from pestid.training.data import targets_of
     from pestid.training.features import FeatureCache
     from pestid.training.probe import fit_head
 
@@ -160,7 +161,7 @@ def refit_head(int8: Path, config: TrainConfig) -> dict[str, Any]:
     weight.CopyFrom(numpy_helper.from_array(linear.weight.detach().numpy().astype(np.float32), weight.name))
     bias.CopyFrom(numpy_helper.from_array(linear.bias.detach().numpy().astype(np.float32), bias.name))
     onnx.save(model, str(int8))
-    labels = np.array([manifest.labels.index(r.label) for r in rows])
+    labels = np.array(targets_of(manifest, rows))
     return calibrate(logits, labels, [r.group for r in rows], list(manifest.labels), config.eval.target_precision,
                      per_class=config.eval.per_class_threshold)  # fmt: skip
 

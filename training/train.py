@@ -160,7 +160,7 @@ def _finetune(model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir
 def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: TrainConfig, info: dict[str, Any],
             run_dir: Path, state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
     """Calibrate on ``rows`` (originals the scoring model never trained on), export, evaluate."""
-    labels = np.array([manifest.labels.index(r.label) for r in rows])
+    labels = np.array(targets_of(manifest, rows))
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
                             config.eval.target_precision, per_class=config.eval.per_class_threshold)  # fmt: skip
     calibration["calibrated_on"] = config.eval.calibration if config.method == "linear_probe" else "val"
