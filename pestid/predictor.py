@@ -28,7 +28,10 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 class Predictor:
     """Loads an ONNX model and its contract; turns decoded images into calibrated probabilities."""
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, reference: bool = False) -> None:
+        """``reference``: run the graph as written, no fused kernels. For an INT8 (QDQ) copy that is its
+        arithmetic definition, computed in float: slow, and the yardstick that ``kernel_envelope`` measures the
+        integer kernels against."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -37,6 +40,8 @@ class Predictor:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("PESTID_ORT_THREADS", "0"))
         options.inter_op_num_threads = 1
+        if reference:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds
@@ -79,3 +84,22 @@ class Predictor:
     def probabilities_of(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for a batch of prepared inputs."""
         return softmax(self.logits_of(batch), self.contract.temperature)
+
+
+def integer_kernels() -> str:
+    """The integer instructions onnxruntime's INT8 kernels pick on this CPU, as an INT8 figure's "measured on":
+    the same INT8 model gives slightly different numbers on x86 with AVX2 alone, with VNNI and with AMX."""
+    import platform
+
+    machine = platform.machine()
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return machine
+    lines = [line for line in text.splitlines() if line.startswith(("flags", "Features"))]
+    flags = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    for flag, name in (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
+                       ("avx2", "AVX2"), ("i8mm", "I8MM"), ("asimddp", "dot product"), ("sse4_1", "SSE4.1")):  # fmt: skip
+        if flag in flags:
+            return f"{machine} {name}"
+    return machine

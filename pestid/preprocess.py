@@ -57,13 +57,18 @@ def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     Only the crop is resampled: Pillow's ``box`` maps it back onto the source, with the filter of the whole
     resize (the same scale and centres), so the rows and columns the crop drops are never computed. Against
     resizing everything and then cropping, a pixel differs by at most 1 (float rounding, 0.04 % of values).
+
+    Two passes, horizontal then vertical, one Pillow call each with one axis to resample. Given both at once,
+    Pillow picks the order itself (13.0 goes vertical first on a portrait photo), which moves pixels by 1; the
+    farmer page's port (serving/static/offline.js) follows this one order, whatever Pillow is installed.
     """
     w, h = image.size
     out_w, out_h = resized_size(w, h, short_side(spec))
     left, top = (out_w - spec.size) // 2, (out_h - spec.size) // 2
     sx, sy = w / out_w, h / out_h
-    box = (left * sx, top * sy, (left + spec.size) * sx, (top + spec.size) * sy)
-    return image.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box)
+    columns = image.resize((spec.size, h), Image.Resampling.BILINEAR, box=(left * sx, 0, (left + spec.size) * sx, h))
+    box = (0, top * sy, spec.size, (top + spec.size) * sy)
+    return columns.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box)
 
 
 def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -14,6 +14,13 @@ originals). The same 7-bit weights also keep the server's and the browser's
 integer kernels in agreement. The classifier (the last Gemm, one small matrix)
 stays FP32.
 
+The copy's numbers depend a little on the CPU that runs it: onnxruntime picks its integer
+kernels by instruction set (AVX2, VNNI, AMX on x86; one fixed WebAssembly SIMD path in the
+browser), and they round requantized activations differently. So the contract records the
+kind of CPU its figures were measured on (``int8_measured_on``) and how far any probability
+may move between two correct runtimes (``kernel_envelope``, ``int8_cross_runtime_tolerance``):
+an answer whose confidence lies within that of its threshold may differ between machines.
+
 For a linear probe the head is all that learnt, so the copy's head learns again
 (``refit_head``) on the features its own INT8 backbone gives, with the probe's
 recipe, and is calibrated again the same way: the quantization error, spread
@@ -35,7 +42,7 @@ from pestid.contract import ModelContract, int8_path
 from pestid.errors import DatasetError
 from pestid.imaging import read_image
 from pestid.manifest import read_manifest
-from pestid.predictor import Predictor
+from pestid.predictor import Predictor, integer_kernels
 from pestid.preprocess import PreprocessSpec, preprocess
 from pestid.training.config import ExportConfig, TrainConfig
 from pestid.training.export import ExportError, calibration_fields, write_contract
@@ -45,6 +52,7 @@ from pestid.training.report import EvaluationReport
 DEFAULTS = ExportConfig()  # the tolerance (1 point) and the calibration originals (128), as a config sets them
 METHOD = "static int8 QDQ, per-channel 7-bit weights, uint8 activations, min/max on training originals, FP32 head"
 REFITTED = "; head refitted on the INT8 backbone's features"
+ENVELOPE_PHOTOS = 32  # the calibration photos the cross-runtime tolerance is measured on
 
 
 @dataclass
@@ -55,6 +63,7 @@ class Int8Result:
     calibration_photos: int
     fp32: dict[str, Any]
     int8: dict[str, Any]
+    envelope: float = 0.0  # kernel_envelope on calibration photos: how far a probability may move across runtimes
 
     @property
     def drop(self) -> float:
@@ -65,7 +74,7 @@ class Int8Result:
         keys = ("macro_f1_per_original", "top1_per_original", "precision_delivered", "in_scope_coverage")
         return {**{k: float(self.int8[k]) for k in keys if k in self.int8},
                 **{f"fp32_{k}": float(self.fp32[k]) for k in keys if k in self.fp32},
-                "macro_f1_drop": self.drop, "size_mb": self.size_bytes / 1e6, "fp32_size_mb": self.fp32_size_bytes / 1e6}  # fmt: skip
+                "macro_f1_drop": self.drop, "cross_runtime_tolerance": self.envelope, "size_mb": self.size_bytes / 1e6, "fp32_size_mb": self.fp32_size_bytes / 1e6}  # fmt: skip
 
 
 def calibration_inputs(manifest_path: str | Path, spec: PreprocessSpec, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -84,6 +93,17 @@ def calibration_inputs(manifest_path: str | Path, spec: PreprocessSpec, count: i
     rows = sorted(firsts.values(), key=lambda r: r.path)
     chosen = random.Random(seed).sample(rows, min(count, len(rows)))
     return [preprocess(read_image(manifest.image_path(r)), spec)[None] for r in chosen]
+
+
+def kernel_envelope(int8: Path, inputs: list[np.ndarray]) -> float:
+    """How far any probability of an INT8 copy may move between two correct runtimes of it (this CPU's integer
+    kernels, another CPU's, the phone's WebAssembly ones): twice the largest gap, over prepared ``inputs``,
+    between this CPU's integer kernels and the copy's arithmetic definition (the QDQ graph computed in float,
+    ``Predictor(reference=True)``). Every runtime rounds requantized activations its own way, inside that
+    definition's envelope, and two of them can sit on opposite sides of it."""
+    fast, exact = Predictor(int8), Predictor(int8, reference=True)
+    gaps = [float(np.abs(fast.probabilities_of(x) - exact.probabilities_of(x)).max()) for x in inputs]
+    return 2.0 * max(gaps, default=0.0)
 
 
 def head_node(model: Any) -> Any:
@@ -197,7 +217,7 @@ def quantize_int8(
         out.unlink(missing_ok=True)
         raise
     result = Int8Result(out, out.stat().st_size, fp32_path.stat().st_size, len(inputs), fp32_report.figures(),
-                        int8_report.figures())  # fmt: skip
+                        int8_report.figures(), kernel_envelope(out, inputs[:ENVELOPE_PHOTOS]))  # fmt: skip
     if result.drop > tolerance:
         out.unlink()
         raise ExportError(
@@ -207,6 +227,7 @@ def quantize_int8(
             f"(> {tolerance * 100:.1f}); {out.name} was not written.",
         )
     figures = {**result.int8, "fp32_macro_f1_per_original": result.fp32["macro_f1_per_original"],
-               "fp32_top1_per_original": result.fp32["top1_per_original"]}  # fmt: skip
+               "fp32_top1_per_original": result.fp32["top1_per_original"], "int8_measured_on": integer_kernels(),
+               "int8_cross_runtime_tolerance": result.envelope}  # fmt: skip
     write_contract(out, contract.model_copy(update={"metrics": figures}))
     return result

@@ -112,9 +112,12 @@ def export(
 
 
 def int8_line(copy: Int8Result) -> None:
+    from pestid.predictor import integer_kernels
+
     console.print(f"{copy.path}: {copy.size_bytes / 1e6:.1f} MB (FP32 {copy.fp32_size_bytes / 1e6:.1f} MB); "
                   f"macro-F1 per original {copy.int8['macro_f1_per_original']:.3f} "
-                  f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, {-copy.drop * 100 + 0.0:+.1f} points)")  # fmt: skip
+                  f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, {-copy.drop * 100 + 0.0:+.1f} points, measured on "
+                  f"{integer_kernels()}); probabilities may move by up to {copy.envelope:.1e} on another CPU")  # fmt: skip
 
 
 @app.command()

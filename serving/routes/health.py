@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from pestid.predictor import integer_kernels
 from pestid.serving.observability import metrics_response
 
 router = APIRouter(tags=["operations"])
@@ -22,7 +23,12 @@ def readyz(request: Request) -> JSONResponse:
     model = getattr(request.app.state, "model", None)
     if model is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model_version": model.version, "precision": model.precision})
+    body = {"status": "ready", "model_version": model.version, "precision": model.precision}
+    if model.precision == "int8":  # its figures hold on the CPU they were measured on, within its tolerance elsewhere
+        metrics = model.predictor.contract.metrics
+        body |= {"int8_kernels": integer_kernels(), "int8_measured_on": metrics.get("int8_measured_on", ""),
+                 "int8_cross_runtime_tolerance": metrics.get("int8_cross_runtime_tolerance")}  # fmt: skip
+    return JSONResponse(body)
 
 
 @metrics_router.get("/metrics")

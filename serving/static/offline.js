@@ -15,8 +15,9 @@ const Offline = (() => {
   }
 
   // Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear (triangle) filter.
+  // in0 and in1 are C floats there, and so is their difference: (double)(in1 - in0) / outSize.
   function coefficients(inSize, in0, in1, outSize) {
-    const scale = (in1 - in0) / outSize;
+    const scale = Math.fround(in1 - in0) / outSize;
     const filterscale = Math.max(scale, 1.0);
     const support = 1.0 * filterscale;
     const ksize = Math.ceil(support) * 2 + 1;
@@ -110,7 +111,9 @@ const Offline = (() => {
     const outW = Math.max(short, pyRound(width * scale)), outH = Math.max(short, pyRound(height * scale));
     const left = Math.floor((outW - size) / 2), top = Math.floor((outH - size) / 2);
     const sx = width / outW, sy = height / outH;
-    const box = [left * sx, top * sy, (left + size) * sx, (top + size) * sy];
+    // Pillow takes the box as C floats (_imaging.c's "(ffff)"): the same rounding here, or some shapes of photo
+    // (240×320, for one) come out with pixels off by one.
+    const box = [left * sx, top * sy, (left + size) * sx, (top + size) * sy].map(Math.fround);
     const resized = resize(pixels, width, height, size, size, box);
     const plane = size * size;
     const input = new Float32Array(3 * plane);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import threading
 import time
 
@@ -165,7 +166,8 @@ def test_the_service_answers_concurrent_photos_from_the_copy_that_passed(model_w
     copy = Predictor(int8_path(model))
     settings = make_settings(model, tmp_path / "data", public_operations=True, batch_wait_ms=5.0)
     with TestClient(create_app(settings)) as client:
-        assert client.get("/readyz").json()["precision"] == "int8"
+        ready = client.get("/readyz").json()
+        assert ready["precision"] == "int8" and ready["int8_kernels"].startswith(platform.machine())  # says its CPU
         photos = [jpeg_bytes(photo(seed=k)) for k in range(6)]
         with ThreadPoolExecutor(6) as pool:
             answers = list(
