@@ -8,7 +8,7 @@ import pytest
 
 from pestid.contract import int8_path
 from pestid.errors import PestidError
-from pestid.predictor import Predictor
+from pestid.predictor import Predictor, integer_kernels
 from pestid.training.quantize import quantize_int8
 
 
@@ -24,6 +24,9 @@ def test_int8_copy_carries_the_contract_and_its_figures(trained_tiny_model, samp
     assert int8.quantization.startswith("static int8") and not fp32.quantization
     assert int8.metrics["fp32_macro_f1_per_original"] == pytest.approx(result.fp32["macro_f1_per_original"])
     assert result.summary()["macro_f1_drop"] == pytest.approx(result.drop)
+    # where its figures were measured, and how far its probabilities may move on another CPU's integer kernels
+    assert int8.metrics["int8_measured_on"] == integer_kernels()
+    assert 0 <= int8.metrics["int8_cross_runtime_tolerance"] == result.envelope < 0.5  # 0 where they agree exactly
 
 
 def test_a_copy_that_loses_too_much_is_refused_and_not_written(trained_tiny_model, sample_split, tmp_path):
