@@ -52,7 +52,6 @@ from pestid.training.report import EvaluationReport
 DEFAULTS = ExportConfig()  # the tolerance (1 point) and the calibration originals (128), as a config sets them
 METHOD = "static int8 QDQ, per-channel 7-bit weights, uint8 activations, min/max on training originals, FP32 head"
 REFITTED = "; head refitted on the INT8 backbone's features"
-ENVELOPE_PHOTOS = 32  # the calibration photos the cross-runtime tolerance is measured on
 
 
 @dataclass
@@ -63,7 +62,7 @@ class Int8Result:
     calibration_photos: int
     fp32: dict[str, Any]
     int8: dict[str, Any]
-    envelope: float = 0.0  # kernel_envelope on calibration photos: how far a probability may move across runtimes
+    envelope: float = 0.0  # kernel_envelope on the calibration photos: how far a probability may move across runtimes
 
     @property
     def drop(self) -> float:
@@ -100,7 +99,8 @@ def kernel_envelope(int8: Path, inputs: list[np.ndarray]) -> float:
     kernels, another CPU's, the phone's WebAssembly ones): twice the largest gap, over prepared ``inputs``,
     between this CPU's integer kernels and the copy's arithmetic definition (the QDQ graph computed in float,
     ``Predictor(reference=True)``). Every runtime rounds requantized activations its own way, inside that
-    definition's envelope, and two of them can sit on opposite sides of it."""
+    definition's envelope, and two of them can sit on opposite sides of it. An estimate, in absolute probability:
+    a photo unlike ``inputs`` can go past it."""
     fast, exact = Predictor(int8), Predictor(int8, reference=True)
     gaps = [float(np.abs(fast.probabilities_of(x) - exact.probabilities_of(x)).max()) for x in inputs]
     return 2.0 * max(gaps, default=0.0)
@@ -217,7 +217,7 @@ def quantize_int8(
         out.unlink(missing_ok=True)
         raise
     result = Int8Result(out, out.stat().st_size, fp32_path.stat().st_size, len(inputs), fp32_report.figures(),
-                        int8_report.figures(), kernel_envelope(out, inputs[:ENVELOPE_PHOTOS]))  # fmt: skip
+                        int8_report.figures(), kernel_envelope(out, inputs))  # fmt: skip
     if result.drop > tolerance:
         out.unlink()
         raise ExportError(

@@ -117,7 +117,9 @@ def int8_line(copy: Int8Result) -> None:
     console.print(f"{copy.path}: {copy.size_bytes / 1e6:.1f} MB (FP32 {copy.fp32_size_bytes / 1e6:.1f} MB); "
                   f"macro-F1 per original {copy.int8['macro_f1_per_original']:.3f} "
                   f"(FP32 {copy.fp32['macro_f1_per_original']:.3f}, {-copy.drop * 100 + 0.0:+.1f} points, measured on "
-                  f"{integer_kernels()}); probabilities may move by up to {copy.envelope:.1e} on another CPU")  # fmt: skip
+                  f"{integer_kernels()}); cross-runtime tolerance ±{copy.envelope:.1e} in probability (how far its answers "
+                  f"may move on another CPU or in the browser, estimated on the {copy.calibration_photos} calibration "
+                  f"photos)")  # fmt: skip
 
 
 @app.command()
