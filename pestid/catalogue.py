@@ -95,6 +95,8 @@ class Catalogue:
             self._by_id[org.id] = org
         for org in organisms:
             _check_links(org, self._by_id)
+        for org in organisms:
+            _check_no_cycle(org, self._by_id)
 
     def __iter__(self) -> Iterator[Organism]:
         return iter(self._by_id.values())
@@ -138,6 +140,16 @@ class Catalogue:
     def parent_of(self, organism_id: str) -> Organism | None:
         parent = self.get(organism_id).parent
         return self._by_id[parent] if parent else None
+
+    def ancestors(self, organism_id: str) -> list[Organism]:
+        """The groups an organism belongs to, nearest first: a yellow stem borer's are the stem borers, then the
+        caterpillars."""
+        out: list[Organism] = []
+        parent = self.parent_of(organism_id)
+        while parent is not None:
+            out.append(parent)
+            parent = self.parent_of(parent.id)
+        return out
 
     def children_of(self, group_id: str) -> list[Organism]:
         return [o for o in self if o.parent == group_id]
@@ -183,6 +195,18 @@ def _check_links(org: Organism, by_id: dict[str, Organism]) -> None:
                 f"Loài '{org.id}' truyền '{target}', nhưng đó không phải bệnh trong danh mục.",
                 f"Organism '{org.id}' is a vector of '{target}', which is not a disease in the catalogue.",
             )
+
+
+def _check_no_cycle(org: Organism, by_id: dict[str, Organism]) -> None:
+    seen, parent = {org.id}, org.parent
+    while parent is not None:
+        if parent in seen:
+            raise CatalogueError(
+                f"Nhóm cha của '{org.id}' vòng lại chính nó (qua '{parent}').",
+                f"The groups above '{org.id}' loop back on themselves (through '{parent}').",
+            )
+        seen.add(parent)
+        parent = by_id[parent].parent
 
 
 def parse_catalogue(text: str) -> Catalogue:

@@ -26,6 +26,7 @@ class ModelContract(BaseModel):
     temperature: float = Field(1.0, gt=0)
     threshold: float = Field(0.0, ge=0, le=1)  # below it: not "identified" (the class's own, where it has one)
     class_thresholds: dict[str, float] = {}  # per label: the target precision held for each answer a farmer gets
+    group_thresholds: dict[str, float] = {}  # per catalogue group: the same, for answers at the group's level
     target_precision: float | None = None  # what each class's "identified" answers are held to
     expected_precision: float | None = None  # overall, at these thresholds, on the originals they were chosen on
     dataset_version: str = ""

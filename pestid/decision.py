@@ -1,14 +1,16 @@
-"""From fused probabilities to what a farmer is told: identified, uncertain or not recognised.
+"""From fused probabilities to what a farmer is told, at the level the evidence supports.
 
-- ``identified``: the top species is at or above its rejection threshold: the
-  model's per-class one where the contract has it, else the overall one (both
-  chosen on unseen originals for a target precision).
-- ``uncertain``: below it but at least ``uncertain_floor``: shown with its
-  alternatives and flagged for an officer.
-- ``not_recognised``: below that, or whenever the top answer is the trained
-  out-of-scope class (``not_rice``: a cow, a maize leaf, a screenshot), at any
-  confidence. If the probabilities of one parent group's members add up past
-  the threshold, the group is named ("a stem borer"). It never carries advice.
+- ``identified`` at the **species** level: the top class is at or above its rejection threshold (the model's
+  per-class one where the contract has it, else the overall one; both chosen on unseen originals for a
+  target precision).
+- ``identified`` at the **group** level: no species is sure, but the summed probability of a group's members
+  (the hoppers, the caterpillars, …: the catalogue's groups, nested) reaches that group's threshold. The
+  smallest such group is named, with its advice: farmers act by kind, and a kind travels to photos from new
+  places where a species does not.
+- ``uncertain``: neither, but the top class is at least ``uncertain_floor``: its candidates are shown as
+  candidates, no advice, and an officer checks.
+- ``not_recognised``: below that, or whenever the top answer is the trained out-of-scope class (``not_rice``:
+  a cow, a maize leaf, a screenshot), at any confidence. It never carries advice.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from pestid.catalogue import Catalogue, Category, Organism
+from pestid.contract import ModelContract
 from pestid.vocabulary import Decision
+
+Level = Literal["species", "group"]
 
 # What a farmer is told, per outcome; {name} is the organism's name inside a sentence. The farmer page's offline
 # twin (serving/static/offline.js) receives these same templates from GET /v1/offline/manifest.
@@ -31,6 +37,8 @@ MESSAGES: dict[str, dict[str, str]] = {
               "rice leaf or stem up close.",
     },
     "identified": {"vi": "Đây là {name}.", "en": "This is {name}."},
+    "identified_group": {"vi": "Thuộc nhóm {name}; chưa chắc là loài nào.",
+                         "en": "One of the {name}; which species is not certain."},
     "uncertain": {"vi": "Chưa chắc chắn — cán bộ bảo vệ thực vật sẽ kiểm tra ảnh này.",
                   "en": "Not sure — a plant-protection officer will check this photo."},
     "nearest_group": {"vi": "Không nhận ra chính xác loài, nhưng có thể là {name}.",
@@ -60,10 +68,18 @@ class Ranked:
 class Outcome:
     decision: Decision
     ranked: list[Ranked]
-    nearest_group: Ranked | None = None
+    nearest_group: Ranked | None = None  # the group named by a group-level answer
     needs_review: bool = False
     do_not_spray: bool = False
     messages: dict[str, str] = field(default_factory=dict)
+    level: Level | None = None  # for an identified answer: is it a species or a group
+
+    @property
+    def answer(self) -> Ranked | None:
+        """The organism an identified answer names: the top species, or the group."""
+        if self.decision != Decision.identified:
+            return None
+        return self.nearest_group if self.level == "group" else self.ranked[0]
 
 
 def fuse(probabilities: np.ndarray) -> np.ndarray:
@@ -71,20 +87,47 @@ def fuse(probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, dtype=np.float64).reshape(-1, probabilities.shape[-1]).mean(axis=0)
 
 
-def _group_mass(probs: np.ndarray, labels: Sequence[str], catalogue: Catalogue) -> dict[str, float]:
+def group_masses(probs: np.ndarray, labels: Sequence[str], catalogue: Catalogue) -> dict[str, tuple[float, int, int]]:
+    """Each group above the labels: its members' summed probability, how many labels it holds and how deep it
+    sits (its own count of groups above it). A label that is itself a group (``stem_borers``) counts towards
+    its own mass. Summed in label order, as the offline twin does, so both get the same floats."""
     mass: dict[str, float] = defaultdict(float)
+    size: dict[str, int] = defaultdict(int)
     for label, p in zip(labels, probs, strict=True):
-        parent = catalogue.get(label).parent
-        if parent:
-            mass[parent] += float(p)
-    return mass
+        org = catalogue.get(label)
+        for group in ([org] if org.kind == "group" else []) + catalogue.ancestors(label):
+            mass[group.id] += float(p)
+            size[group.id] += 1
+    return {g: (mass[g], size[g], len(catalogue.ancestors(g))) for g in mass}
+
+
+def sure_group(probs: np.ndarray, labels: Sequence[str], *, catalogue: Catalogue, threshold: float,
+               group_thresholds: Mapping[str, float] | None = None) -> Ranked | None:  # fmt: skip
+    """The smallest group whose summed probability reaches its threshold (its own, else the overall one): the
+    fewest labels, then the deepest (the stem borers before the caterpillars that hold only them), then the
+    likelier, then the first by id. None when no group is sure."""
+    sure = [(size, -depth, -mass, gid) for gid, (mass, size, depth) in group_masses(probs, labels, catalogue).items()
+            if mass >= (group_thresholds or {}).get(gid, threshold)]  # fmt: skip
+    if not sure:
+        return None
+    *_, neg, gid = min(sure)
+    return Ranked(gid, -neg)
+
+
+def decide_by(contract: ModelContract, probs: np.ndarray, *, catalogue: Catalogue, uncertain_floor: float = 0.4,
+              top: int = 3) -> Outcome:  # fmt: skip
+    """``decide`` with the thresholds a model's contract carries."""
+    return decide(probs, contract.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
+                  group_thresholds=contract.group_thresholds, catalogue=catalogue, uncertain_floor=uncertain_floor,
+                  top=top)  # fmt: skip
 
 
 def decide(
     probs: np.ndarray, labels: Sequence[str], *, threshold: float, catalogue: Catalogue,
-    class_thresholds: Mapping[str, float] | None = None, uncertain_floor: float = 0.4, top: int = 3,
+    class_thresholds: Mapping[str, float] | None = None, group_thresholds: Mapping[str, float] | None = None,
+    uncertain_floor: float = 0.4, top: int = 3,
 ) -> Outcome:  # fmt: skip
-    order = np.argsort(-probs)
+    order = np.argsort(-probs, kind="stable")
     best = Ranked(labels[order[0]], float(probs[order[0]]))
     ranked = [best, *(Ranked(labels[i], float(probs[i])) for i in order[1:] if catalogue.get(labels[i]).in_scope)]
     ranked = ranked[:top]
@@ -93,12 +136,14 @@ def decide(
     enemy = catalogue.get(best.id).category is Category.natural_enemy
     if best.probability >= (class_thresholds or {}).get(best.id, threshold):
         org = catalogue.get(best.id)
-        return Outcome(Decision.identified, ranked, do_not_spray=enemy, messages=message("identified", org))
+        return Outcome(Decision.identified, ranked, do_not_spray=enemy, messages=message("identified", org),
+                       level="species")  # fmt: skip
+    group = sure_group(probs, labels, catalogue=catalogue, threshold=threshold, group_thresholds=group_thresholds)
+    if group is not None:
+        org = catalogue.get(group.id)
+        return Outcome(Decision.identified, ranked, nearest_group=group, do_not_spray=org.is_natural_enemy,
+                       messages=message("identified_group", org), level="group")  # fmt: skip
     if best.probability >= uncertain_floor:
         return Outcome(Decision.uncertain, ranked, needs_review=True, do_not_spray=enemy,
                        messages=dict(MESSAGES["uncertain"]))  # fmt: skip
-    mass = _group_mass(probs, labels, catalogue)
-    group = max(mass.items(), key=lambda kv: kv[1], default=None)
-    nearest = Ranked(group[0], group[1]) if group and group[1] >= threshold else None
-    messages = message("nearest_group", catalogue.get(nearest.id)) if nearest else dict(MESSAGES["not_recognised"])
-    return Outcome(Decision.not_recognised, ranked, nearest_group=nearest, needs_review=True, messages=messages)
+    return Outcome(Decision.not_recognised, ranked, needs_review=True, messages=dict(MESSAGES["not_recognised"]))

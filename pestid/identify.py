@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pestid.catalogue import load_catalogue
-from pestid.decision import decide
+from pestid.decision import decide_by
 from pestid.errors import ImageDecodeError
 from pestid.imaging import read_image
 from pestid.predictor import Predictor
@@ -30,11 +30,12 @@ def identify_files(model: str | Path, images: Sequence[str | Path], *, top: int 
             results.append({"image": str(path), "error": str(exc), "code": exc.code})
             continue
         probs = predictor.probabilities([image])[0]
-        outcome = decide(probs, predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
-                         catalogue=catalogue, top=top)  # fmt: skip
+        outcome = decide_by(contract, probs, catalogue=catalogue, top=top)
         results.append({
             "image": str(path),
             "decision": outcome.decision,
+            "level": outcome.level,
+            "answer": catalogue.get(outcome.answer.id).view(outcome.answer.probability) if outcome.answer else None,
             "message_vi": outcome.messages.get("vi", ""),
             "message_en": outcome.messages.get("en", ""),
             "do_not_spray": outcome.do_not_spray,

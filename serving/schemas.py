@@ -105,8 +105,9 @@ class IdentifyResponse(BaseModel):
     decision: Decision
     message: str
     lang: Literal["vi", "en"]
-    species: Answer | None  # the answer when identified
-    nearest_group: Answer | None  # the group's answer when the species is not recognised but its group is
+    species: Answer | None  # the answer when identified: a species, or a group (``level``)
+    level: Literal["species", "group"] | None = None  # what an identified answer names
+    nearest_group: Answer | None  # the group, when the answer is at the group's level
     alternatives: list[Guess]
     do_not_spray: bool
     needs_review: bool

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy.orm import sessionmaker
 
 from pestid.catalogue import load_catalogue
-from pestid.decision import Outcome, decide, fuse
+from pestid.decision import Outcome, decide_by, fuse
 from pestid.errors import ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
@@ -138,15 +138,16 @@ def accept_photos(
 
 def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int) -> dict[str, Any]:
     catalogue = load_catalogue()
-    best = outcome.ranked[0]
-    identified = outcome.decision != "not_recognised"
-    group = outcome.nearest_group
-    # Not recognised: every in-scope guess is an alternative (names and probabilities: nothing to act on).
-    shown = outcome.ranked[1:] if identified else [r for r in outcome.ranked if catalogue.get(r.id).in_scope]
+    answer, group = outcome.answer, outcome.nearest_group
+    # A species answer lists the other candidates; any other answer lists every in-scope candidate (names and
+    # probabilities: nothing to act on; the officers' queue shows them, the farmer page words them as candidates
+    # and offers none as a "maybe" when the photo is not recognised).
+    shown = outcome.ranked[1:] if outcome.level == "species" else [r for r in outcome.ranked
+                                                                   if catalogue.get(r.id).in_scope]  # fmt: skip
     body = IdentifyResponse(
         submission_id="", status="pending_review" if outcome.needs_review else "answered",
         decision=outcome.decision, message=outcome.messages[lang], lang="en" if lang == "en" else "vi",
-        species=Answer.of(catalogue.get(best.id), lang, best.probability) if identified else None,
+        species=Answer.of(catalogue.get(answer.id), lang, answer.probability) if answer else None, level=outcome.level,
         nearest_group=Answer.of(catalogue.get(group.id), lang, group.probability) if group else None,
         alternatives=[guess(catalogue.get(r.id), lang, r.probability) for r in shown],
         do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos,
@@ -213,8 +214,7 @@ async def identify(
     probs = fuse(await batcher.probabilities(model.predictor, inputs) if batcher
                  else await run_in_threadpool(model.predictor.probabilities_of, inputs))  # fmt: skip
     contract = model.predictor.contract
-    outcome = decide(probs, model.predictor.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
-                     catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)  # fmt: skip
+    outcome = decide_by(contract, probs, catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)
     body = build_response(outcome, model, lang, len(photos))
     stored, created = await run_in_threadpool(
         lambda: store_submission(sessions, store, photos=photos, observation=observation, response=body,

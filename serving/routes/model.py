@@ -50,15 +50,15 @@ def offline_manifest(request: Request, offline: Annotated[OfflineModel, Depends(
     answers can name (every label and its parent group)."""
     catalogue = load_catalogue()
     contract = offline.contract
-    ids = {*contract.labels, *(p for label in contract.labels if (p := catalogue.get(label).parent))}
+    ids = {*contract.labels, *(group.id for label in contract.labels for group in catalogue.ancestors(label))}
     return OfflineManifest(
         model={"url": f"/v1/offline/model.onnx?v={offline.sha256[:16]}", "sha256": offline.sha256,
                "bytes": offline.size_bytes, "quantization": contract.quantization},
         contract={"labels": contract.labels, "preprocess": contract.preprocess.model_dump(), "tta": contract.tta,
                   "temperature": contract.temperature, "threshold": contract.threshold,
-                  "class_thresholds": contract.class_thresholds},
+                  "class_thresholds": contract.class_thresholds, "group_thresholds": contract.group_thresholds},
         uncertain_floor=request.app.state.settings.uncertain_floor, messages=MESSAGES,
-        catalogue={org.id: {**CatalogueEntry.of(org).model_dump(), "in_scope": org.in_scope}
+        catalogue={org.id: {**CatalogueEntry.of(org).model_dump(), "in_scope": org.in_scope, "kind": org.kind}
                    for org in map(catalogue.get, sorted(ids))},
     )  # fmt: skip
 

@@ -155,6 +155,40 @@ const Offline = (() => {
     return out;
   }
 
+  // pestid.decision.group_masses: each group above the labels, its summed probability and its count of labels,
+  // summed in label order (the same floats as Python's).
+  function groupMasses(catalogue, labels, probs) {
+    const masses = new Map();
+    labels.forEach((label, i) => {
+      const groups = catalogue[label].kind === "group" ? [label] : [];
+      for (let parent = catalogue[label].parent; parent; parent = catalogue[parent].parent) groups.push(parent);
+      for (const id of groups) {
+        const entry = masses.get(id) || { mass: 0, size: 0, depth: 0 };
+        let depth = 0;
+        for (let parent = catalogue[id].parent; parent; parent = catalogue[parent].parent) depth += 1;
+        masses.set(id, { mass: entry.mass + probs[i], size: entry.size + 1, depth });
+      }
+    });
+    return masses;
+  }
+
+  // pestid.decision.sure_group: the smallest group at or above its threshold: fewest labels, then the deepest,
+  // then the likelier, then the first by id.
+  function sureGroup(manifest, probs) {
+    const { labels, threshold, group_thresholds: groupThresholds = {} } = manifest.contract;
+    let best = null;
+    const key = (g) => [g.size, -g.depth, -g.probability];
+    for (const [id, { mass, size, depth }] of groupMasses(manifest.catalogue, labels, probs)) {
+      if (mass < (id in groupThresholds ? groupThresholds[id] : threshold)) continue;
+      const candidate = { id, probability: mass, size, depth };
+      if (best === null) { best = candidate; continue; }
+      const [a, b] = [key(candidate), key(best)];
+      const order = a[0] - b[0] || a[1] - b[1] || a[2] - b[2] || (id < best.id ? -1 : 1);
+      if (order < 0) best = candidate;
+    }
+    return best && { id: best.id, probability: best.probability };
+  }
+
   // pestid.decision.decide on fused probabilities.
   function decide(manifest, probs) {
     const { labels, threshold, class_thresholds: classThresholds } = manifest.contract;
@@ -164,30 +198,23 @@ const Offline = (() => {
     const best = rank(order[0]);
     const ranked = [best, ...order.slice(1).filter((i) => catalogue[labels[i]].in_scope).map(rank)].slice(0, 3);
     const org = catalogue[best.id];
-    if (!org.in_scope) {
-      return { decision: "not_recognised", ranked, nearest_group: null, needs_review: true, do_not_spray: false,
-               messages: message(manifest, "out_of_scope") };
-    }
+    const answer = (decision, fields) => ({ decision, ranked, nearest_group: null, needs_review: decision !== "identified",
+                                            do_not_spray: false, level: null, ...fields });
+    if (!org.in_scope) return answer("not_recognised", { messages: message(manifest, "out_of_scope") });
     const enemy = org.category === "natural_enemy";
     const limit = best.id in classThresholds ? classThresholds[best.id] : threshold;
     if (best.probability >= limit) {
-      return { decision: "identified", ranked, nearest_group: null, needs_review: false, do_not_spray: enemy,
-               messages: message(manifest, "identified", best.id) };
+      return answer("identified", { do_not_spray: enemy, level: "species", messages: message(manifest, "identified", best.id) });
+    }
+    const group = sureGroup(manifest, probs);
+    if (group) {
+      return answer("identified", { nearest_group: group, level: "group", do_not_spray: catalogue[group.id].natural_enemy,
+                                    messages: message(manifest, "identified_group", group.id) });
     }
     if (best.probability >= manifest.uncertain_floor) {
-      return { decision: "uncertain", ranked, nearest_group: null, needs_review: true, do_not_spray: enemy,
-               messages: message(manifest, "uncertain") };
+      return answer("uncertain", { do_not_spray: enemy, messages: message(manifest, "uncertain") });
     }
-    const mass = new Map();
-    labels.forEach((label, i) => {
-      const parent = catalogue[label].parent;
-      if (parent) mass.set(parent, (mass.get(parent) || 0) + probs[i]);
-    });
-    let group = null;
-    for (const [id, p] of mass) if (group === null || p > group.probability) group = { id, probability: p };
-    const nearest = group && group.probability >= threshold ? group : null;
-    return { decision: "not_recognised", ranked, nearest_group: nearest, needs_review: true, do_not_spray: false,
-             messages: nearest ? message(manifest, "nearest_group", nearest.id) : message(manifest, "not_recognised") };
+    return answer("not_recognised", { messages: message(manifest, "not_recognised") });
   }
 
   // Decoded RGBA pixels of a photo as the server would decode it: EXIF orientation applied, no colour management.

@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from pestid.catalogue import load_catalogue
-from pestid.decision import Outcome, decide
+from pestid.decision import Outcome, decide, group_masses
 from pestid.imaging import decode_image
 from pestid.predictor import Predictor
 from pestid.preprocess import TF_LITE_MEAN, TF_LITE_STD, PreprocessSpec, preprocess, tta_views
@@ -68,36 +68,47 @@ def _page_with_offline(browser, url: str):
 
 def test_the_page_decides_as_python_does(browser, tmp_path):
     thresholds = {"brown_planthopper": 0.55, "rice_blast": 0.8, "lady_beetle": 0.7}
-    model = linear_model(tmp_path / "model.onnx", LABELS, threshold=0.6, class_thresholds=thresholds)
+    groups = {"planthoppers": 0.7, "caterpillars": 0.8}  # the others are held to the overall 0.6
+    model = linear_model(tmp_path / "model.onnx", LABELS, threshold=0.6, class_thresholds=thresholds,
+                         group_thresholds=groups)  # fmt: skip
     app = create_app(make_settings(model, tmp_path / "data", offline_model=str(model)))
     rng = np.random.default_rng(0)
     vectors = [rng.dirichlet(np.full(len(LABELS), alpha)) for alpha in (0.05, 0.2, 1.0, 5.0) for _ in range(75)]
-    planthoppers = [
-        LABELS.index(x) for x in ("brown_planthopper", "small_brown_planthopper", "whitebacked_planthopper")
-    ]
-    for _ in range(40):  # no species sure, but its group is: the nearest-group rule
-        p = rng.dirichlet(np.ones(len(LABELS))) * 0.3
-        p[planthoppers] += 0.7 / 3
-        vectors.append(p / p.sum())
+    members = {"planthoppers": ["brown_planthopper", "small_brown_planthopper", "whitebacked_planthopper",
+                                "green_leafhopper"],
+               "caterpillars": ["rice_leaffolder", "stem_borers", "green_rice_caterpillar"],
+               "flies": ["whorl_maggot", "gall_midge", "rice_stem_fly"],
+               "natural_enemies": ["dragonfly", "lady_beetle", "spiders"]}  # fmt: skip
+    for names in members.values():  # no species sure, but a group may be: every group rule, both sides of it
+        for _ in range(25):
+            p = rng.dirichlet(np.ones(len(LABELS))) * rng.uniform(0.05, 0.4)
+            p[[LABELS.index(x) for x in names]] += (1 - p.sum()) / len(names)
+            vectors.append(p / p.sum())
     catalogue = load_catalogue()
     with running(app) as url:
         page = _page_with_offline(browser, url)
         manifest = page.evaluate("fetch('/v1/offline/manifest').then(r => r.json())")
         assert manifest["contract"]["labels"] == LABELS and manifest["contract"]["class_thresholds"] == thresholds
+        assert manifest["contract"]["group_thresholds"] == groups and "caterpillars" in manifest["catalogue"]
         js = page.evaluate("([m, vs]) => vs.map(v => Offline.decide(m, v))", [manifest, [v.tolist() for v in vectors]])
     reached = set()
     for probs, mine in zip(vectors, js, strict=True):
-        ours = decide(probs, LABELS, threshold=0.6, class_thresholds=thresholds, catalogue=catalogue,
-                      uncertain_floor=manifest["uncertain_floor"])  # fmt: skip
-        reached.add((ours.decision, ours.nearest_group is not None, ours.do_not_spray))
-        assert mine["decision"] == ours.decision
+        ours = decide(probs, LABELS, threshold=0.6, class_thresholds=thresholds, group_thresholds=groups,
+                      catalogue=catalogue, uncertain_floor=manifest["uncertain_floor"])  # fmt: skip
+        reached.add((ours.decision, ours.level, ours.nearest_group.id if ours.nearest_group else None,
+                     ours.do_not_spray))  # fmt: skip
+        assert mine["decision"] == ours.decision and mine["level"] == ours.level
         assert [r["id"] for r in mine["ranked"]] == [r.id for r in ours.ranked]
         assert [r["probability"] for r in mine["ranked"]] == pytest.approx([r.probability for r in ours.ranked])
         assert (mine["nearest_group"] or {}).get("id") == (ours.nearest_group.id if ours.nearest_group else None)
+        if ours.nearest_group:
+            assert mine["nearest_group"]["probability"] == ours.nearest_group.probability  # summed in the same order
         assert mine["needs_review"] == ours.needs_review and mine["do_not_spray"] == ours.do_not_spray
         assert mine["messages"] == ours.messages
-    assert {("identified", False, False), ("identified", False, True), ("uncertain", False, False),
-            ("not_recognised", True, False), ("not_recognised", False, False)} <= reached  # fmt: skip
+    assert {("identified", "species", None, False), ("identified", "species", None, True),
+            ("identified", "group", "planthoppers", False), ("identified", "group", "caterpillars", False),
+            ("identified", "group", "flies", False), ("identified", "group", "natural_enemies", True),
+            ("uncertain", None, None, False), ("not_recognised", None, None, False)} <= reached, reached  # fmt: skip
 
 
 def made_photos() -> dict[str, bytes]:
@@ -157,16 +168,12 @@ def near_a_boundary(probs: np.ndarray, labels: list[str], contract_thresholds: n
         return True
     if min(abs(top - contract_thresholds[order[0]]), abs(top - floor)) <= tolerance:
         return True
-    catalogue = load_catalogue()
-    members: dict[str, list[float]] = {}
-    for label, p in zip(labels, probs, strict=True):
-        if parent := catalogue.get(label).parent:
-            members.setdefault(parent, []).append(float(p))
-    return any(abs(sum(ps) - threshold) <= tolerance * len(ps) for ps in members.values())
+    masses = group_masses(probs, labels, load_catalogue())
+    return any(abs(mass - threshold) <= tolerance * size for mass, size, _ in masses.values())
 
 
 def same_answer(page: dict, ours: Outcome) -> bool:
-    return (page["decision"] == ours.decision and page["ranked"][0]["id"] == ours.ranked[0].id
+    return (page["decision"] == ours.decision and page["level"] == ours.level and page["ranked"][0]["id"] == ours.ranked[0].id
             and (page["nearest_group"] or {}).get("id") == (ours.nearest_group.id if ours.nearest_group else None))  # fmt: skip
 
 
