@@ -28,12 +28,14 @@ from pestid.sample import unrelated_images
 from pestid.training import plots
 from pestid.training.metrics import (
     Thresholds,
+    answer_levels,
     auroc,
     bootstrap_interval,
     confusion,
     group_accuracy,
     group_weights,
     identified,
+    level_figures,
     macro_f1,
     per_class,
     precision_promise,
@@ -146,6 +148,11 @@ def per_original(probs: np.ndarray, labels: np.ndarray, rows: list[Row], predict
     promise["expected"] = predictor.contract.expected_precision
     out["precision_promise"] = promise
     out.update(_answer_rates(probs, labels, weights, thresholds, identifiable, names))
+    contract = predictor.contract
+    levels, right = answer_levels(probs, labels, names, threshold=contract.threshold,
+                                  class_thresholds=contract.class_thresholds,
+                                  group_thresholds=contract.group_thresholds)  # fmt: skip
+    out.update(level_figures(levels, right, weights, identifiable[labels]))
     return out
 
 
@@ -213,7 +220,17 @@ def markdown(report: EvaluationReport) -> str:
         f"| precision promised (each class) / expected (overall) / delivered | {_fmt(promise.promised)} / "
         f"{_fmt(promise.expected)} / {_fmt(promise.delivered)} | {_fmt(promise.delivered_ci)} |",
     ]
-    for key in ("threshold", "coverage", "in_scope_coverage", "out_of_scope_identified", "disease_identified_as_other"):
+    for key in (
+        "threshold",
+        "coverage",
+        "in_scope_coverage",
+        "useful_coverage",
+        "group_coverage",
+        "species_precision",
+        "group_precision",
+        "out_of_scope_identified",
+        "disease_identified_as_other",
+    ):
         lines.append(f"| {key} | {_fmt(getattr(report, key))} | |")
     lines += [
         "",

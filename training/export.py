@@ -81,6 +81,7 @@ def calibration_fields(calibration: dict[str, Any]) -> dict[str, Any]:
     """A model contract's fields from a run's calibration (``metrics.calibrate``)."""
     return {"temperature": calibration.get("temperature", 1.0), "threshold": calibration.get("threshold", 0.0),
             "class_thresholds": calibration.get("class_thresholds", {}),
+            "group_thresholds": calibration.get("group_thresholds", {}),
             "target_precision": calibration.get("target_precision"),
             "expected_precision": calibration.get("accuracy_at_threshold")}  # fmt: skip
 

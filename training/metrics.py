@@ -9,7 +9,7 @@ bootstrap over groups, because the groups, not the files, are the sample.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -165,6 +165,74 @@ def choose_class_thresholds(
     return np.maximum(thresholds, floor)
 
 
+def answer_levels(
+    probs: np.ndarray, labels: np.ndarray, names: Sequence[str], *, threshold: float,
+    class_thresholds: Mapping[str, float], group_thresholds: Mapping[str, float],
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each row's answer as ``pestid.decision.decide`` gives it (the one rule): its level (0 none, 1 species,
+    2 group) and whether it is right (the species itself, or a group the true label belongs to)."""
+    from pestid.catalogue import load_catalogue
+    from pestid.decision import decide
+
+    catalogue = load_catalogue()
+    within = {name: {name, *(g.id for g in catalogue.ancestors(name))} for name in names}
+    levels, right = np.zeros(len(probs), dtype=np.int8), np.zeros(len(probs), dtype=bool)
+    for i, row in enumerate(probs):
+        outcome = decide(row, names, threshold=threshold, class_thresholds=class_thresholds,
+                         group_thresholds=group_thresholds, catalogue=catalogue)  # fmt: skip
+        if (answer := outcome.answer) is not None:
+            levels[i] = 1 if outcome.level == "species" else 2
+            right[i] = (
+                answer.id in within[names[labels[i]]] if outcome.level == "group" else answer.id == names[labels[i]]
+            )
+    return levels, right
+
+
+def level_figures(levels: np.ndarray, right: np.ndarray, weights: np.ndarray, in_scope: np.ndarray) -> dict[str, float]:
+    """Per original: the share of in-scope photos with a useful answer (species or group), and each level's
+    share and precision."""
+
+    def share(mask: np.ndarray, of: np.ndarray) -> float:
+        return float(weights[mask & of].sum() / weights[of].sum()) if weights[of].sum() > 0 else float("nan")
+
+    answered = levels > 0
+    return {"useful_coverage": share(answered, in_scope), "group_coverage": share(levels == 2, in_scope),
+            "species_precision": share(right, levels == 1), "group_precision": share(right, levels == 2)}  # fmt: skip
+
+
+def choose_group_thresholds(
+    probs: np.ndarray, labels: np.ndarray, names: Sequence[str], target_precision: float, *,
+    species_answered: np.ndarray, weights: np.ndarray | None = None, min_answers: float = 20.0, floor: float = 0.5,
+) -> dict[str, float]:  # fmt: skip
+    """For each catalogue group above ``names``: the lowest summed probability at which naming the group is right
+    at ``target_precision``, judged on the rows a species answer leaves (``species_answered`` False), the only
+    rows a group answer is given for. A group that reaches the target on fewer than ``min_answers`` (weighted)
+    originals, or not at all, is never answered (a threshold above 1): a group answer must keep the promise."""
+    from pestid.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    w = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    top_in_scope = np.array(catalogue.in_scope(list(names)))[probs.argmax(axis=1)]
+    rows = ~species_answered & top_in_scope
+    members: dict[str, list[int]] = defaultdict(list)
+    for c, name in enumerate(names):
+        org = catalogue.get(name)
+        for group in ([org] if org.kind == "group" else []) + catalogue.ancestors(name):
+            members[group.id].append(c)
+    out: dict[str, float] = {}
+    for gid, idx in sorted(members.items()):
+        mass = probs[rows][:, idx].sum(axis=1)
+        inside = np.isin(labels[rows], idx)
+        two = np.stack([mass, 1 - mass], axis=1)  # column 0 "the group", identifiable; a row counts where mass ≥ 0.5
+        t = choose_threshold(two, np.where(inside, 0, 1), target_precision, weights=w[rows],
+                             identifiable=np.array([True, False]))  # fmt: skip
+        accepted = (mass >= t) & (mass >= floor)
+        answers = w[rows][accepted].sum()
+        precise = answers > 0 and w[rows][accepted & inside].sum() / answers >= target_precision
+        out[gid] = max(float(t), floor) if answers >= min_answers and precise else 1.01
+    return out
+
+
 def selective(
     probs: np.ndarray, labels: np.ndarray, threshold: Thresholds, *, weights: np.ndarray | None = None,
     identifiable: np.ndarray | None = None,
@@ -287,4 +355,13 @@ def calibrate(
         thresholds = choose_class_thresholds(probs, labels, target_precision, weights=weights,
                                              identifiable=identifiable)  # fmt: skip
         out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, thresholds, identifiable, strict=True) if ok}
-    return {**out, **selective(probs, labels, thresholds, weights=weights, identifiable=identifiable)}
+    out["group_thresholds"] = choose_group_thresholds(probs, labels, names, target_precision, weights=weights,
+                                                      species_answered=identified(probs, thresholds, identifiable))  # fmt: skip
+    levels, right = answer_levels(probs, labels, names, threshold=threshold,
+                                  class_thresholds=out.get("class_thresholds", {}),
+                                  group_thresholds=out["group_thresholds"])  # fmt: skip
+    return {
+        **out,
+        **selective(probs, labels, thresholds, weights=weights, identifiable=identifiable),
+        **level_figures(levels, right, weights, identifiable[labels]),
+    }

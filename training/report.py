@@ -91,6 +91,11 @@ class EvaluationReport(_Part):
     accuracy_at_threshold: float
     precision_promise: PrecisionPromise
     in_scope_coverage: float | None
+    # Answers at the level the evidence supports (pestid.decision): species or group, per original.
+    useful_coverage: float | None = None
+    group_coverage: float | None = None
+    species_precision: float | None = None
+    group_precision: float | None = None
     out_of_scope_identified: float | None
     disease_identified_as_other: float | None
     ood_auroc: float
@@ -106,6 +111,8 @@ class EvaluationReport(_Part):
                 "macro_f1_per_original": original.macro_f1, "top1_per_original": original.top1,
                 "macro_f1": self.macro_f1, "top1": self.top1, "top5": self.top5, "ece": self.ece,
                 "coverage": self.coverage, "in_scope_coverage": self.in_scope_coverage,
+                "useful_coverage": self.useful_coverage, "group_coverage": self.group_coverage,
+                "species_precision": self.species_precision, "group_precision": self.group_precision,
                 "precision_delivered": self.precision_promise.delivered,
                 "out_of_scope_identified": self.out_of_scope_identified,
                 "disease_identified_as_other": self.disease_identified_as_other, "ood_auroc": self.ood_auroc,

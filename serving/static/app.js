@@ -15,6 +15,8 @@ const TEXT = {
     toomany: "Mỗi lần chỉ gửi tối đa 5 ảnh.", remove: "Bỏ ảnh", photo: "Ảnh",
     identified: "Đã nhận diện", uncertain: "Chưa chắc chắn", not_recognised: "Không nhận ra",
     not_recognised_todo: "Hãy chụp lại gần hơn, đủ sáng và rõ nét, hoặc hỏi cán bộ bảo vệ thực vật của xã. Chưa phun thuốc khi chưa biết rõ.",
+    uncertain_todo: "Chụp thêm ảnh gần hơn, rõ con vật hoặc vết bệnh. Đừng phun thuốc vội: cán bộ bảo vệ thực vật sẽ xem ảnh này.",
+    candidates: "Các khả năng (chưa chắc chắn)", confidence: "độ tin cậy",
     category: { insect: "côn trùng", mite: "nhện hại", mollusc: "ốc", rodent: "chuột", fungus: "bệnh do nấm",
       bacterium: "bệnh do vi khuẩn", virus: "bệnh do virus", natural_enemy: "thiên địch", healthy: "lúa khỏe",
       out_of_scope: "không phải sâu bệnh lúa" },
@@ -45,6 +47,8 @@ const TEXT = {
     toomany: "Send at most 5 photos at a time.", remove: "Remove photo", photo: "Photo",
     identified: "Identified", uncertain: "Not sure", not_recognised: "Not recognised",
     not_recognised_todo: "Take another photo closer up, in good light and sharp, or ask your commune's plant-protection officer. Do not spray until you know what it is.",
+    uncertain_todo: "Take another, closer photo of the animal or the lesion. Do not spray yet: a plant-protection officer will look at this photo.",
+    candidates: "Candidates (not certain)", confidence: "confidence",
     category: { insect: "insect", mite: "mite", mollusc: "snail", rodent: "rodent", fungus: "fungal disease",
       bacterium: "bacterial disease", virus: "viral disease", natural_enemy: "natural enemy", healthy: "healthy rice",
       out_of_scope: "not a rice pest or disease" },
@@ -220,23 +224,26 @@ function percent(p) {
 }
 
 // An API v1 answer (from the server, or made on the phone by localAnswer) on screen, in its own language.
+// Only an identified answer (a species, or a group: "the hoppers") is shown as an answer, with its confidence and
+// advice. "Not sure" shows its candidates as candidates and what to do now; "not recognised" offers no pest at all.
 function render(answer, record) {
   const t = TEXT[lang];
-  const notRecognised = answer.decision === "not_recognised";
-  const main = notRecognised ? answer.nearest_group : answer.species;
+  const main = answer.decision === "identified" ? answer.species : null;
   $("result").hidden = false;
   $("decision").textContent = t[answer.decision];
   $("decision").className = `decision ${answer.decision}`;
   $("nospray").hidden = !answer.do_not_spray;
   $("name").textContent = main ? main.name : "";
   $("name").hidden = !main;
-  $("scientific").textContent = main && !notRecognised ? main.scientific : "";
-  $("description").textContent = main && !notRecognised ? describe(main) : "";
+  $("scientific").textContent = main ? main.scientific : "";
+  $("description").textContent = main ? [describe(main), `${t.confidence} ${percent(main.probability)}`].filter(Boolean).join(" · ") : "";
   $("message").textContent = answer.message;
-  // not recognised: what to do next, never pest advice
-  $("advice-title").textContent = notRecognised ? t.what_now : t.advice;
-  $("advice").textContent = notRecognised ? t.not_recognised_todo : (main ? main.advice : "");
-  const alts = (answer.alternatives || []).filter((a) => a.probability >= 0.01);
+  $("advice-title").textContent = main ? t.advice : t.what_now;
+  $("advice").textContent = main ? main.advice
+    : answer.decision === "uncertain" ? t.uncertain_todo : t.not_recognised_todo;
+  const alts = answer.decision === "not_recognised" ? []
+    : (answer.alternatives || []).filter((a) => a.probability >= 0.01);
+  $("alternatives-title").textContent = main ? t.alternatives : t.candidates;
   $("alternatives-block").hidden = alts.length === 0;
   $("alternatives").replaceChildren(...alts.map((s) => {
     const li = document.createElement("li");
@@ -258,12 +265,13 @@ function localAnswer(outcome, answerLang) {
     return { id, name: entry[`name_${answerLang}`], probability, scientific: entry.scientific, category: entry.category,
              parent, natural_enemy: entry.natural_enemy, advice: entry[`advice_${answerLang}`] };
   };
-  const identified = outcome.decision !== "not_recognised";
-  const best = outcome.ranked[0];
-  const shownAlternatives = identified ? outcome.ranked.slice(1) : outcome.ranked.filter((r) => catalogue[r.id].in_scope);
+  const answer = outcome.decision !== "identified" ? null
+    : outcome.level === "group" ? outcome.nearest_group : outcome.ranked[0];
+  const shownAlternatives = outcome.level === "species" ? outcome.ranked.slice(1)
+    : outcome.ranked.filter((r) => catalogue[r.id].in_scope);
   return {
-    decision: outcome.decision, message: outcome.messages[answerLang], lang: answerLang,
-    species: identified ? named(best.id, best.probability) : null,
+    decision: outcome.decision, message: outcome.messages[answerLang], lang: answerLang, level: outcome.level,
+    species: answer ? named(answer.id, answer.probability) : null,
     nearest_group: outcome.nearest_group ? named(outcome.nearest_group.id, outcome.nearest_group.probability) : null,
     alternatives: shownAlternatives.map((r) => ({ id: r.id, name: catalogue[r.id][`name_${answerLang}`], probability: r.probability })),
     do_not_spray: outcome.do_not_spray, needs_review: outcome.needs_review,
@@ -393,7 +401,7 @@ function recordName(record) {
   const t = TEXT[lang];
   const answer = record.answer && record.answer.lang === lang ? record.answer : record.local ? record.local[lang] : null;
   if (!answer) return "";
-  const main = answer.species || answer.nearest_group;
+  const main = answer.decision === "identified" ? answer.species : null; // a guess is never named as the answer
   const name = main ? main.name : t[answer.decision];
   return fill(record.answer ? t.server_said : t.on_phone, { name });
 }

@@ -305,3 +305,49 @@ def test_cancel_stops_the_upload_keeps_the_photo_and_sends_it_when_asked(farmer_
     page.click("#mine li[data-state=waiting] button:has-text('Gửi ngay')")
     page.wait_for_selector("#mine li[data-state=sent]", timeout=30_000)
     assert _rows(app) == 1
+
+
+OUTCOME_LABELS = ["brown_planthopper", "whitebacked_planthopper", "rice_leaffolder", "rice_blast", "not_rice"]
+
+
+@pytest.mark.parametrize(
+    ("logits", "decision", "name", "advice", "candidates"),
+    [
+        ([6.0, 0.0, 0.0, 0.0, 0.0], "Đã nhận diện", "Rầy nâu", "Khuyến cáo", "Có thể là"),
+        ([3.0, 3.0, 0.0, 0.0, 0.0], "Đã nhận diện", "Các loài rầy", "Khuyến cáo", "Có thể là"),  # the group is sure
+        ([2.0, 0.0, 0.0, 1.5, 0.0], "Chưa chắc chắn", "", "Nên làm gì", "Các khả năng (chưa chắc chắn)"),
+        ([0.1, 0.0, 0.1, 0.0, 0.05], "Không nhận ra", "", "Nên làm gì", None),
+    ],
+    ids=["species", "group", "not sure", "not recognised"],
+)
+def test_each_outcome_is_worded_at_its_level_and_a_guess_carries_no_advice(
+    browser, tmp_path, logits, decision, name, advice, candidates
+):
+    from pestid.catalogue import load_catalogue
+
+    model = linear_model(tmp_path / "model.onnx", OUTCOME_LABELS, weight=np.zeros((3, 5)), bias=logits)
+    catalogue = load_catalogue()
+    with running(create_app(make_settings(model, tmp_path / "data"))) as url:
+        page = browser.new_page(**PHONE)
+        page.goto(url + "/")
+        page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+        page.wait_for_selector("#previews img")
+        page.click("#send")
+        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+        result = _text(page, "#result")
+        assert _text(page, "#decision") == decision and _text(page, "#advice-title") == advice
+        assert (_text(page, "#name") if name else "") == name and page.locator("#name").is_visible() == bool(name)
+        if name:  # the answer's confidence is shown beside it
+            assert "độ tin cậy" in _text(page, "#description")
+        # advice of an organism appears only when that organism is the answer
+        shown_advice = [o.id for o in catalogue if o.advice_vi in result]
+        assert shown_advice == ([o.id for o in catalogue if o.name_vi == name] if name else []), shown_advice
+        if name == "Các loài rầy":
+            assert _text(page, "#message") == "Thuộc nhóm các loài rầy; chưa chắc là loài nào."
+        if decision == "Chưa chắc chắn":
+            assert "Đừng phun thuốc vội" in _text(page, "#advice")
+        if candidates is None:
+            assert page.locator("#alternatives-block").is_hidden()  # no pest offered as a "maybe"
+        else:
+            assert page.locator("#alternatives-block").is_hidden() or _text(page, "#alternatives-title") == candidates
+        page.screenshot(path=str(ARTIFACTS / f"farmer-outcome-{decision}-{name or 'none'}.png"), full_page=True)

@@ -160,3 +160,28 @@ def test_bootstrap_interval_over_groups_contains_the_estimate_and_narrows_with_m
     assert lo_s <= small_mean <= hi_s and lo_b <= big_mean <= hi_b
     assert (hi_b - lo_b) < (hi_s - lo_s) / 3  # about sqrt(25) = 5 times narrower
     assert lo_b < 0.8 < hi_b
+
+
+def test_group_thresholds_hold_the_promise_on_what_species_answers_leave():
+    from pestid.training.metrics import answer_levels, choose_group_thresholds, level_figures
+
+    names = ["brown_planthopper", "whitebacked_planthopper", "rice_leaffolder", "not_rice"]
+    rng = np.random.default_rng(0)
+    probs, labels = [], []
+    for k in range(200):  # hoppers the model cannot tell apart: 0.45/0.45, the group sure at 0.9
+        hopper = k % 2
+        p = np.array([0.45, 0.45, 0.05, 0.05]) + rng.uniform(0, 0.02, 4)
+        probs.append(p / p.sum())
+        labels.append(hopper)
+    for _ in range(60):  # leaf folder answers at 0.8 that are as often a hopper: the caterpillars must not answer
+        probs.append(np.array([0.1, 0.05, 0.8, 0.05]))
+        labels.append(int(rng.integers(0, 2)) if rng.random() < 0.5 else 2)
+    probs, labels = np.array(probs), np.array(labels)
+    species_answered = probs.max(axis=1) >= 0.95  # no species answer at all here
+    groups = choose_group_thresholds(probs, labels, names, 0.95, species_answered=species_answered)
+    assert 0.5 <= groups["planthoppers"] <= probs[:200, :2].sum(axis=1).min()  # every hopper row answered as hoppers
+    assert groups["caterpillars"] > 1.0  # 50 % right: never answered at that level
+    levels, right = answer_levels(probs, labels, names, threshold=0.95, class_thresholds={}, group_thresholds=groups)
+    figures = level_figures(levels, right, np.ones(len(labels)), np.ones(len(labels), dtype=bool))
+    assert figures["group_precision"] == 1.0 and figures["useful_coverage"] == pytest.approx(200 / 260)
+    assert np.isnan(figures["species_precision"])  # no species answer was given
