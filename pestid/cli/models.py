@@ -48,6 +48,9 @@ def headline(report: EvaluationReport) -> None:
               f"{p.delivered:.4f} [95 % {d[0]:.4f}, {d[1]:.4f}]; in-scope coverage {_pct(report.in_scope_coverage)}; "
               f"out-of-scope identified {_pct(report.out_of_scope_identified)}; disease identified as another kind "
               f"{_pct(report.disease_identified_as_other)}")  # fmt: skip
+    out.print(f"  useful answers (species or group) {_pct(report.useful_coverage)} of in-scope originals, "
+              f"{_pct(report.group_coverage)} at a group's level; precision per level: species "
+              f"{_pct(report.species_precision)}, group {_pct(report.group_precision)}")  # fmt: skip
     for source, m in report.per_source.items():
         s = m.macro_f1_ci or nan
         out.print(
