@@ -59,6 +59,17 @@ def _phone_photo(tmp_path: Path) -> Path:
     return path
 
 
+def _answered(browser, url: str, tmp_path: Path):
+    """A phone's page that sent one real photo and shows the server's answer."""
+    page = browser.new_page(**PHONE)
+    page.goto(url + "/")
+    page.set_input_files("#gallery", str(_real_photo(tmp_path)))
+    page.wait_for_selector("#previews img")
+    page.click("#send")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    return page
+
+
 def _text(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
@@ -108,12 +119,7 @@ def test_not_recognised_says_what_to_do_and_never_gives_pest_advice(browser, tmp
     # Zero weights: every class equally likely, so nothing is recognised.
     model = linear_model(tmp_path / "model.onnx", weight=np.zeros((3, 5)))
     with running(create_app(make_settings(model, tmp_path / "data"))) as url:
-        page = browser.new_page(**PHONE)
-        page.goto(url + "/")
-        page.set_input_files("#gallery", str(_real_photo(tmp_path)))
-        page.wait_for_selector("#previews img")
-        page.click("#send")
-        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+        page = _answered(browser, url, tmp_path)
         assert _text(page, "#decision") == "Không nhận ra"
         assert _text(page, "#advice-title") == "Nên làm gì" and "chụp lại" in _text(page, "#advice")
         assert "Không nhận ra" not in _text(page, "#message").split(".")[0][1:]  # said once, not twice
@@ -330,12 +336,7 @@ def test_each_outcome_is_worded_at_its_level_and_a_guess_carries_no_advice(
     model = linear_model(tmp_path / "model.onnx", OUTCOME_LABELS, weight=np.zeros((3, 5)), bias=logits)
     catalogue = load_catalogue()
     with running(create_app(make_settings(model, tmp_path / "data"))) as url:
-        page = browser.new_page(**PHONE)
-        page.goto(url + "/")
-        page.set_input_files("#gallery", str(_real_photo(tmp_path)))
-        page.wait_for_selector("#previews img")
-        page.click("#send")
-        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+        page = _answered(browser, url, tmp_path)
         result = _text(page, "#result")
         assert _text(page, "#decision") == decision and _text(page, "#advice-title") == advice
         assert (_text(page, "#name") if name else "") == name and page.locator("#name").is_visible() == bool(name)
