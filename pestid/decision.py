@@ -41,8 +41,6 @@ MESSAGES: dict[str, dict[str, str]] = {
                          "en": "One of the {name}; which species is not certain."},
     "uncertain": {"vi": "Chưa chắc chắn — cán bộ bảo vệ thực vật sẽ kiểm tra ảnh này.",
                   "en": "Not sure — a plant-protection officer will check this photo."},
-    "nearest_group": {"vi": "Không nhận ra chính xác loài, nhưng có thể là {name}.",
-                      "en": "Species not recognised, but it looks like one of the {name}."},
     "not_recognised": {"vi": "Không nhận ra. Hãy chụp lại gần hơn, rõ nét, hoặc chờ cán bộ kiểm tra.",
                        "en": "Not recognised. Take a closer, sharper photo, or wait for an officer to check."},
 }  # fmt: skip

@@ -78,6 +78,7 @@ class ModelInfo(BaseModel):
     dataset_version: str
     threshold: float
     class_thresholds: dict[str, float] = {}
+    group_thresholds: dict[str, float] = {}  # a group answers at or above its own; above 1: never answered
     temperature: float
     preprocess: dict[str, object]
 

@@ -143,9 +143,13 @@ def predict(
         if "error" in item:
             out.print(f"{item['image']}: [red]{item['error']}[/]")
         else:
-            best = item["top"][0]
             out.print(f"{item['image']}: [bold]{item['decision']}[/] — {item['message_vi']} / {item['message_en']}")
-            out.print(f"  {best['name_vi']} / {best['name_en']} ({best['scientific']}) {best['probability']:.2f}")
+            answer = item["answer"]  # a species or a group; None when not identified: only candidates, no answer
+            if answer:
+                out.print(f"  {answer['name_vi']} / {answer['name_en']} ({answer['scientific']}) "
+                          f"{answer['probability']:.2f}, mức / level: {item['level']}")  # fmt: skip
+            candidates = ", ".join(f"{c['name_vi']} / {c['name_en']} {c['probability']:.2f}" for c in item["top"])
+            out.print(f"  {'các khả năng / candidates' if answer else 'chưa chắc / not sure'}: {candidates}")
 
 
 @app.command()

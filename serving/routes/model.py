@@ -23,7 +23,8 @@ def model_info(model: Annotated[LoadedModel, Depends(get_model)]) -> ModelInfo:
     contract = model.predictor.contract
     return ModelInfo(name=model.name, version=model.version, reference=model.reference, labels=contract.labels,
                      dataset_version=contract.dataset_version, threshold=contract.threshold,
-                     class_thresholds=contract.class_thresholds, temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
+                     class_thresholds=contract.class_thresholds, group_thresholds=contract.group_thresholds,
+                     temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
 
 
 @router.get("/species", response_model=list[CatalogueEntry])

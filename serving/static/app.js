@@ -243,7 +243,8 @@ function render(answer, record) {
     : answer.decision === "uncertain" ? t.uncertain_todo : t.not_recognised_todo;
   const alts = answer.decision === "not_recognised" ? []
     : (answer.alternatives || []).filter((a) => a.probability >= 0.01);
-  $("alternatives-title").textContent = main ? t.alternatives : t.candidates;
+  // beside a species, other species it could be; beside a group or a guess, candidates (which species, unsure)
+  $("alternatives-title").textContent = main && answer.level !== "group" ? t.alternatives : t.candidates;
   $("alternatives-block").hidden = alts.length === 0;
   $("alternatives").replaceChildren(...alts.map((s) => {
     const li = document.createElement("li");

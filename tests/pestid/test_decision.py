@@ -95,3 +95,23 @@ def test_a_class_threshold_replaces_the_overall_one_for_that_class_only():
     other = decide(probs, LABELS, threshold=0.8, class_thresholds={"brown_planthopper": 0.1}, catalogue=catalogue,
                    group_thresholds=groups)  # fmt: skip
     assert other.decision == "uncertain"
+
+
+def test_pestid_predict_names_the_answer_at_its_level_and_a_guess_only_as_a_candidate(tmp_path):
+    from typer.testing import CliRunner
+
+    from pestid.cli import app
+    from tests.conftest import jpeg_bytes, photo
+    from tests.onnx_models import linear_model
+
+    image = tmp_path / "p.jpg"
+    image.write_bytes(jpeg_bytes(photo(seed=1)))
+    labels = ["brown_planthopper", "whitebacked_planthopper", "rice_leaffolder", "not_rice"]
+    runner = CliRunner()
+    for logits, expected in (([3.0, 3.0, 0.0, 0.0], "Các loài rầy / planthoppers and leafhoppers"),
+                             ([1.0, 0.0, 0.9, 0.0], "chưa chắc / not sure")):  # fmt: skip
+        model = linear_model(tmp_path / f"{logits[0]}.onnx", labels, weight=np.zeros((3, 4)), bias=logits)
+        shown = runner.invoke(app, ["predict", "--model", str(model), str(image)], terminal_width=200)
+        assert shown.exit_code == 0, shown.output
+        assert expected in shown.output
+    assert "level: group" in runner.invoke(app, ["predict", "--model", str(tmp_path / "3.0.onnx"), str(image)]).output

@@ -322,7 +322,7 @@ OUTCOME_LABELS = ["brown_planthopper", "whitebacked_planthopper", "rice_leaffold
     ("logits", "decision", "name", "advice", "candidates"),
     [
         ([6.0, 0.0, 0.0, 0.0, 0.0], "Đã nhận diện", "Rầy nâu", "Khuyến cáo", "Có thể là"),
-        ([3.0, 3.0, 0.0, 0.0, 0.0], "Đã nhận diện", "Các loài rầy", "Khuyến cáo", "Có thể là"),  # the group is sure
+        ([3.0, 3.0, 0.0, 0.0, 0.0], "Đã nhận diện", "Các loài rầy", "Khuyến cáo", "Các khả năng (chưa chắc chắn)"),
         ([2.0, 0.0, 0.0, 1.5, 0.0], "Chưa chắc chắn", "", "Nên làm gì", "Các khả năng (chưa chắc chắn)"),
         ([0.1, 0.0, 0.1, 0.0, 0.05], "Không nhận ra", "", "Nên làm gì", None),
     ],
