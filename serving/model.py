@@ -31,7 +31,11 @@ def current_version(reference: str, *, tracking_uri: str) -> str:
     if reference.startswith("models:/"):
         name, number = resolve_alias(reference, tracking_uri)
         return f"{name}/{number}"
-    return "sha256:" + hashlib.sha256(Path(reference).read_bytes()).hexdigest()[:12]
+    return "sha256:" + sha256_of(Path(reference))[:12]
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_model(reference: str, *, tracking_uri: str, threads: int, int8_tolerance: float | None = None) -> LoadedModel:
@@ -60,8 +64,9 @@ def load_served(settings: Settings) -> LoadedModel:
 
 
 def passed_int8(path: Path, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:
-    """The INT8 copy beside ``path`` when it answers with the same labels and lost at most ``tolerance`` of
-    per-original macro-F1 when it was made; else None, and the model itself answers."""
+    """The INT8 copy beside ``path`` when it was made from this very file (the digest its contract records), answers
+    with the same labels and lost at most ``tolerance`` of per-original macro-F1 when it was made; else None, and
+    the model itself answers. A copy left beside a model exported again later is stale, and never answers."""
     copy_path = int8_path(path)
     if not copy_path.is_file():
         return None
@@ -75,6 +80,7 @@ def passed_int8(path: Path, fp32: Predictor, tolerance: float, threads: int) -> 
         or drop > tolerance
         or copy.labels != fp32.labels
         or copy.contract.preprocess != fp32.contract.preprocess
+        or copy.contract.metrics.get("fp32_sha256") not in (None, sha256_of(path))  # None: made before it was kept
     ):
         return None
     return copy
@@ -93,8 +99,10 @@ class OfflineModel:
 def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | None:
     """The offline copy: ``reference`` if given, else ``MODEL.int8.onnx`` beside a served ``MODEL.onnx``.
 
-    None when there is none, or when it does not answer with the served model's labels: the page then
-    works online only, rather than answer offline from a different model.
+    None when there is none, when it does not answer with the served model's labels, or, for the copy found
+    beside the model, when it records being a copy of another file (a stale copy beside a model exported again;
+    a registry's copy of the model is re-serialised, so a named ``reference`` is not held to the digest): the
+    page then works online only, rather than answer offline from a different model.
     """
     path = Path(reference) if reference else int8_path(served.path)
     if not path.is_file():
@@ -104,6 +112,8 @@ def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | N
     except ModelError:
         return None
     if contract.labels != served.predictor.labels:
+        return None
+    if not reference and contract.metrics.get("fp32_sha256") not in (None, sha256_of(served.path)):
         return None
     data = path.read_bytes()
     return OfflineModel(path, hashlib.sha256(data).hexdigest(), len(data), contract)

@@ -211,3 +211,21 @@ async def _run_with_blocker(batcher, model, leave_early):
     await asyncio.get_running_loop().run_in_executor(None, model.started.wait)
     await leave_early()
     return await busy
+
+
+def test_a_copy_left_beside_a_model_exported_again_never_answers(model_with_copy):
+    import hashlib
+
+    model = model_with_copy(0.0)
+    copy = int8_path(model)
+    for recorded, served in ((hashlib.sha256(model.read_bytes()).hexdigest(), "int8"), ("0" * 64, "fp32")):
+        predictor = Predictor(copy)
+        metrics = {**predictor.contract.metrics, "fp32_sha256": recorded}
+        labels = predictor.labels
+        linear_model(copy, labels, weight=np.ones((3, len(labels))), quantization="int8 test", metrics=metrics)
+        loaded = load_model(str(model), tracking_uri="sqlite:///unused.db", threads=1, int8_tolerance=0.005)
+        assert loaded.precision == served  # the copy of this very file answers; a stale one (other digest) never
+    from pestid.serving.model import load_offline
+
+    assert load_offline(None, loaded) is None  # nor is it offered to the phones
+    assert load_offline(str(copy), loaded) is not None  # unless an operator names it

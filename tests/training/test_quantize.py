@@ -3,6 +3,8 @@ written) when it loses more per-original macro-F1 than allowed."""
 
 from __future__ import annotations
 
+import hashlib
+
 import onnx
 import pytest
 
@@ -26,6 +28,7 @@ def test_int8_copy_carries_the_contract_and_its_figures(trained_tiny_model, samp
     assert result.summary()["macro_f1_drop"] == pytest.approx(result.drop)
     # where its figures were measured, and how far its probabilities may move on another CPU's integer kernels
     assert int8.metrics["int8_measured_on"] == integer_kernels()
+    assert int8.metrics["fp32_sha256"] == hashlib.sha256(trained_tiny_model.read_bytes()).hexdigest()  # its model
     assert 0 <= int8.metrics["int8_cross_runtime_tolerance"] == result.envelope < 0.5  # 0 where they agree exactly
 
 
