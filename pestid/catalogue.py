@@ -151,6 +151,12 @@ class Catalogue:
             parent = self.parent_of(parent.id)
         return out
 
+    def groups_of(self, label: str) -> list[Organism]:
+        """The groups whose answers a label counts towards: the label itself when it is a group (``stem_borers``),
+        then its ancestors."""
+        org = self.get(label)
+        return ([org] if org.kind == "group" else []) + self.ancestors(label)
+
     def children_of(self, group_id: str) -> list[Organism]:
         return [o for o in self if o.parent == group_id]
 

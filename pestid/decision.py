@@ -92,8 +92,7 @@ def group_masses(probs: np.ndarray, labels: Sequence[str], catalogue: Catalogue)
     mass: dict[str, float] = defaultdict(float)
     size: dict[str, int] = defaultdict(int)
     for label, p in zip(labels, probs, strict=True):
-        org = catalogue.get(label)
-        for group in ([org] if org.kind == "group" else []) + catalogue.ancestors(label):
+        for group in catalogue.groups_of(label):
             mass[group.id] += float(p)
             size[group.id] += 1
     return {g: (mass[g], size[g], len(catalogue.ancestors(g))) for g in mass}

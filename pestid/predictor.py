@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,11 @@ class Predictor:
         return softmax(self.logits_of(batch), self.contract.temperature)
 
 
+@lru_cache(maxsize=1)
 def integer_kernels() -> str:
     """The integer instructions onnxruntime's INT8 kernels pick on this CPU, as an INT8 figure's "measured on":
-    the same INT8 model gives slightly different numbers on x86 with AVX2 alone, with VNNI and with AMX."""
+    the same INT8 model gives slightly different numbers on x86 with AVX2 alone, with VNNI and with AMX. Read
+    once (``/readyz`` reports it)."""
     import platform
 
     machine = platform.machine()

@@ -6,11 +6,11 @@ version is what every response reports.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from pestid.contract import ModelContract, int8_path
+from pestid.hashing import sha256_bytes
 from pestid.predictor import ModelError, Predictor
 from pestid.registry import download_onnx, resolve_alias
 from pestid.serving.settings import Settings
@@ -23,6 +23,7 @@ class LoadedModel:
     version: str  # "NAME/3" from the registry, "NAME@sha256:abcd…" from a file
     reference: str
     path: Path  # the model as trained (FP32)
+    sha256: str  # of that file: its version when it is one, and what its INT8 copy must have been made from
     precision: str = "fp32"  # "int8" when the INT8 copy answers
 
 
@@ -31,11 +32,7 @@ def current_version(reference: str, *, tracking_uri: str) -> str:
     if reference.startswith("models:/"):
         name, number = resolve_alias(reference, tracking_uri)
         return f"{name}/{number}"
-    return "sha256:" + sha256_of(Path(reference))[:12]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return "sha256:" + sha256_bytes(Path(reference).read_bytes())[:12]
 
 
 def load_model(reference: str, *, tracking_uri: str, threads: int, int8_tolerance: float | None = None) -> LoadedModel:
@@ -45,16 +42,17 @@ def load_model(reference: str, *, tracking_uri: str, threads: int, int8_toleranc
     if reference.startswith("models:/"):
         name, number = resolve_alias(reference, tracking_uri)
         path, version = download_onnx(name, number), f"{name}/{number}"
-        predictor = Predictor(path, threads=threads)
     else:
-        path = Path(reference)
-        predictor = Predictor(path, threads=threads)
+        path, version = Path(reference), ""
+    predictor = Predictor(path, threads=threads)
+    digest = sha256_bytes(path.read_bytes())  # once: the file's version, and what its INT8 copy must come from
+    if not version:
         name = predictor.contract.model_name
-        version = f"{name}@{current_version(reference, tracking_uri=tracking_uri)}"
-    copy = passed_int8(path, predictor, int8_tolerance, threads) if int8_tolerance is not None else None
+        version = f"{name}@sha256:{digest[:12]}"
+    copy = passed_int8(path, digest, predictor, int8_tolerance, threads) if int8_tolerance is not None else None
     if copy is not None:
-        return LoadedModel(copy, name, version, reference, path, precision="int8")
-    return LoadedModel(predictor, name, version, reference, path)
+        return LoadedModel(copy, name, version, reference, path, digest, precision="int8")
+    return LoadedModel(predictor, name, version, reference, path, digest)
 
 
 def load_served(settings: Settings) -> LoadedModel:
@@ -63,7 +61,7 @@ def load_served(settings: Settings) -> LoadedModel:
                       int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
 
 
-def passed_int8(path: Path, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:
+def passed_int8(path: Path, fp32_sha256: str, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:
     """The INT8 copy beside ``path`` when it was made from this very file (the digest its contract records), answers
     with the same labels and lost at most ``tolerance`` of per-original macro-F1 when it was made; else None, and
     the model itself answers. A copy left beside a model exported again later is stale, and never answers."""
@@ -80,7 +78,7 @@ def passed_int8(path: Path, fp32: Predictor, tolerance: float, threads: int) -> 
         or drop > tolerance
         or copy.labels != fp32.labels
         or copy.contract.preprocess != fp32.contract.preprocess
-        or copy.contract.metrics.get("fp32_sha256") not in (None, sha256_of(path))  # None: made before it was kept
+        or copy.contract.metrics.get("fp32_sha256") not in (None, fp32_sha256)  # None: made before it was kept
     ):
         return None
     return copy
@@ -113,7 +111,7 @@ def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | N
         return None
     if contract.labels != served.predictor.labels:
         return None
-    if not reference and contract.metrics.get("fp32_sha256") not in (None, sha256_of(served.path)):
+    if not reference and contract.metrics.get("fp32_sha256") not in (None, served.sha256):
         return None
     data = path.read_bytes()
-    return OfflineModel(path, hashlib.sha256(data).hexdigest(), len(data), contract)
+    return OfflineModel(path, sha256_bytes(data), len(data), contract)

@@ -175,7 +175,7 @@ def answer_levels(
     from pestid.decision import decide
 
     catalogue = load_catalogue()
-    within = {name: {name, *(g.id for g in catalogue.ancestors(name))} for name in names}
+    within = {name: {name, *(g.id for g in catalogue.groups_of(name))} for name in names}
     levels, right = np.zeros(len(probs), dtype=np.int8), np.zeros(len(probs), dtype=bool)
     for i, row in enumerate(probs):
         outcome = decide(row, names, threshold=threshold, class_thresholds=class_thresholds,
@@ -216,8 +216,7 @@ def choose_group_thresholds(
     rows = ~species_answered & top_in_scope
     members: dict[str, list[int]] = defaultdict(list)
     for c, name in enumerate(names):
-        org = catalogue.get(name)
-        for group in ([org] if org.kind == "group" else []) + catalogue.ancestors(name):
+        for group in catalogue.groups_of(name):
             members[group.id].append(c)
     out: dict[str, float] = {}
     for gid, idx in sorted(members.items()):

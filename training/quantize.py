@@ -29,7 +29,6 @@ thinly across the network, is then something the head has seen.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import tempfile
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import torch
 
 from pestid.contract import ModelContract, int8_path
 from pestid.errors import DatasetError
+from pestid.hashing import sha256_bytes
 from pestid.imaging import read_image
 from pestid.manifest import read_manifest
 from pestid.predictor import Predictor, integer_kernels
@@ -230,6 +230,6 @@ def quantize_int8(
     figures = {**result.int8, "fp32_macro_f1_per_original": result.fp32["macro_f1_per_original"],
                "fp32_top1_per_original": result.fp32["top1_per_original"], "int8_measured_on": integer_kernels(),
                "int8_cross_runtime_tolerance": result.envelope,
-               "fp32_sha256": hashlib.sha256(fp32_path.read_bytes()).hexdigest()}  # the model it is a copy of  # fmt: skip
+               "fp32_sha256": sha256_bytes(fp32_path.read_bytes())}  # the model it is a copy of  # fmt: skip
     write_contract(out, contract.model_copy(update={"metrics": figures}))
     return result

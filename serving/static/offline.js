@@ -155,18 +155,21 @@ const Offline = (() => {
     return out;
   }
 
-  // pestid.decision.group_masses: each group above the labels, its summed probability and its count of labels,
-  // summed in label order (the same floats as Python's).
+  // Catalogue.ancestors: the groups above an id, nearest first.
+  function ancestors(catalogue, id) {
+    const out = [];
+    for (let parent = catalogue[id].parent; parent; parent = catalogue[parent].parent) out.push(parent);
+    return out;
+  }
+
+  // pestid.decision.group_masses: each group above the labels (Catalogue.groups_of), its summed probability, its
+  // count of labels and its depth, summed in label order (the same floats as Python's).
   function groupMasses(catalogue, labels, probs) {
     const masses = new Map();
     labels.forEach((label, i) => {
-      const groups = catalogue[label].kind === "group" ? [label] : [];
-      for (let parent = catalogue[label].parent; parent; parent = catalogue[parent].parent) groups.push(parent);
-      for (const id of groups) {
-        const entry = masses.get(id) || { mass: 0, size: 0, depth: 0 };
-        let depth = 0;
-        for (let parent = catalogue[id].parent; parent; parent = catalogue[parent].parent) depth += 1;
-        masses.set(id, { mass: entry.mass + probs[i], size: entry.size + 1, depth });
+      for (const id of [...(catalogue[label].kind === "group" ? [label] : []), ...ancestors(catalogue, label)]) {
+        const entry = masses.get(id) || { mass: 0, size: 0, depth: ancestors(catalogue, id).length };
+        masses.set(id, { ...entry, mass: entry.mass + probs[i], size: entry.size + 1 });
       }
     });
     return masses;
