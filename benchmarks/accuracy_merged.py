@@ -1,5 +1,8 @@
 """Accuracy on the merged dataset: an ablation of the training levers and leave-one-source-out.
 
+The linear probe's levers (training/configs/probe.yaml, the former default), then the partial fine-tune of
+training/configs/default.yaml on the same split (its last blocks learnt on cached trunk maps; ~8 minutes more).
+
 Needs ../shared/datasets and a merged manifest (scripts/merge_shared.sh writes data/manifests/merged.csv).
 Every figure is per original (each group counted once) with its 95 % bootstrap interval over groups, and
 each lever is printed as a ratio against the baseline measured in the same run. Levers are chosen on val;
@@ -15,13 +18,14 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from pestid.manifest import Manifest, Row, read_manifest
 from pestid.training.config import TrainConfig, resolve_config
 from pestid.training.data import sample_weights
 from pestid.training.features import FeatureCache
 from pestid.training.metrics import bootstrap_interval, group_weights, macro_f1
-from pestid.training.probe import _logits, _views, fit_linear
+from pestid.training.probe import _logits, fit_linear, views_of
 
 BASELINE = ["data.balance=none", "optim.label_smoothing=0.0", "optim.mixup=0.0", "eval.tta=[]", "data.augment_views=0"]
 LEVERS: list[tuple[str, list[str]]] = [
@@ -57,7 +61,7 @@ def run_lever(config: TrainConfig, manifest: Manifest, cache: FeatureCache) -> d
     index = {label: i for i, label in enumerate(manifest.labels)}
     split = {s: manifest.split(s) for s in ("train", "val", "test")}
     y = {s: np.array([index[r.label] for r in rows]) for s, rows in split.items()}
-    train_views, eval_views = _views(config)
+    train_views, eval_views = views_of(config)
     x = np.concatenate([cache.get(split["train"], v) for v in train_views])
     w = sample_weights(y["train"].tolist(), [r.group for r in split["train"]], len(index), config.data.balance)
     start = time.perf_counter()
@@ -67,6 +71,35 @@ def run_lever(config: TrainConfig, manifest: Manifest, cache: FeatureCache) -> d
     for s in ("val", "test"):
         logits = _logits(head, [cache.get(split[s], v) for v in eval_views])
         out[s] = per_original(logits, y[s], [r.group for r in split[s]], len(index))
+    return out
+
+
+def run_partial(config: TrainConfig, manifest: Manifest) -> dict[str, object]:
+    """The partial fine-tune's best epoch (chosen on val), scored on val and test per original."""
+    import tempfile
+    from pathlib import Path
+
+    from pestid.training.callbacks import CallbackList
+    from pestid.training.features import trunk_cache
+    from pestid.training.loop import seed_everything
+    from pestid.training.models import create_model
+    from pestid.training.partial import Top, top_logits, train_partial
+
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"calibration": "val"})})
+    seed_everything(config.seed)
+    model = create_model(config.model, len(manifest.labels))
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, val_logits, _ = train_partial(model, manifest, config, Path(tmp), CallbackList([]))
+    out: dict[str, object] = {"seconds": time.perf_counter() - start}
+    cache = trunk_cache(config, manifest, model)
+    _, eval_views = views_of(config)
+    test_logits = top_logits(Top(model, config.model.frozen_blocks), [cache.get(manifest.split("test"), v) for v in eval_views],
+                             torch.device("cpu"))  # fmt: skip
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    for s, logits in (("val", val_logits), ("test", test_logits)):
+        rows = manifest.split(s)
+        out[s] = per_original(logits, np.array([index[r.label] for r in rows]), [r.group for r in rows], len(index))
     return out
 
 
@@ -101,7 +134,8 @@ def leave_one_source_out(manifest: Manifest, cache: FeatureCache, config: TrainC
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", default="data/manifests/merged.csv")
-    parser.add_argument("--config", default="training/configs/default.yaml")
+    parser.add_argument("--config", default="training/configs/probe.yaml")
+    parser.add_argument("--partial-config", default="training/configs/default.yaml")
     parser.add_argument("--only", nargs="*", default=None, help="Run only levers whose name has one of these words "
                         "(the baseline always runs), and skip leave-one-source-out.")  # fmt: skip
     args = parser.parse_args()
@@ -120,6 +154,13 @@ def main() -> None:
             f"  {name}: val {result['val'][0]:.4f}  test {result['test'][0]:.4f}  ({result['seconds']:.1f} s)",
             flush=True,
         )
+    if args.only is None or "partial" in args.only:
+        config = resolve_config(args.partial_config, [f"data.manifest={args.manifest}"])
+        name = f"partial fine-tune, blocks[{config.model.frozen_blocks}:] + head ({args.partial_config})"
+        result = run_partial(config, manifest)
+        rows.append((name, result))
+        print(f"  {name}: val {result['val'][0]:.4f}  test {result['test'][0]:.4f}  ({result['seconds']:.1f} s)",
+              flush=True)  # fmt: skip
     base_val, base_test = rows[0][1]["val"][0], rows[0][1]["test"][0]  # type: ignore[index]
     print(
         "\n| lever (cumulative) | val macro-F1 per original | test macro-F1 per original [95 % CI] | test vs baseline |"

@@ -1,10 +1,15 @@
-"""Backbone features for the linear probe, computed once with onnxruntime and cached.
+"""What the frozen part of the network makes of each photo, computed once with onnxruntime and cached.
 
 On a CPU the frozen ImageNet backbone runs about seven times faster in
 onnxruntime than in PyTorch eager, so every image is put through it once per
-view (plain, mirrored, or an augmented copy) and the pooled features are kept
-as ``.npy`` files keyed by the model, its input size, the dataset version, the
-split and the view. A second run on the same dataset version reads them back.
+view (plain, mirrored, or an augmented copy) and the result is kept as ``.npy``
+files keyed by the model, its input size, the dataset version, the split and the
+view. A second run on the same dataset version reads them back.
+
+Two frozen parts: the whole backbone, whose pooled features the linear probe
+learns from (``backbone_onnx``), and the trunk of a partial fine-tune, the stem
+and the first blocks, whose activation maps the last blocks learn from
+(``trunk_onnx``, kept as float16).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from tqdm import tqdm
 
 from pestid.imaging import read_image
@@ -36,6 +42,28 @@ def backbone_onnx(config: TrainConfig, path: Path) -> Path:
         return path
     model = create_model(config.model, num_classes=1)
     model.reset_classifier(0)  # type: ignore[operator]
+    return _export_frozen(model, config, path)
+
+
+def trunk(model: nn.Module, blocks: int) -> nn.Sequential:
+    """The stem and the first ``blocks`` blocks of a timm EfficientNet: what a partial fine-tune leaves frozen."""
+    return nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:blocks])  # type: ignore[index,arg-type]
+
+
+def trunk_cache(config: TrainConfig, manifest: Manifest, model: nn.Module) -> FeatureCache:
+    """The float16 maps of ``model``'s own trunk (``trunk``, up to ``config.model.frozen_blocks``), cached under a
+    digest of its weights: the maps a partial fine-tune learns from are always those of the model it exports."""
+    frozen = trunk(model, config.model.frozen_blocks)
+    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in frozen.state_dict().values()))
+    m = config.model
+    key = f"{m.name}-{m.image_size}-{m.crop_pct}-trunk{m.frozen_blocks}-{digest.hexdigest()[:12]}"
+    path = Path(config.data.feature_cache) / key / "trunk.onnx"
+    if not path.is_file():
+        _export_frozen(frozen, config, path)
+    return FeatureCache(config, manifest, backbone=path, key=key, dtype=np.float16)
+
+
+def _export_frozen(model: nn.Module, config: TrainConfig, path: Path) -> Path:
     model.eval()
     size = config.model.image_size
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,9 +90,9 @@ def _view_transform(view: str, spec: PreprocessSpec, augment: str) -> Callable[[
 
 def extract(
     session: object, manifest: Manifest, rows: Sequence[Row], spec: PreprocessSpec, *, view: str, augment: str = "field",
-    seed: int = 0, desc: str = "",
+    seed: int = 0, desc: str = "", dtype: type = np.float32,
 ) -> np.ndarray:  # fmt: skip
-    """(N, F) float32 features of ``rows`` seen through ``view``; images are decoded on two threads."""
+    """(N, ...) features of ``rows`` seen through ``view``, as ``dtype``; images are decoded on two threads."""
     transform = _view_transform(view, spec, augment)
     torch.manual_seed(seed)  # augmented views draw their seeds from torch's generator
     name = session.get_inputs()[0].name  # type: ignore[attr-defined]
@@ -77,20 +105,22 @@ def extract(
         for start in tqdm(range(0, len(rows), BATCH), desc=desc or f"features {view}", leave=False):
             images = list(pool.map(load, rows[start : start + BATCH]))
             batch = np.stack([transform(image) for image in images])
-            out.append(session.run(None, {name: batch})[0])  # type: ignore[attr-defined]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), dtype=np.float32)
+            out.append(session.run(None, {name: batch})[0].astype(dtype))  # type: ignore[attr-defined]
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=dtype)
 
 
 class FeatureCache:
-    """Features per (split, view) for one backbone and one dataset version: the config's ImageNet backbone, or
-    ``backbone`` (an ONNX file whose first output is the features, such as an INT8 copy's) under ``key``."""
+    """Features per (split, view) for one frozen part and one dataset version: the config's ImageNet backbone, or
+    ``backbone`` (an ONNX file whose first output is the features, such as an INT8 copy's or a trunk's) under
+    ``key``, kept as ``dtype``."""
 
     def __init__(
-        self, config: TrainConfig, manifest: Manifest, backbone: Path | None = None, key: str | None = None
-    ) -> None:
+        self, config: TrainConfig, manifest: Manifest, backbone: Path | None = None, key: str | None = None,
+        dtype: type = np.float32,
+    ) -> None:  # fmt: skip
         import onnxruntime as ort
 
-        self.config, self.manifest = config, manifest
+        self.config, self.manifest, self.dtype = config, manifest, dtype
         self.spec = preprocess_spec(config.model)
         m = config.model
         key = key or f"{m.name}-{m.image_size}-{m.crop_pct}-{'in1k' if m.pretrained else 'scratch'}"
@@ -111,7 +141,7 @@ class FeatureCache:
             return np.load(path)
         seed = self.config.seed * 1000 + (int(view[3:]) if view.startswith("aug") else 0)
         features = extract(self.session, self.manifest, rows, self.spec, view=view,
-                           augment=self.config.data.augment, seed=seed, desc=desc)  # fmt: skip
+                           augment=self.config.data.augment, seed=seed, desc=desc, dtype=self.dtype)  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, features)

@@ -28,7 +28,8 @@ from pestid.training.loop import FitState, seed_everything
 from pestid.training.metrics import group_weights, macro_f1
 
 
-def _views(config: TrainConfig) -> tuple[list[str], list[str]]:
+def views_of(config: TrainConfig) -> tuple[list[str], list[str]]:
+    """The views each training photo is seen through, and those whose logits are averaged at test time."""
     train = ["plain", *(f"aug{k}" for k in range(config.data.augment_views))]
     evaluation = ["plain", *(["hflip"] if "hflip" in config.eval.tta else [])]
     if "hflip" in config.eval.tta:
@@ -134,7 +135,7 @@ def fit_head(
     state and the logits of the rows to calibrate on, with those rows."""
     seed_everything(config.seed)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
-    train_views, eval_views = _views(config)
+    train_views, eval_views = views_of(config)
     y_train, y_val = np.array(targets_of(manifest, train_rows)), np.array(targets_of(manifest, val_rows))
     train_features = {v: cache.get(train_rows, v, desc=f"train {v}") for v in train_views}
     val_features = {v: cache.get(val_rows, v, desc=f"val {v}") for v in eval_views}  # the train views but "aug"

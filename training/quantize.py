@@ -117,9 +117,21 @@ def head_node(model: Any) -> Any:
     )
 
 
-def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray], contract: ModelContract) -> ModelContract:
+def first_blocks(model: Any, blocks: int) -> list[str]:
+    """The convolutions of an exported EfficientNet's stem and its first ``blocks`` blocks (by the exporter's node
+    names, ``/conv_stem/Conv`` and ``/blocks/blocks.N/...``); none for ``blocks`` 0."""
+    if blocks <= 0:
+        return []
+    early = ("/conv_stem/", *(f"/blocks/blocks.{k}/" for k in range(blocks)))
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.name.startswith(early)]
+
+
+def write_int8(
+    fp32_path: Path, out: Path, inputs: list[np.ndarray], contract: ModelContract, fp32_blocks: int = 0
+) -> ModelContract:
     """The INT8 copy of ``fp32_path`` at ``out``, calibrated on prepared ``inputs``, with the FP32 model's
-    ``contract`` carried over and marked as quantized (returned)."""
+    ``contract`` carried over and marked as quantized (returned). The head, and the stem and first ``fp32_blocks``
+    blocks (``first_blocks``), stay FP32."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -141,11 +153,13 @@ def write_int8(fp32_path: Path, out: Path, inputs: list[np.ndarray], contract: M
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        head = head_node(onnx.load(str(prepared))).name
+        graph = onnx.load(str(prepared))
+        keep = [head_node(graph).name, *first_blocks(graph, fp32_blocks)]
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=[head])  # fmt: skip
-    contract = contract.model_copy(update={"quantization": METHOD})
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep)  # fmt: skip
+    method = METHOD + (f"; stem and blocks[:{fp32_blocks}] FP32" if fp32_blocks > 0 else "")
+    contract = contract.model_copy(update={"quantization": method})
     write_contract(out, contract)
     return contract
 
@@ -196,6 +210,7 @@ def quantize_int8(
     fp32_path: str | Path, manifest_path: str | Path, *, out: str | Path | None = None, split: str = "test",
     fp32_report: EvaluationReport | None = None, tolerance: float = DEFAULTS.int8_tolerance,
     photos: int = DEFAULTS.calibration_photos, refit: TrainConfig | None = None,
+    fp32_blocks: int = DEFAULTS.int8_fp32_blocks,
 ) -> Int8Result:  # fmt: skip
     """Quantize, evaluate both per original on ``split``, and keep the copy only if it passes. With ``refit`` (a
     linear probe's config), the copy's head is learnt again on its own features (``refit_head``)."""
@@ -205,12 +220,12 @@ def quantize_int8(
     out = Path(out) if out else int8_path(fp32_path)
     contract = Predictor(fp32_path).contract
     inputs = calibration_inputs(manifest_path, contract.preprocess, photos)
-    contract = write_int8(fp32_path, out, inputs, contract)
+    contract = write_int8(fp32_path, out, inputs, contract, fp32_blocks)
     try:
         if refit is not None:
             calibration = refit_head(out, refit)
             contract = contract.model_copy(update={**calibration_fields(calibration),
-                                                   "quantization": METHOD + REFITTED})  # fmt: skip
+                                                   "quantization": contract.quantization + REFITTED})  # fmt: skip
             write_contract(out, contract)
         int8_report, _ = evaluate_model(out, manifest_path, split=split)
         fp32_report = fp32_report or evaluate_model(fp32_path, manifest_path, split=split)[0]

@@ -106,7 +106,7 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
         )
     probe = config.method == "linear_probe"
     device = torch.device("cpu") if probe else _device(config)
-    distributed = False if probe else _setup_distributed(device)
+    distributed = False if config.method != "finetune" else _setup_distributed(device)
     seed_everything(config.seed)
     model: nn.Module = create_model(config.model, len(manifest.labels)).to(device)
     info = {"dataset_version": manifest.version, "manifest": str(config.data.manifest), "labels": list(manifest.labels),
@@ -123,6 +123,10 @@ def train(config: TrainConfig, *, callbacks: list[Callback] | None = None, expor
             from pestid.training.probe import train_probe
 
             state, logits, rows = train_probe(model, manifest, config, run_dir, hooks)
+        elif config.method == "partial_finetune":
+            from pestid.training.partial import train_partial
+
+            state, logits, rows = train_partial(model, manifest, config, run_dir, hooks, device)
         else:
             state, logits = _finetune(model, manifest, config, run_dir, device, distributed, hooks)
             rows = manifest.split("val")
@@ -186,7 +190,7 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
 
             int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split, fp32_report=report,
                                  tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos,
-                                 refit=refit_recipe(config))  # fmt: skip
+                                 refit=refit_recipe(config), fp32_blocks=config.export.int8_fp32_blocks)  # fmt: skip
             hooks.on_int8(path=int8.path, figures=int8.summary())
             result.int8 = int8
         result.onnx_path, result.evaluation = exported.onnx_path, report

@@ -22,6 +22,7 @@ import base64
 import io
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,7 +185,7 @@ def imagenet_int8(tmp_path, calibration_paths) -> tuple:
     import torch
 
     from pestid.contract import ModelContract
-    from pestid.training.config import ModelConfig
+    from pestid.training.config import ModelConfig, resolve_config
     from pestid.training.export import write_contract
     from pestid.training.models import imagenet_state_dict, preprocess_spec
     from pestid.training.quantize import write_int8
@@ -207,7 +208,8 @@ def imagenet_int8(tmp_path, calibration_paths) -> tuple:
     write_contract(fp32, contract)
     calibration = [preprocess(decode_image(p.read_bytes()), spec)[None] for p in calibration_paths]
     int8 = tmp_path / "imagenet.int8.onnx"
-    return int8, write_int8(fp32, int8, calibration, contract)
+    shipped = resolve_config(Path(__file__).resolve().parents[2] / "training/configs/default.yaml").export
+    return int8, write_int8(fp32, int8, calibration, contract, shipped.int8_fp32_blocks)  # as the default's copy
 
 
 @pytest.mark.shared

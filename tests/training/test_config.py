@@ -30,6 +30,6 @@ def test_bad_value_names_the_key():
 
 
 def test_shipped_configs_resolve():
-    for name in ("default", "smoke"):
+    for name in ("default", "probe", "smoke"):
         config = resolve_config(f"training/configs/{name}.yaml")
         assert config.epochs >= 1

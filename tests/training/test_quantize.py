@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import onnx
 import pytest
 
@@ -66,3 +67,28 @@ def test_a_linear_probes_copy_learns_its_head_again_on_its_own_int8_features(sam
     assert after.quantization.endswith(REFITTED) and not before.quantization
     assert after.temperature != before.temperature  # calibrated again, for the new head
     assert result.int8["macro_f1_per_original"] == pytest.approx(after.metrics["macro_f1_per_original"])
+
+
+def test_the_stem_and_first_blocks_can_stay_fp32_where_the_quantization_error_starts(
+    trained_tiny_model, sample_split, tmp_path
+):
+    from pestid.training.quantize import write_int8
+
+    contract = Predictor(trained_tiny_model).contract
+    photos = [np.random.default_rng(k).standard_normal((1, 3, 48, 48)).astype(np.float32) for k in range(4)]
+
+    def quantized_convs(fp32_blocks):
+        out = tmp_path / f"copy-{fp32_blocks}.onnx"
+        written = write_int8(trained_tiny_model, out, photos, contract, fp32_blocks)
+        graph = onnx.load(str(out)).graph
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        convs = {n.name: n.input[1] in dequantized for n in graph.node if n.op_type == "Conv"}
+        return convs, written.quantization
+
+    all_int8, method = quantized_convs(0)
+    assert all(all_int8.values()) and "FP32 head" in method and "blocks[" not in method
+    mixed, method = quantized_convs(2)
+    early = {n for n in mixed if n.startswith(("/conv_stem/", "/blocks/blocks.0/", "/blocks/blocks.1/"))}
+    assert early and not any(mixed[n] for n in early)  # FP32 weights: no DequantizeLinear feeds them
+    assert all(mixed[n] for n in mixed if n not in early)  # the rest still INT8
+    assert method.endswith("stem and blocks[:2] FP32")

@@ -1,0 +1,107 @@
+"""Partial fine-tuning: the trunk stays as it was, the last stages learn, and what is calibrated is what is served."""
+
+import numpy as np
+import pytest
+import torch
+
+from pestid.imaging import read_image
+from pestid.manifest import read_manifest
+from pestid.preprocess import preprocess
+from pestid.training.callbacks import CallbackList
+from pestid.training.config import ConfigError
+from pestid.training.loop import seed_everything
+from pestid.training.models import create_model, preprocess_spec
+
+from .conftest import tiny_config
+
+FROZEN = ("conv_stem.", "bn1.", "blocks.0.", "blocks.1.")  # test_efficientnet has five blocks
+
+
+@pytest.fixture(scope="module")
+def partial_run(sample_split, tmp_path_factory):
+    from pestid.training.partial import train_partial
+
+    out = tmp_path_factory.mktemp("partial") / "run"
+    config = tiny_config(sample_split, out, "method=partial_finetune", "model.frozen_blocks=2", "epochs=6",
+                         "data.batch_size=8", "optim.lr=0.01", "optim.backbone_lr_scale=0.3", "eval.calibration=val", "eval.tta=[hflip]",
+                         f"data.feature_cache={out.parent / 'features'}")  # fmt: skip
+    manifest = read_manifest(sample_split)
+    seed_everything(config.seed)
+    model = create_model(config.model, len(manifest.labels))
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    state, logits, rows = train_partial(model, manifest, config, out, CallbackList([]))
+    return config, manifest, model, initial, state, logits, rows
+
+
+def _accuracy(model, manifest, rows, config):
+    spec = preprocess_spec(config.model)
+    photos = np.stack([preprocess(read_image(manifest.image_path(r)), spec) for r in rows])
+    labels = np.array([manifest.labels.index(r.label) for r in rows])
+    with torch.no_grad():
+        return float((model.eval()(torch.from_numpy(photos)).numpy().argmax(1) == labels).mean())
+
+
+def test_only_the_blocks_after_the_trunk_and_the_head_learn(partial_run):
+    config, manifest, model, initial, state, _, _ = partial_run
+    saved = torch.load(config.out + "/checkpoints/best.pt", weights_only=True)
+    assert saved.keys() == initial.keys()
+    for name, before in initial.items():
+        if name.startswith(FROZEN):  # weights and batch-norm statistics alike
+            assert torch.equal(saved[name], before), name
+    learnt = {name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("blocks.") else "")
+              for name, before in initial.items() if not torch.equal(saved[name], before)}  # fmt: skip
+    assert learnt == {"blocks.2", "blocks.3", "blocks.4", "conv_head", "bn2", "classifier"}
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())  # the model holds its best epoch
+    assert 1 <= state.best_epoch <= 6 and len(state.history) == 6
+    assert state.history[-1]["train_loss"] < state.history[0]["train_loss"]
+    before = create_model(config.model, len(manifest.labels))
+    before.load_state_dict(initial)
+    train = manifest.split("train")
+    learnt, chance = _accuracy(model, manifest, train, config), 1 / len(manifest.labels)
+    assert learnt > max(2 * chance, _accuracy(before, manifest, train, config) + 0.2)  # it learnt its photos
+
+
+def test_the_logits_it_is_calibrated_on_are_the_whole_models_on_the_photos(partial_run):
+    """The val logits come from cached float16 trunk maps and the learnt top; the model served runs the photos
+    through the whole network. Both must agree, or the calibration describes another model."""
+    config, manifest, model, _, _, logits, rows = partial_run
+    assert [r.path for r in rows] == [r.path for r in manifest.split("val")]
+    spec = preprocess_spec(config.model)
+    photos = np.stack([preprocess(read_image(manifest.image_path(r)), spec) for r in rows])
+    model.eval()
+    with torch.no_grad():
+        plain = model(torch.from_numpy(photos)).numpy()
+        mirrored = model(torch.from_numpy(np.ascontiguousarray(photos[..., ::-1]))).numpy()
+    whole = (plain + mirrored) / 2  # the test-time views: plain and mirrored
+    assert logits.shape == whole.shape
+    np.testing.assert_allclose(logits, whole, atol=0.02 * np.abs(whole).max())
+    assert (logits.argmax(1) == whole.argmax(1)).mean() >= 0.97
+
+
+def test_a_trunk_that_leaves_nothing_to_learn_is_refused(sample_split, tmp_path):
+    from pestid.training.partial import train_partial
+
+    config = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=5",
+                         f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+    manifest = read_manifest(sample_split)
+    with pytest.raises(ConfigError, match="frozen_blocks"):
+        train_partial(create_model(config.model, len(manifest.labels)), manifest, config, tmp_path, CallbackList([]))
+
+
+def test_out_of_fold_calibration_scores_train_and_val_with_tops_that_never_saw_them(sample_split, tmp_path):
+    from pestid.training.partial import train_partial
+
+    config = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=3", "epochs=2",
+                         "optim.lr=0.01", "eval.calibration=out_of_fold", "eval.calibration_folds=2",
+                         f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+    manifest = read_manifest(sample_split)
+    seed_everything(config.seed)
+    model = create_model(config.model, len(manifest.labels))
+    _, logits, rows = train_partial(model, manifest, config, tmp_path, CallbackList([]))
+    assert [r.path for r in rows] == [r.path for r in [*manifest.split("train"), *manifest.split("val")]]
+    assert logits.shape == (len(rows), len(manifest.labels)) and np.isfinite(logits).all()
+    spec = preprocess_spec(config.model)
+    photos = np.stack([preprocess(read_image(manifest.image_path(r)), spec) for r in rows])
+    with torch.no_grad():
+        shipped = model.eval()(torch.from_numpy(photos)).numpy()
+    assert not np.allclose(logits, shipped, atol=0.05)  # another model scored them: the fold that left them out
