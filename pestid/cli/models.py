@@ -110,7 +110,7 @@ def export(
         copy = quantize_int8(result.onnx_path, data or config.data.manifest, split=config.eval.split,
                              tolerance=config.export.int8_tolerance if tolerance is None else tolerance,
                              photos=config.export.calibration_photos,
-                             refit=refit_recipe(config))  # fmt: skip
+                             refit=refit_recipe(config), fp32_blocks=config.export.int8_fp32_blocks)  # fmt: skip
         int8_line(copy)
 
 
