@@ -163,6 +163,10 @@ def out_of_fold_logits(
     from pestid.training.models import create_model
 
     classes = int(initial["classifier.bias"].shape[0])
+    if len(set(groups)) < folds:
+        raise ConfigError(f"Hiệu chỉnh ngoài fold cần ít nhất {folds} ảnh gốc trong train và val, chỉ có {len(set(groups))}.",
+                          f"Out-of-fold calibration needs at least {folds} originals in train and val; there are "
+                          f"{len(set(groups))}. Lower eval.calibration_folds or use eval.calibration=val.")  # fmt: skip
     logits = np.zeros((len(y), classes), dtype=np.float32)
     for k, (train, held) in enumerate(GroupKFold(n_splits=folds).split(y, y, groups)):
         model = create_model(config.model, classes)

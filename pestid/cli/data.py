@@ -192,7 +192,7 @@ def data_stats(
 def data_suspects(
     manifest: Path,
     out_path: Annotated[Path, typer.Option("--out", help="CSV of suspect labels, worst first.")],
-    config: Annotated[Path, typer.Option(help="Config naming the backbone.")] = Path("training/configs/default.yaml"),
+    config: Annotated[Path, typer.Option(help="Config naming the backbone.")] = Path("training/configs/probe.yaml"),
     folds: int = 5,
     show: int = 20,
 ) -> None:
