@@ -3,7 +3,8 @@
 The API answers 1–5 photos of one observation with the mean of their calibrated probabilities
 (``pestid.decision.fuse``), decided by the model's contract (``decide_by``). This benchmark takes the test
 originals that have two or more files and answers each original three ways: from one file (the baseline),
-from two files fused, and from all its files fused. Per original, with 95 % bootstrap intervals over originals:
+from two files fused, and from all its files fused: by the mean of probabilities (as served) and, to compare,
+by their geometric mean. Per original, with 95 % bootstrap intervals over originals:
 the share of in-scope originals with a useful answer (species or group), and the precision of those answers.
 Ratios are against the one-file baseline measured in the same run.
 
@@ -49,11 +50,16 @@ def main() -> None:
     print(f"{args.model} on {args.split}: {len(originals)} originals with 2 or more files "
           f"(of {len(by_original)}), {sum(len(by_original[g]) for g in originals)} files")  # fmt: skip
 
-    def answers(take: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def geometric(p: np.ndarray) -> np.ndarray:  # the mean of log-probabilities: agreeing photos grow surer
+        log = np.log(np.clip(p, 1e-12, 1.0)).mean(axis=0)
+        return np.exp(log - log.max()) / np.exp(log - log.max()).sum()
+
+    def answers(take: int | None, how: str = "mean") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         useful, right, scope = [], [], []
         for g in originals:
             idx = by_original[g][:take]
-            outcome = decide_by(predictor.contract, fuse(probs[idx]), catalogue=catalogue)
+            fused = fuse(probs[idx]) if how == "mean" else geometric(probs[idx])
+            outcome = decide_by(predictor.contract, fused, catalogue=catalogue)
             label = kept[idx[0]].label
             answer = outcome.answer
             useful.append(answer is not None)
@@ -65,8 +71,10 @@ def main() -> None:
           "| useful vs one photo |")  # fmt: skip
     print("| --- | --- | --- | --- |")
     base = None
-    for name, take in (("one", 1), ("two, fused", 2), ("all, fused", None)):
-        useful, right, scope = answers(take)
+    for name, take, how in (("one", 1, "mean"), ("two, fused (mean, as served)", 2, "mean"),
+                            ("all, fused (mean, as served)", None, "mean"), ("two, geometric mean", 2, "geometric"),
+                            ("all, geometric mean", None, "geometric")):  # fmt: skip
+        useful, right, scope = answers(take, how)
         groups = [g for g, s in zip(originals, scope, strict=True) if s]
         u, r = useful[scope], right[scope]
         share = float(u.mean())

@@ -15,6 +15,9 @@ and the first blocks, whose activation maps the last blocks learn from
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +37,7 @@ from pestid.training.config import TrainConfig
 from pestid.training.models import create_model, preprocess_spec
 
 BATCH = 64
+log = logging.getLogger(__name__)
 
 
 def backbone_onnx(config: TrainConfig, path: Path) -> Path:
@@ -66,15 +70,15 @@ def trunk_cache(config: TrainConfig, manifest: Manifest, model: nn.Module) -> Fe
 def _export_frozen(model: nn.Module, config: TrainConfig, path: Path) -> Path:
     model.eval()
     size = config.model.image_size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), input_names=["input"],
-                          output_names=["features"], dynamic_axes={"input": {0: "batch"}}, opset_version=17,
-                          dynamo=False)  # fmt: skip
-    tmp.replace(path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), input_names=["input"],
+                              output_names=["features"], dynamic_axes={"input": {0: "batch"}}, opset_version=17,
+                              dynamo=False)  # fmt: skip
+
+    return publish(path, write, suffix=".onnx")
 
 
 def _view_transform(view: str, spec: PreprocessSpec, augment: str) -> Callable[[Image.Image], np.ndarray]:
@@ -132,18 +136,38 @@ class FeatureCache:
 
     def _path(self, rows: Sequence[Row], view: str) -> Path:
         digest = hashlib.sha256("\n".join(f"{r.path}\x1f{r.sha256}" for r in rows).encode()).hexdigest()[:16]
-        augmented = f"{self.config.data.augment}-a{AUGMENTATION}" if view.startswith("aug") else ""
+        # an augmented view is drawn with the run's seed: another seed draws other photos
+        augmented = f"{self.config.data.augment}-a{AUGMENTATION}-s{self.config.seed}" if view.startswith("aug") else ""
         return self.dir / f"{digest}-{view}-{augmented}.npy"
 
     def get(self, rows: Sequence[Row], view: str, *, desc: str = "") -> np.ndarray:
+        """``rows`` seen through ``view``: read back when a whole, well-formed copy is cached, else computed and
+        cached. A cached file with the wrong row count or type, or cut short, is computed again."""
         path = self._path(rows, view)
         if path.is_file():
-            return np.load(path)
+            try:
+                cached = np.load(path)
+            except (ValueError, OSError, EOFError):
+                cached = None
+            if cached is not None and len(cached) == len(rows) and cached.dtype == self.dtype:
+                return cached
+            log.warning("features %s: unreadable or not %d rows of %s; computing them again", path, len(rows),
+                        np.dtype(self.dtype).name)  # fmt: skip
         seed = self.config.seed * 1000 + (int(view[3:]) if view.startswith("aug") else 0)
         features = extract(self.session, self.manifest, rows, self.spec, view=view,
                            augment=self.config.data.augment, seed=seed, desc=desc, dtype=self.dtype)  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, features)
-        tmp.replace(path)
+        publish(path, lambda tmp: np.save(tmp, features), suffix=".npy")
         return features
+
+
+def publish(path: Path, write: Callable[[Path], object], suffix: str = "") -> Path:
+    """Write ``path`` through a temporary file of this process's own, renamed into place when complete: a reader
+    never sees half a file, and two runs writing the same cache at once each publish a whole one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -163,10 +163,6 @@ def out_of_fold_logits(
     from pestid.training.models import create_model
 
     classes = int(initial["classifier.bias"].shape[0])
-    if len(set(groups)) < folds:
-        raise ConfigError(f"Hiệu chỉnh ngoài fold cần ít nhất {folds} ảnh gốc trong train và val, chỉ có {len(set(groups))}.",
-                          f"Out-of-fold calibration needs at least {folds} originals in train and val; there are "
-                          f"{len(set(groups))}. Lower eval.calibration_folds or use eval.calibration=val.")  # fmt: skip
     logits = np.zeros((len(y), classes), dtype=np.float32)
     for k, (train, held) in enumerate(GroupKFold(n_splits=folds).split(y, y, groups)):
         model = create_model(config.model, classes)
@@ -179,6 +175,31 @@ def out_of_fold_logits(
     return logits
 
 
+def _check(model: nn.Module, manifest: Manifest, config: TrainConfig) -> None:
+    """Refuse, before any work, a model this method cannot split and a calibration the data cannot fill."""
+    blocks, frozen = getattr(model, "blocks", None), config.model.frozen_blocks
+    if not isinstance(blocks, nn.Sequential) or not all(
+        hasattr(model, m) for m in ("conv_stem", "bn1", "conv_head", "bn2")
+    ):
+        raise ConfigError(f"method=partial_finetune cần một EfficientNet của timm (conv_stem, bn1, blocks, conv_head, bn2); "
+                          f"{config.model.name} không phải.",
+                          f"method=partial_finetune needs a timm EfficientNet (conv_stem, bn1, blocks, conv_head, bn2); "
+                          f"{config.model.name} is not one.")  # fmt: skip
+    if not 0 < frozen < len(blocks):
+        raise ConfigError(f"model.frozen_blocks phải từ 1 đến {len(blocks) - 1} (mô hình có {len(blocks)} khối), không phải {frozen}.",
+                          f"model.frozen_blocks must be from 1 to {len(blocks) - 1} (the model has {len(blocks)} blocks), not {frozen}.")  # fmt: skip
+    if config.epochs < 1:
+        raise ConfigError(
+            f"epochs phải ít nhất là 1, không phải {config.epochs}.", f"epochs must be at least 1, not {config.epochs}."
+        )
+    originals = len({r.group for s in ("train", "val") for r in manifest.split(s)})
+    folds = config.eval.calibration_folds
+    if config.eval.calibration == "out_of_fold" and originals < folds:
+        raise ConfigError(f"Hiệu chỉnh ngoài fold cần ít nhất {folds} ảnh gốc trong train và val, chỉ có {originals}.",
+                          f"Out-of-fold calibration needs at least {folds} originals in train and val; there are "
+                          f"{originals}. Lower eval.calibration_folds or use eval.calibration=val.")  # fmt: skip
+
+
 def train_partial(
     model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir: Path, callbacks: Callback,
     device: torch.device | None = None,
@@ -186,10 +207,7 @@ def train_partial(
     """Fine-tune ``model``'s last stages on cached trunk maps; save ``checkpoints/best.pt``; return the state and
     the logits to calibrate on with their rows: val's from the best epoch, or out-of-fold over train and val."""
     device = device or torch.device("cpu")
-    frozen, blocks = config.model.frozen_blocks, len(model.blocks)  # type: ignore[arg-type]
-    if not 0 < frozen < blocks:
-        raise ConfigError(f"model.frozen_blocks phải từ 1 đến {blocks - 1} (mô hình có {blocks} khối), không phải {frozen}.",
-                          f"model.frozen_blocks must be from 1 to {blocks - 1} (the model has {blocks} blocks), not {frozen}.")  # fmt: skip
+    _check(model, manifest, config)
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     cache = trunk_cache(config, manifest, model)
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
@@ -203,7 +221,7 @@ def train_partial(
                             callbacks=callbacks)  # fmt: skip
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
-    print(f"partial fine-tune: blocks[{frozen}:] and the head, {state.epoch} epochs on {len(y_train)} photos in "
+    print(f"partial fine-tune: blocks[{config.model.frozen_blocks}:] and the head, {state.epoch} epochs on {len(y_train)} photos in "
           f"{len(train_views)} views, {time.perf_counter() - start:.1f} s; best val macro-F1 (per original) "
           f"{state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip
     if config.eval.calibration != "out_of_fold":

@@ -173,5 +173,6 @@ def fit_head(
     rows = [*train_rows, *val_rows]
     labels = np.concatenate([y_train, y_val])
     logits = out_of_fold_logits([both[v] for v in eval_views], [both[v] for v in train_views], labels,
-                                [r.group for r in rows], len(manifest.labels), config, stop=max(state.best_epoch, 1))  # fmt: skip
+                                [r.group for r in rows], len(manifest.labels), config,
+                                folds=config.eval.calibration_folds, stop=max(state.best_epoch, 1))  # fmt: skip
     return state, logits, rows

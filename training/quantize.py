@@ -118,12 +118,18 @@ def head_node(model: Any) -> Any:
 
 
 def first_blocks(model: Any, blocks: int) -> list[str]:
-    """The convolutions of an exported EfficientNet's stem and its first ``blocks`` blocks (by the exporter's node
-    names, ``/conv_stem/Conv`` and ``/blocks/blocks.N/...``); none for ``blocks`` 0."""
+    """Every node of an exported EfficientNet's stem and first ``blocks`` blocks (by the exporter's node names,
+    ``/conv_stem/...`` and ``/blocks/blocks.N/...``): their convolutions and their residual additions alike, so
+    nothing inside them is rounded to 8 bits. None for ``blocks`` 0; a model without that many blocks is refused."""
     if blocks <= 0:
         return []
-    early = ("/conv_stem/", *(f"/blocks/blocks.{k}/" for k in range(blocks)))
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.name.startswith(early)]
+    if not any(n.name.startswith(f"/blocks/blocks.{blocks - 1}/") for n in model.graph.node):
+        raise ExportError(
+            f"export.int8_fp32_blocks={blocks}: mô hình không có khối /blocks/blocks.{blocks - 1}/ (chỉ EfficientNet).",
+            f"export.int8_fp32_blocks={blocks}: the model has no /blocks/blocks.{blocks - 1}/ block (EfficientNets only).",
+        )
+    early = ("/conv_stem/", "/bn1/", *(f"/blocks/blocks.{k}/" for k in range(blocks)))
+    return [n.name for n in model.graph.node if n.name.startswith(early)]
 
 
 def write_int8(

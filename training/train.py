@@ -167,7 +167,7 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
     labels = np.array(targets_of(manifest, rows))
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
                             config.eval.target_precision, per_class=config.eval.per_class_threshold)  # fmt: skip
-    calibration["calibrated_on"] = config.eval.calibration if config.method == "linear_probe" else "val"
+    calibration["calibrated_on"] = config.eval.calibration if config.method != "finetune" else "val"
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     result = TrainResult(run_dir, state, calibration)
     hooks.on_train_end(run_dir=run_dir, result={"fit": asdict(state), "calibration": calibration})

@@ -78,14 +78,27 @@ def test_the_logits_it_is_calibrated_on_are_the_whole_models_on_the_photos(parti
     assert (logits.argmax(1) == whole.argmax(1)).mean() >= 0.97
 
 
-def test_a_trunk_that_leaves_nothing_to_learn_is_refused(sample_split, tmp_path):
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["model.frozen_blocks=5"], "frozen_blocks must be from 1 to 4"),  # nothing left to learn
+        (["model.frozen_blocks=0"], "frozen_blocks must be from 1 to 4"),
+        (["model.name=resnet18"], "needs a timm EfficientNet"),
+        (["model.name=mobilenetv3_small_050"], "needs a timm EfficientNet"),  # blocks, but no bn2 after conv_head
+        (["epochs=0"], "epochs must be at least 1"),
+        (["eval.calibration=out_of_fold", "eval.calibration_folds=500"], "at least 500 originals"),
+    ],
+)
+def test_what_cannot_be_trained_is_refused_before_any_work(sample_split, tmp_path, overrides, says):
     from pestid.training.partial import train_partial
 
-    config = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=5",
-                         f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+    config = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=2",
+                         *overrides, f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
     manifest = read_manifest(sample_split)
-    with pytest.raises(ConfigError, match="frozen_blocks"):
+    with pytest.raises(ConfigError, match=says) as refused:
         train_partial(create_model(config.model, len(manifest.labels)), manifest, config, tmp_path, CallbackList([]))
+    assert refused.value.message_vi and refused.value.message_en  # bilingual
+    assert not (tmp_path / "features").exists()  # refused before any photo was read
 
 
 def test_out_of_fold_calibration_scores_train_and_val_with_tops_that_never_saw_them(sample_split, tmp_path):
@@ -105,3 +118,20 @@ def test_out_of_fold_calibration_scores_train_and_val_with_tops_that_never_saw_t
     with torch.no_grad():
         shipped = model.eval()(torch.from_numpy(photos)).numpy()
     assert not np.allclose(logits, shipped, atol=0.05)  # another model scored them: the fold that left them out
+
+
+def test_a_damaged_or_foreign_cache_file_is_computed_again(partial_run):
+    from pestid.training.features import trunk_cache
+
+    config, manifest, model, *_ = partial_run
+    cache, rows = trunk_cache(config, manifest, model), manifest.split("val")
+    good = cache.get(rows, "plain")
+    path = cache._path(rows, "plain")
+    assert path.is_file() and good.dtype == np.float16 and len(good) == len(rows)
+    for damage in (lambda: np.save(path, good[:-1]), lambda: np.save(path, good.astype(np.float32)),
+                   lambda: path.write_bytes(path.read_bytes()[:200])):  # fmt: skip
+        damage()
+        again = cache.get(rows, "plain")
+        np.testing.assert_array_equal(again, good)
+        np.testing.assert_array_equal(np.load(path), good)  # and the cache holds a whole copy again
+    assert not list(path.parent.glob(".*.tmp*"))  # no temporary file left behind

@@ -83,12 +83,28 @@ def test_the_stem_and_first_blocks_can_stay_fp32_where_the_quantization_error_st
         graph = onnx.load(str(out)).graph
         dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         convs = {n.name: n.input[1] in dequantized for n in graph.node if n.op_type == "Conv"}
-        return convs, written.quantization
+        prefixes = ("/conv_stem/", "/blocks/blocks.0/", "/blocks/blocks.1/")
+        early = [n for n in graph.node if n.name.startswith(prefixes) and "Linear" not in n.op_type]
+        rounded = [n.name for n in early if any(i in dequantized for i in n.input)]  # fed 8-bit values
+        return convs, written.quantization, (len(early), rounded)
 
-    all_int8, method = quantized_convs(0)
+    all_int8, method, (adds, rounded) = quantized_convs(0)
     assert all(all_int8.values()) and "FP32 head" in method and "blocks[" not in method
-    mixed, method = quantized_convs(2)
+    assert adds and rounded  # all INT8: the stem and blocks 0-1 compute on 8-bit weights and activations
+    mixed, method, (_, rounded) = quantized_convs(2)
+    assert rounded == []  # kept FP32: every node inside them (activations, residual additions), not only weights
     early = {n for n in mixed if n.startswith(("/conv_stem/", "/blocks/blocks.0/", "/blocks/blocks.1/"))}
     assert early and not any(mixed[n] for n in early)  # FP32 weights: no DequantizeLinear feeds them
     assert all(mixed[n] for n in mixed if n not in early)  # the rest still INT8
     assert method.endswith("stem and blocks[:2] FP32")
+
+
+def test_keeping_more_blocks_fp32_than_the_model_has_is_refused(trained_tiny_model, tmp_path):
+    from pestid.training.export import ExportError
+    from pestid.training.quantize import write_int8
+
+    photos = [np.zeros((1, 3, 48, 48), dtype=np.float32)]
+    out = tmp_path / "copy.onnx"
+    with pytest.raises(ExportError, match="int8_fp32_blocks=9"):  # test_efficientnet has five blocks
+        write_int8(trained_tiny_model, out, photos, Predictor(trained_tiny_model).contract, 9)
+    assert not out.exists()
