@@ -91,7 +91,7 @@ class ExportConfig(_Section):
     calibration_photos: int = 128  # distinct training originals; min/max calibration keeps every activation in memory
     # The stem and this many first blocks stay FP32 in the copy: most of the quantization error starts there (a
     # first partial fine-tune's copy lost 1.8 points of macro-F1 all INT8, 0.1 with blocks[:3] FP32, for 0.1 MB
-    # more; the shipped model's 0.8). EfficientNets only (node names /blocks/blocks.N/).
+    # more; the shipped model's 0.3). Every node of those blocks, residual additions too. EfficientNets only.
     int8_fp32_blocks: int = Field(default=0, ge=0)
 
 
