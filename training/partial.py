@@ -34,7 +34,7 @@ from pestid.training.data import sample_weights, targets_of
 from pestid.training.features import trunk_cache
 from pestid.training.loop import FitState, seed_everything
 from pestid.training.metrics import group_weights, macro_f1
-from pestid.training.probe import views_of
+from pestid.training.probe import train_then_val, views_of
 
 EVAL_BATCH = 256
 
@@ -227,10 +227,7 @@ def train_partial(
     if config.eval.calibration != "out_of_fold":
         return state, logits, val_rows
     # Thousands of unseen originals instead of val's hundreds, as for the linear probe (see probe.fit_head).
-    for v in train_views:
-        val_maps.setdefault(v, cache.get(val_rows, v, desc=f"trunk: val {v}"))
-    both = {v: np.concatenate([train_maps[v], val_maps[v]]) for v in train_views}
-    rows = [*train_rows, *val_rows]
+    both, rows = train_then_val(cache, train_rows, val_rows, train_maps, val_maps, train_views)
     logits = out_of_fold_logits(initial, [both[v] for v in train_views], [both[v] for v in eval_views],
                                 np.concatenate([y_train, y_val]), [r.group for r in rows], config, device,
                                 folds=config.eval.calibration_folds, stop=max(state.best_epoch, 1))  # fmt: skip

@@ -98,6 +98,17 @@ def fit_linear(
     return head.eval()
 
 
+def train_then_val(
+    cache: FeatureCache, train_rows: list[Row], val_rows: list[Row], train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray], views: list[str],
+) -> tuple[dict[str, np.ndarray], list[Row]]:  # fmt: skip
+    """Out-of-fold calibration's rows: each of ``views``' arrays, train's then val's (val's missing views taken from
+    ``cache``), and the rows in that order."""
+    for v in views:
+        val.setdefault(v, cache.get(val_rows, v, desc=f"val {v}"))
+    return {v: np.concatenate([train[v], val[v]]) for v in views}, [*train_rows, *val_rows]
+
+
 def out_of_fold_logits(
     views: list[np.ndarray], train_views: list[np.ndarray], labels: np.ndarray, groups: list[str], classes: int,
     config: TrainConfig, folds: int = 5, stop: int | None = None,
@@ -167,10 +178,7 @@ def fit_head(
         return state, best_logits, val_rows
     # Thousands of unseen originals instead of val's hundreds: train and val, each scored by a head that never saw it.
     # Each fold's head follows the shipped head's recipe (views, schedule, chosen epoch), so their confidence matches.
-    for v in train_views:
-        val_features.setdefault(v, cache.get(val_rows, v, desc=f"val {v}"))
-    both = {v: np.concatenate([train_features[v], val_features[v]]) for v in train_views}
-    rows = [*train_rows, *val_rows]
+    both, rows = train_then_val(cache, train_rows, val_rows, train_features, val_features, train_views)
     labels = np.concatenate([y_train, y_val])
     logits = out_of_fold_logits([both[v] for v in eval_views], [both[v] for v in train_views], labels,
                                 [r.group for r in rows], len(manifest.labels), config,

@@ -135,3 +135,18 @@ def test_a_damaged_or_foreign_cache_file_is_computed_again(partial_run):
         np.testing.assert_array_equal(again, good)
         np.testing.assert_array_equal(np.load(path), good)  # and the cache holds a whole copy again
     assert not list(path.parent.glob(".*.tmp*"))  # no temporary file left behind
+
+
+def test_the_linear_probe_also_calibrates_out_of_fold_with_the_folds_asked(sample_split, tmp_path):
+    import json
+
+    from pestid.training.train import train
+
+    config = tiny_config(sample_split, tmp_path / "probe", "method=linear_probe", "epochs=3",
+                         "eval.calibration=out_of_fold", "eval.calibration_folds=3",
+                         f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+    train(config, export=False)
+    calibration = json.loads((tmp_path / "probe" / "calibration.json").read_text())
+    manifest = read_manifest(sample_split)
+    assert calibration["calibrated_on"] == "out_of_fold"
+    assert calibration["calibration_groups"] == len({r.group for s in ("train", "val") for r in manifest.split(s)})
