@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from pestid.manifest import Manifest, Row, read_manifest
 from pestid.training.config import TrainConfig, resolve_config
@@ -80,10 +79,9 @@ def run_partial(config: TrainConfig, manifest: Manifest) -> dict[str, object]:
     from pathlib import Path
 
     from pestid.training.callbacks import CallbackList
-    from pestid.training.features import trunk_cache
     from pestid.training.loop import seed_everything
     from pestid.training.models import create_model
-    from pestid.training.partial import Top, top_logits, train_partial
+    from pestid.training.partial import rows_logits, train_partial
 
     config = config.model_copy(update={"eval": config.eval.model_copy(update={"calibration": "val"})})
     seed_everything(config.seed)
@@ -92,10 +90,7 @@ def run_partial(config: TrainConfig, manifest: Manifest) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         _, val_logits, _ = train_partial(model, manifest, config, Path(tmp), CallbackList([]))
     out: dict[str, object] = {"seconds": time.perf_counter() - start}
-    cache = trunk_cache(config, manifest, model)
-    _, eval_views = views_of(config)
-    test_logits = top_logits(Top(model, config.model.frozen_blocks), [cache.get(manifest.split("test"), v) for v in eval_views],
-                             torch.device("cpu"))  # fmt: skip
+    test_logits = rows_logits(model, manifest, manifest.split("test"), config)
     index = {label: i for i, label in enumerate(manifest.labels)}
     for s, logits in (("val", val_logits), ("test", test_logits)):
         rows = manifest.split(s)
@@ -172,16 +167,14 @@ def leave_one_source_out_partial(manifest: Manifest, config: TrainConfig) -> lis
     from pathlib import Path
 
     from pestid.training.callbacks import CallbackList
-    from pestid.training.features import trunk_cache
     from pestid.training.loop import seed_everything
     from pestid.training.metrics import calibrate
     from pestid.training.models import create_model
-    from pestid.training.partial import Top, top_logits, train_partial
+    from pestid.training.partial import rows_logits, train_partial
 
     config = config.model_copy(update={"eval": config.eval.model_copy(update={"calibration": "val"})})
     rows: list[Row] = [r for s in ("train", "val", "test") for r in manifest.split(s)]
     names, results = list(manifest.labels), []
-    _, eval_views = views_of(config)
     for held in sorted({r.source for r in rows}):
         shared = {r.label for r in rows if r.source == held} & {r.label for r in rows if r.source != held}
         if not shared:
@@ -194,9 +187,7 @@ def leave_one_source_out_partial(manifest: Manifest, config: TrainConfig) -> lis
         cal = calibrate(val_logits, np.array([names.index(r.label) for r in val_rows]), [r.group for r in val_rows],
                         names, config.eval.target_precision)  # fmt: skip
         test = [r for r in rows if r.source == held and r.label in shared]
-        cache = trunk_cache(config, manifest, model)
-        logits = top_logits(Top(model, config.model.frozen_blocks), [cache.get(test, v) for v in eval_views],
-                            torch.device("cpu"))  # fmt: skip
+        logits = rows_logits(model, manifest, test, config)
         results.append({"held_out": held, "shared_classes": sorted(shared),
                         **judged(logits, np.array([names.index(r.label) for r in test]), [r.group for r in test],
                                  names, cal, config.eval.target_precision)})  # fmt: skip

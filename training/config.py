@@ -68,12 +68,10 @@ class MlflowConfig(_Section):
 class EvalConfig(_Section):
     target_precision: float = 0.95  # the rejection threshold is chosen on val for this precision
     split: Literal["val", "test"] = "test"
-    # Where temperature and threshold are fitted: val, or (linear probe) group 5-fold out-of-fold predictions
-    # over train and val, which scores every original with a head that never saw it.
+    # Where temperature and threshold are fitted: val, or group k-fold out-of-fold predictions over train and val,
+    # which score every original with a model that never saw it (a partial fine-tune trains its blocks per fold).
     calibration: Literal["val", "out_of_fold"] = "val"
-    calibration_folds: int = Field(
-        default=5, ge=2
-    )  # out_of_fold: how many group folds (a partial fine-tune trains each)
+    calibration_folds: int = Field(default=5, ge=2)  # out_of_fold: how many group folds
     # One threshold per class (a class named by too few calibration originals keeps the overall one), so the
     # target precision holds for each species' answers, not just on average over all of them.
     per_class_threshold: bool = True

@@ -9,7 +9,7 @@ view. A second run on the same dataset version reads them back.
 Two frozen parts: the whole backbone, whose pooled features the linear probe
 learns from (``backbone_onnx``), and the trunk of a partial fine-tune, the stem
 and the first blocks, whose activation maps the last blocks learn from
-(``trunk_onnx``, kept as float16).
+(``trunk_cache``, kept as float16).
 """
 
 from __future__ import annotations

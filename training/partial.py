@@ -45,7 +45,7 @@ class Top(nn.Module):
 
     def __init__(self, model: nn.Module, frozen: int) -> None:
         super().__init__()
-        self.model, self.frozen = model, frozen
+        self.model = model
         self.blocks = model.blocks[frozen:]  # type: ignore[index]
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
@@ -54,10 +54,8 @@ class Top(nn.Module):
 
     def parameter_groups(self, lr: float, blocks_scale: float) -> list[dict[str, Any]]:
         classifier = list(self.model.get_classifier().parameters())  # type: ignore[operator]
-        ids = {id(p) for p in classifier}
         body = [p for part in (self.blocks, self.model.conv_head, self.model.bn2) for p in part.parameters()]  # type: ignore[union-attr]
-        return [{"params": [p for p in body if id(p) not in ids], "lr": lr * blocks_scale},
-                {"params": classifier, "lr": lr}]  # fmt: skip
+        return [{"params": body, "lr": lr * blocks_scale}, {"params": classifier, "lr": lr}]
 
 
 def _batch(maps: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -68,14 +66,20 @@ def _batch(maps: np.ndarray, device: torch.device) -> torch.Tensor:
 def top_logits(top: Top, views: list[np.ndarray], device: torch.device) -> np.ndarray:
     """Mean logits over ``views`` (the same rows, each view's maps), in batches."""
     top.eval()
-    total = np.zeros(0, dtype=np.float32)
     with torch.no_grad():
-        for maps in views:
-            out = [top(_batch(maps[s : s + EVAL_BATCH], device)).cpu().numpy()
-                   for s in range(0, len(maps), EVAL_BATCH)]  # fmt: skip
-            logits = np.concatenate(out)
-            total = logits if not len(total) else total + logits
-    return total / max(len(views), 1)
+        return np.mean([np.concatenate([top(_batch(maps[s : s + EVAL_BATCH], device)).cpu().numpy()
+                                        for s in range(0, len(maps), EVAL_BATCH)]) for maps in views], axis=0)  # fmt: skip
+
+
+def rows_logits(
+    model: nn.Module, manifest: Manifest, rows: list[Row], config: TrainConfig, device: torch.device | None = None
+) -> np.ndarray:  # fmt: skip
+    """A partially fine-tuned ``model``'s logits for ``rows``, from its cached trunk maps, averaged over the
+    test-time views: what the exported model gives their photos."""
+    cache, (_, eval_views) = trunk_cache(config, manifest, model), views_of(config)
+    device = device or torch.device("cpu")
+    return top_logits(Top(model, config.model.frozen_blocks).to(device), [cache.get(rows, v) for v in eval_views],
+                      device)  # fmt: skip
 
 
 def _epoch(

@@ -75,6 +75,11 @@ def test_the_logits_it_is_calibrated_on_are_the_whole_models_on_the_photos(parti
     whole = (plain + mirrored) / 2  # the test-time views: plain and mirrored
     assert logits.shape == whole.shape
     np.testing.assert_allclose(logits, whole, atol=0.02 * np.abs(whole).max())
+    from pestid.training.partial import rows_logits
+
+    np.testing.assert_allclose(
+        rows_logits(model, manifest, rows, config), logits, rtol=1e-4, atol=1e-4
+    )  # other kernels
     assert (logits.argmax(1) == whole.argmax(1)).mean() >= 0.97
 
 
