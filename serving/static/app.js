@@ -1,6 +1,8 @@
 // The farmer's page: Vietnamese first, English on request; no external resources.
 // Every observation is kept on the phone (IndexedDB) with its own idempotency key before anything is sent,
 // so a cut connection or a closed page loses nothing, and a retry never stores it twice.
+// What the farmer is shown about an observation comes from one function (view), drawn on the answer card and in
+// "My observations" by one re-render (changed) whenever the record changes: the two can never disagree.
 "use strict";
 const TEXT = {
   vi: {
@@ -22,18 +24,19 @@ const TEXT = {
       out_of_scope: "không phải sâu bệnh lúa" },
     group: "Nhóm", preparing: "Đang chuẩn bị ảnh…", sending: "Đang gửi {sent} / {total} KB",
     waiting_server: "Đã gửi xong, đang chờ kết quả…",
-    sent_ok: "Đã gửi cho cán bộ (mã {id}).", local: "Kết quả trên điện thoại (chưa có mạng). Ảnh sẽ được gửi cho cán bộ khi có mạng.",
+    local: "Kết quả trên điện thoại (chưa có mạng).", local_online: "Kết quả trên điện thoại.",
     unsure_sent: "Chưa chắc ảnh đã tới máy chủ. Trang sẽ tự gửi lại với cùng mã, nên ảnh không bị gửi hai lần.",
     timeout: "Mạng quá chậm, chưa gửi xong. Ảnh vẫn được giữ trên điện thoại.",
     cancelled: "Đã hủy gửi. Ảnh vẫn được giữ trong “Ảnh của tôi”.",
     no_offline: "Chưa có mạng và điện thoại chưa tải mô hình. Ảnh được giữ lại và sẽ gửi khi có mạng.",
     offline_now: "Đang không có mạng. Ảnh sẽ được nhận diện trên điện thoại và gửi sau.",
     offline_ready: "Đã sẵn sàng nhận diện khi không có mạng.",
-    state: { waiting: "Đang chờ gửi", sending: "Đang gửi", sent: "Đã gửi, chờ cán bộ xem", reviewed: "Cán bộ đã xem",
-      refused: "Máy chủ không nhận" },
-    confirmed: "Cán bộ đã xác nhận: {name}", rejected: "Cán bộ không dùng ảnh này: {reason}",
-    send_now: "Gửi ngay", delete: "Xóa", on_phone: "Trên điện thoại: {name}", server_said: "Kết quả: {name}",
-    switch: "English",
+    state: { waiting: "Đang chờ gửi", sending: "Đang gửi", sent: "Đã gửi cho cán bộ, đang chờ xem",
+      reviewed: "Cán bộ đã xem", refused: "Máy chủ không nhận" },
+    confirmed: "Cán bộ đã xác nhận: {name}", corrected: "Cán bộ đã sửa thành: {name}",
+    send_now: "Gửi ngay", delete: "Xóa", deleted: "Đã xóa.", undo: "Hoàn tác", more: "Xem thêm ({n})",
+    on_phone: "Trên điện thoại: {name}", server_said: "Kết quả: {name}",
+    switch: "English", switch_lang: "en",
   },
   en: {
     title: "Rice pest identification", lead: "Take or choose up to 5 photos of one insect, snail or damaged rice plant.",
@@ -54,33 +57,40 @@ const TEXT = {
       out_of_scope: "not a rice pest or disease" },
     group: "Group", preparing: "Preparing photos…", sending: "Sending {sent} / {total} KB",
     waiting_server: "Sent; waiting for the answer…",
-    sent_ok: "Sent to the officers (id {id}).", local: "Answer from this phone (no connection). The photos go to the officers when the connection returns.",
+    local: "Answer from this phone (no connection).", local_online: "Answer from this phone.",
     unsure_sent: "Not sure the photos reached the server. The page will send them again with the same key, so they are never stored twice.",
     timeout: "The connection is too slow; sending did not finish. The photos are kept on this phone.",
     cancelled: "Sending cancelled. The photos are kept in “My observations”.",
     no_offline: "No connection, and this phone has not downloaded the model yet. The photos are kept and will be sent when the connection returns.",
     offline_now: "No connection. Photos are identified on this phone and sent later.",
     offline_ready: "Ready to identify without a connection.",
-    state: { waiting: "Waiting to send", sending: "Sending", sent: "Sent, waiting for an officer", reviewed: "Reviewed by an officer",
-      refused: "Refused by the server" },
-    confirmed: "The officer confirmed: {name}", rejected: "The officer did not use this photo: {reason}",
-    send_now: "Send now", delete: "Delete", on_phone: "On this phone: {name}", server_said: "Answer: {name}",
-    switch: "Tiếng Việt",
+    state: { waiting: "Waiting to send", sending: "Sending", sent: "Sent to the officers, waiting for review",
+      reviewed: "Reviewed by an officer", refused: "Refused by the server" },
+    confirmed: "The officer confirmed: {name}", corrected: "The officer corrected it to: {name}",
+    send_now: "Send now", delete: "Delete", deleted: "Deleted.", undo: "Undo", more: "Show more ({n})",
+    on_phone: "On this phone: {name}", server_said: "Answer: {name}",
+    switch: "Tiếng Việt", switch_lang: "vi",
   },
 };
 const MAX_PHOTOS = 5;
 const LONG_SIDE = 1280; // the server's model looks at 224 px: 1,280 px keeps room for an officer to zoom
 const JPEG_QUALITY = 0.82; // a 12 MP phone photo leaves as ~170 KB: about 4 s at 400 kbps
 const UPLOAD_TIMEOUT_MS = 90000;
+const UNDO_MS = 6000; // a deleted observation stays on the phone this long after its undo bar shows
+const LISTED = 10; // "My observations" shows this many until "more" is tapped
+const RETRY_FIRST_MS = 5000; // a failed send is tried again after 5 s, 10 s, 20 s… up to a minute
+const RETRY_LAST_MS = 60000;
 const $ = (id) => document.getElementById(id);
 const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => values[k]);
-let lang = localStorage.getItem("pestid.lang") || "vi";
+const asked = new URLSearchParams(location.search).get("lang"); // a link's ?lang= wins over the phone's choice
+let lang = ["vi", "en"].includes(asked) ? asked : localStorage.getItem("pestid.lang") || "vi";
 let photos = []; // {blob, name, url} of the observation being made
 let location_ = null; // {latitude, longitude, accuracy}
-let shown = null; // the observation whose answer is on screen
+let shown = null; // the stored observation on the answer card
 let current = null; // {xhr, id} of the upload in flight
 let manifest = null;
 let districts = [];
+let listedAll = false;
 
 // ---- the queue: IndexedDB, one record per observation, created before anything is sent ----
 const DB = (() => {
@@ -118,6 +128,23 @@ function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// A record changed: store it, then draw the card and the list again from it.
+async function changed(record) {
+  await DB.put(record);
+  if (shown && shown.id === record.id) shown = record;
+  renderCard();
+  await renderMine();
+}
+
+// Read, change and store one record, so what another path stored meanwhile (a background send) is kept.
+async function update(id, change) {
+  const record = await DB.get(id);
+  if (!record) return null;
+  change(record);
+  await changed(record);
+  return record;
+}
+
 // ---- photos: resized on the phone before sending ----
 async function shrink(file) {
   let bitmap;
@@ -139,21 +166,23 @@ async function shrink(file) {
   return { blob: blob || file, decoded: Boolean(blob) };
 }
 
+// A photo's thumbnail: the picture, or a tile with its format where the browser cannot draw it (HEIC).
+function thumbnail(url, name, alt) {
+  const tile = document.createElement("span");
+  tile.className = "tile";
+  tile.textContent = (name.split(".").pop() || "?").toUpperCase();
+  if (!url) return tile;
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = alt;
+  img.addEventListener("error", () => img.replaceWith(tile));
+  return img;
+}
+
 function renderPreviews() {
   const t = TEXT[lang];
   $("previews").replaceChildren(...photos.map((p, i) => {
     const li = document.createElement("li");
-    if (p.url) {
-      const img = document.createElement("img");
-      img.src = p.url;
-      img.alt = `${t.photo} ${i + 1}`;
-      li.append(img);
-    } else {
-      const tile = document.createElement("span");
-      tile.className = "tile";
-      tile.textContent = (p.name.split(".").pop() || "?").toUpperCase();
-      li.append(tile);
-    }
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "remove";
@@ -164,17 +193,16 @@ function renderPreviews() {
       photos.splice(i, 1);
       renderPreviews();
     });
-    li.append(remove);
+    li.append(thumbnail(p.url, p.name, `${t.photo} ${i + 1}`), remove);
     return li;
   }));
   $("send").disabled = photos.length === 0 || current !== null;
 }
 
 async function addPhotos(files) {
-  const t = TEXT[lang];
-  hideError();
   const room = MAX_PHOTOS - photos.length;
-  if (files.length > room) showError(t.toomany);
+  $("pick-error").hidden = files.length <= room;
+  $("pick-error").textContent = TEXT[lang].toomany;
   for (const file of files.slice(0, Math.max(0, room))) {
     const { blob, decoded } = await shrink(file);
     const name = decoded ? file.name.replace(/\.[^.]+$/, "") + ".jpg" : file.name;
@@ -208,9 +236,45 @@ function askLocation() {
   { enableHighAccuracy: true, timeout: 20000, maximumAge: 300000 });
 }
 
-// ---- answers ----
-function hideError() { $("error").hidden = true; $("retry").hidden = true; }
-function showError(text, retry = false) { $("error").textContent = text; $("error").hidden = false; $("retry").hidden = !retry; }
+// ---- one observation as the farmer sees it ----
+// The officers' verdict in the page's language: confirmed, or corrected to another organism, or set aside and why.
+function verdictOf(record) {
+  const t = TEXT[lang];
+  const server = record.server && record.server[lang];
+  const verdict = server && server.verdict;
+  if (!verdict) return null;
+  if (verdict.rejected) return { line: verdict.rejected, organism: null };
+  if (!verdict.species) return null;
+  const told = server.species ? server.species.id : null; // what the model answered at the time
+  const corrected = "corrected" in verdict ? verdict.corrected : verdict.species.id !== told;
+  return { line: fill(corrected ? t.corrected : t.confirmed, { name: verdict.species.name }), organism: verdict.species };
+}
+
+// The words about one record, for the card and the list alike. Once sent, the server's answer replaces the phone's;
+// a full answer is shown only in the language it came in, and otherwise just its name, from the server's state.
+function view(record) {
+  const t = TEXT[lang];
+  const server = record.server && record.server[lang];
+  const answer = record.answer ? (record.answer.lang === lang ? record.answer : null)
+    : record.local ? record.local[lang] : null;
+  const from = answer ? (record.answer ? "server" : "phone") : "";
+  const answered = answer ? (answer.decision === "identified" ? answer.species.name : t[answer.decision])
+    : server ? (server.species ? server.species.name : t[server.decision]) : "";
+  const verdict = verdictOf(record);
+  let problem = "";
+  if (record.state === "refused") problem = record.refusal ? record.refusal[lang] : "";
+  else if (record.state === "waiting") {
+    problem = record.error === "cancelled" ? t.cancelled : record.error === "timeout" ? t.timeout
+      : record.error ? t.unsure_sent : record.local ? "" : t.no_offline;
+  }
+  return {
+    state: record.state, answer, from, verdict, problem,
+    label: record.state === "reviewed" && verdict ? verdict.line : t.state[record.state] || record.state,
+    name: answered ? fill(record.answer ? t.server_said : t.on_phone, { name: answered }) : "",
+    source: from === "phone" ? (navigator.onLine ? t.local_online : t.local) : "",
+    retry: record.state === "waiting" && Boolean(record.error),
+  };
+}
 
 function describe(species) {
   const t = TEXT[lang];
@@ -223,38 +287,187 @@ function percent(p) {
   return p >= 0.995 ? "99%" : p < 0.01 ? "<1%" : `${Math.round(p * 100)}%`;
 }
 
-// An API v1 answer (from the server, or made on the phone by localAnswer) on screen, in its own language.
+// The answer's sentence where it adds to the heading, the name and what to do: a group's "which species is not
+// certain", or why a photo is out of scope. A species' "This is …" and "Not sure — …" would only repeat them.
+function news(answer) {
+  if (answer.decision === "identified") return answer.level === "group" ? answer.message : "";
+  return answer.message.startsWith(TEXT[lang][answer.decision]) ? "" : answer.message;
+}
+
+// An API v1 answer (from the server, or made on the phone by localAnswer) as the card's parts.
 // Only an identified answer (a species, or a group: "the hoppers") is shown as an answer, with its confidence and
 // advice. "Not sure" shows its candidates as candidates and what to do now; "not recognised" offers no pest at all.
-function render(answer, record) {
+function answerParts(answer) {
   const t = TEXT[lang];
   const main = answer.decision === "identified" ? answer.species : null;
-  $("result").hidden = false;
-  $("decision").textContent = t[answer.decision];
-  $("decision").className = `decision ${answer.decision}`;
-  $("nospray").hidden = !answer.do_not_spray;
-  $("name").textContent = main ? main.name : "";
-  $("name").hidden = !main;
-  $("scientific").textContent = main ? main.scientific : "";
-  $("description").textContent = main ? [describe(main), `${t.confidence} ${percent(main.probability)}`].filter(Boolean).join(" · ") : "";
-  $("message").textContent = answer.message;
-  $("advice-title").textContent = main ? t.advice : t.what_now;
-  $("advice").textContent = main ? main.advice
-    : answer.decision === "uncertain" ? t.uncertain_todo : t.not_recognised_todo;
-  const alts = answer.decision === "not_recognised" ? []
+  const alternatives = answer.decision === "not_recognised" ? []
     : (answer.alternatives || []).filter((a) => a.probability >= 0.01);
-  // beside a species, other species it could be; beside a group or a guess, candidates (which species, unsure)
-  $("alternatives-title").textContent = main && answer.level !== "group" ? t.alternatives : t.candidates;
-  $("alternatives-block").hidden = alts.length === 0;
-  $("alternatives").replaceChildren(...alts.map((s) => {
+  return {
+    decision: answer.decision, nospray: answer.do_not_spray, message: news(answer),
+    name: main ? main.name : "", scientific: main ? main.scientific : "",
+    description: main ? [describe(main), `${t.confidence} ${percent(main.probability)}`].filter(Boolean).join(" · ") : "",
+    adviceTitle: main ? t.advice : t.what_now,
+    advice: main ? main.advice : answer.decision === "uncertain" ? t.uncertain_todo : t.not_recognised_todo,
+    // beside a species, other species it could be; beside a group or a guess, candidates (which species, unsure)
+    alternativesTitle: main && answer.level !== "group" ? t.alternatives : t.candidates,
+    alternatives: alternatives.map((s) => `${s.name} (${percent(s.probability)})`),
+  };
+}
+
+// The organism the officers named (the card's state line carries its name), with its advice.
+function organismParts(organism) {
+  const t = TEXT[lang];
+  return { nospray: Boolean(organism.natural_enemy), scientific: organism.scientific || "",
+           description: t.category[organism.category] || "", adviceTitle: t.advice, advice: organism.advice || "" };
+}
+
+function drawAnswer({ decision = "", nospray = false, name = "", scientific = "", description = "", message = "",
+                      adviceTitle = "", advice = "", alternativesTitle = "", alternatives = [] }) {
+  const put = (id, text) => { $(id).textContent = text; $(id).hidden = !text; };
+  put("decision", decision ? TEXT[lang][decision] : "");
+  $("decision").className = `decision ${decision}`;
+  $("nospray").hidden = !nospray;
+  put("name", name);
+  put("scientific", scientific);
+  put("description", description);
+  put("message", message);
+  $("advice-title").textContent = adviceTitle;
+  $("advice").textContent = advice;
+  $("advice-block").hidden = !advice;
+  $("alternatives-title").textContent = alternativesTitle;
+  $("alternatives-block").hidden = alternatives.length === 0;
+  $("alternatives").replaceChildren(...alternatives.map((text) => {
     const li = document.createElement("li");
-    li.textContent = `${s.name} (${percent(s.probability)})`;
+    li.textContent = text;
     return li;
   }));
-  $("source").hidden = !record || record.state !== "waiting";
-  $("source").textContent = t.local;
-  $("sent").textContent = record && record.submission_id ? fill(t.sent_ok, { id: record.submission_id.slice(0, 8) }) : "";
-  shown = record ? record.id : null;
+}
+
+let cardPhotos = { id: null, lang: null, urls: [] }; // object URLs of the card's photos, released for the next one
+function drawPhotos(record) {
+  if (cardPhotos.id === record.id && cardPhotos.lang === lang) return;
+  cardPhotos.urls.forEach((u) => URL.revokeObjectURL(u));
+  const urls = record.photos.map((blob) => URL.createObjectURL(blob));
+  cardPhotos = { id: record.id, lang, urls };
+  $("card-photos").replaceChildren(...urls.map((url, i) => {
+    const li = document.createElement("li");
+    li.append(thumbnail(url, record.names[i] || "", `${TEXT[lang].photo} ${i + 1}`));
+    return li;
+  }));
+}
+
+// The card: the observation `shown`, its photos, its state, what went wrong, and the answer that stands now:
+// the officers' verdict, else the server's answer, else the phone's.
+function renderCard() {
+  $("result").hidden = !shown;
+  if (!shown) return;
+  const v = view(shown);
+  $("result").dataset.state = v.state;
+  $("result").dataset.source = v.from;
+  $("state").textContent = v.label;
+  $("state").className = `state ${v.state}`;
+  $("error").textContent = v.problem;
+  $("error").hidden = !v.problem;
+  $("retry").hidden = !v.retry;
+  $("source").textContent = v.source;
+  $("source").hidden = !v.source;
+  drawPhotos(shown);
+  const organism = v.verdict && v.verdict.organism;
+  drawAnswer(organism ? organismParts(organism) : v.verdict ? {} : v.answer ? answerParts(v.answer) : { message: v.name });
+}
+
+// Put a record on the card and bring the card into view.
+function reveal(record) {
+  shown = record;
+  renderCard();
+  $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+let thumbnails = []; // object URLs of the list's thumbnails, released on each render
+let listing = 0; // the latest render of the list: an older one finishing later draws nothing
+async function renderMine() {
+  const turn = ++listing;
+  const records = (await DB.all()).filter((r) => !r.deleting).sort((a, b) => (a.created < b.created ? 1 : -1));
+  if (turn !== listing) return;
+  const t = TEXT[lang];
+  thumbnails.forEach((u) => URL.revokeObjectURL(u));
+  thumbnails = [];
+  const listed = listedAll ? records : records.slice(0, LISTED);
+  $("mine-block").hidden = records.length === 0;
+  $("mine").replaceChildren(...listed.map(listItem));
+  $("more-mine").hidden = listed.length === records.length;
+  $("more-mine").textContent = fill(t.more, { n: records.length - listed.length });
+}
+
+function button(text, className, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// One row of "My observations": tapping it opens the observation on the card.
+function listItem(record) {
+  const t = TEXT[lang];
+  const v = view(record);
+  const li = document.createElement("li");
+  li.dataset.state = v.state;
+  li.dataset.id = record.id;
+  const url = record.thumb ? URL.createObjectURL(record.thumb) : null;
+  if (url) thumbnails.push(url);
+  const when = new Date(record.created).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB", { dateStyle: "short", timeStyle: "short" });
+  const text = document.createElement("span");
+  text.className = "text";
+  for (const [className, words] of [["when", when], ["name", v.name], [`state ${v.state}`, v.label],
+                                    ["problem", record.state === "refused" ? v.problem : ""]]) {
+    if (!words) continue;
+    const line = document.createElement("span");
+    line.className = className;
+    line.textContent = words;
+    text.append(line);
+  }
+  const open = button("", "open", async () => reveal((await DB.get(record.id)) || record));
+  open.append(thumbnail(url, (record.names && record.names[0]) || "", ""), text);
+  li.append(open);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  if (record.state === "waiting") {
+    actions.append(button(t.send_now, "", async () => { await update(record.id, (r) => { r.paused = false; }); flush(); }));
+  }
+  if (record.state === "waiting" || record.state === "refused") actions.append(button(t.delete, "secondary", () => forget(record.id)));
+  if (actions.childElementCount) li.append(actions);
+  return li;
+}
+
+// ---- deleting: undone within a few seconds; the record leaves the phone only once that time is up ----
+let purgeTimer = null;
+async function forget(id) {
+  await update(id, (record) => { record.deleting = Date.now(); });
+  if (shown && shown.id === id) { shown = null; renderCard(); }
+  offerUndo();
+}
+
+function offerUndo() {
+  $("undo-bar").hidden = false;
+  clearTimeout(purgeTimer);
+  purgeTimer = setTimeout(purge, UNDO_MS);
+}
+
+async function purge() {
+  $("undo-bar").hidden = true;
+  for (const record of await DB.all()) if (record.deleting) await DB.remove(record.id);
+}
+
+async function undo() {
+  clearTimeout(purgeTimer);
+  $("undo-bar").hidden = true;
+  for (const record of await DB.all()) {
+    if (record.deleting) { delete record.deleting; await DB.put(record); }
+  }
+  await renderMine();
+  flush();
 }
 
 // The phone's answer in API v1's shape, from offline.js's decision and the manifest's catalogue.
@@ -310,9 +523,8 @@ async function identifyOnPhone(record) {
   await Offline.load(m); // once per page (a few seconds on a cheap phone): not part of the answer's time
   const started = performance.now();
   const outcome = await Offline.identify(m, record.photos);
-  record.local = { vi: localAnswer(outcome, "vi"), en: localAnswer(outcome, "en"), ms: Math.round(performance.now() - started) };
-  await DB.put(record);
-  return record.local;
+  const local = { vi: localAnswer(outcome, "vi"), en: localAnswer(outcome, "en"), ms: Math.round(performance.now() - started) };
+  return update(record.id, (stored) => { stored.local = local; });
 }
 
 // ---- sending: one observation, one key, however many tries ----
@@ -344,115 +556,82 @@ function upload(record, onProgress) {
 // Send one stored observation; its state changes only on what the server said.
 async function send(record, onProgress) {
   record.state = "sending";
+  await changed(record);
   const result = await upload(record, onProgress);
   current = null;
-  if (result.status === 200 || result.status === 201) {
-    Object.assign(record, { state: "sent", submission_id: result.body.submission_id, receipt: result.body.receipt,
-                            answer: result.body, paused: false, error: null });
-  } else if (result.status >= 400 && result.status < 500 && ![408, 429].includes(result.status)) {
-    record.state = "refused"; // the server will never take these photos: say why, do not retry
-    record.error = result.body ? (record.lang === "en" ? result.body.detail_en : result.body.detail_vi) : String(result.status);
-  } else {
-    record.state = "waiting"; // unknown whether it arrived: a retry with the same key is safe
-    record.error = result.error || String(result.status);
-    if (result.error === "cancelled") record.paused = true;
-  }
-  await DB.put(record);
-  return record;
+  const stored = await update(record.id, (r) => {
+    if (result.status === 200 || result.status === 201) {
+      Object.assign(r, { state: "sent", submission_id: result.body.submission_id, receipt: result.body.receipt,
+                         answer: result.body, paused: false, error: null });
+    } else if (result.status >= 400 && result.status < 500 && ![408, 429].includes(result.status)) {
+      // the server will never take these photos: say why, in both languages, and do not retry
+      Object.assign(r, { state: "refused", error: String(result.status),
+                         refusal: result.body && result.body.detail_vi ? { vi: result.body.detail_vi, en: result.body.detail_en } : null });
+    } else { // unknown whether it arrived: a retry with the same key is safe
+      Object.assign(r, { state: "waiting", error: result.error || String(result.status), paused: result.error === "cancelled" });
+    }
+  });
+  return stored || record;
 }
 
 let flushing = false;
+let retryTimer = null;
+let retryDelay = RETRY_FIRST_MS;
 // Sends what waits, then asks about what was sent. `force` (start-up, the connection back) asks every sent
-// observation; the minute's timer asks each at most every 10 minutes.
+// observation; otherwise each is asked at most every 10 minutes. A send that fails is tried again, later and later.
 async function flush(force = false) {
   if (flushing || !navigator.onLine) return;
   flushing = true;
+  let stuck = false;
   try {
-    for (const record of await DB.all()) {
-      if (record.state === "waiting" && !record.paused && current === null) {
-        await send(record);
-        if (record.state === "waiting") break; // still no way through: try again later
-      }
+    for (const { id } of await DB.all()) {
+      const record = await DB.get(id); // as stored now: the form may have sent it meanwhile
+      if (!record || record.state !== "waiting" || record.paused || record.deleting || current !== null) continue;
+      stuck = (await send(record)).state === "waiting";
+      if (stuck) break; // still no way through
     }
     await refreshVerdicts(force);
   } finally {
     flushing = false;
-    renderMine();
   }
+  if (stuck) retryLater();
+  else retryDelay = RETRY_FIRST_MS;
+}
+
+function retryLater() {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => flush(), retryDelay);
+  retryDelay = Math.min(2 * retryDelay, RETRY_LAST_MS);
+}
+
+// What became of a sent observation, in both languages (the page may switch): {vi, en}; null when the server
+// does not know it; undefined when it cannot be reached.
+async function ask(record) {
+  const server = {};
+  try {
+    for (const l of ["vi", "en"]) {
+      const response = await fetch(`/v1/submissions/${record.submission_id}?lang=${l}`, { headers: { Receipt: record.receipt } });
+      if (!response.ok) return null;
+      server[l] = await response.json();
+    }
+  } catch (err) { return undefined; }
+  return server;
 }
 
 const ASK_EVERY_MS = 10 * 60 * 1000;
 async function refreshVerdicts(force) {
   for (const record of await DB.all()) {
-    if (record.state !== "sent" || !record.receipt) continue;
-    if (!force && record.asked && Date.now() - record.asked < ASK_EVERY_MS) continue;
-    record.asked = Date.now();
-    try {
-      const response = await fetch(`/v1/submissions/${record.submission_id}?lang=${lang}`,
-                                   { headers: { Receipt: record.receipt } });
-      if (!response.ok) continue;
-      const state = await response.json();
-      if (state.verdict) Object.assign(record, { state: "reviewed", verdict: state.verdict, verdict_lang: lang });
-      await DB.put(record);
-    } catch (err) { return; } // offline again: next time
-  }
-}
-
-function recordName(record) {
-  const t = TEXT[lang];
-  const answer = record.answer && record.answer.lang === lang ? record.answer : record.local ? record.local[lang] : null;
-  if (!answer) return "";
-  const main = answer.decision === "identified" ? answer.species : null; // a guess is never named as the answer
-  const name = main ? main.name : t[answer.decision];
-  return fill(record.answer ? t.server_said : t.on_phone, { name });
-}
-
-let thumbnails = []; // object URLs of the list's thumbnails, released on each render
-async function renderMine() {
-  const t = TEXT[lang];
-  thumbnails.forEach((u) => URL.revokeObjectURL(u));
-  thumbnails = [];
-  const records = (await DB.all()).sort((a, b) => (a.created < b.created ? 1 : -1));
-  $("mine-block").hidden = records.length === 0;
-  $("mine").replaceChildren(...records.map((record) => {
-    const li = document.createElement("li");
-    li.dataset.state = record.state;
-    li.dataset.id = record.id;
-    const img = document.createElement("img");
-    img.alt = "";
-    if (record.thumb) { img.src = URL.createObjectURL(record.thumb); thumbnails.push(img.src); }
-    const text = document.createElement("div");
-    const when = new Date(record.created).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB", { dateStyle: "short", timeStyle: "short" });
-    const lines = [when, recordName(record), t.state[record.state] || record.state];
-    if (record.verdict && record.verdict.species) lines.push(fill(t.confirmed, { name: record.verdict.species.name }));
-    if (record.verdict && record.verdict.rejected) lines.push(fill(t.rejected, { reason: record.verdict.rejected }));
-    if (record.state === "refused" && record.error) lines.push(record.error);
-    lines.filter(Boolean).forEach((line, i) => {
-      const p = document.createElement(i === 0 ? "small" : "p");
-      p.textContent = line;
-      if (line.startsWith(fill(t.confirmed, { name: "" }))) p.className = "verdict";
-      text.append(p);
+    if (!["sent", "reviewed"].includes(record.state) || !record.receipt) continue;
+    const known = record.server && record.server.vi && record.server.en;
+    if (!force && known && record.state === "reviewed") continue;
+    if (!force && Date.now() - (record.asked || 0) < ASK_EVERY_MS) continue;
+    const server = await ask(record);
+    if (server === undefined) return; // offline again: next time
+    await update(record.id, (r) => {
+      r.asked = Date.now();
+      if (server) Object.assign(r, { server, state: server.vi.verdict ? "reviewed" : "sent" });
     });
-    li.append(img, text);
-    if (record.state === "waiting" || record.state === "refused") {
-      const actions = document.createElement("div");
-      if (record.state === "waiting") {
-        const now = document.createElement("button");
-        now.type = "button";
-        now.textContent = t.send_now;
-        now.addEventListener("click", async () => { record.paused = false; await DB.put(record); flush(); });
-        actions.append(now);
-      }
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "secondary";
-      remove.textContent = t.delete;
-      remove.addEventListener("click", async () => { await DB.remove(record.id); renderMine(); });
-      actions.append(remove);
-      li.append(actions);
-    }
-    return li;
-  }));
+  }
 }
 
 // ---- the form ----
@@ -463,41 +642,33 @@ function progress(loaded, total) {
   $("progress-text").textContent = fill(t.sending, { sent: Math.round(loaded / 1024), total: Math.round(total / 1024) });
 }
 
+// A waiting observation goes when it can: tried again shortly, and woken by Background Sync where the phone has it.
+function sendLater() {
+  if (navigator.onLine) retryLater();
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.ready.then((reg) => reg.sync && reg.sync.register("pestid-queue")).catch(() => null);
+  }
+}
+
 async function submit(record) {
   const t = TEXT[lang];
-  hideError();
-  $("result").hidden = true; // the previous answer never stays on screen beside a new observation
+  shown = null; // the previous answer never stays on screen beside a new observation
+  renderCard();
   $("send").disabled = true;
   $("progress-block").hidden = false;
   $("progress").value = 0;
   $("progress-text").textContent = t.preparing;
-  let unsure = false;
   try {
-    if (navigator.onLine) {
-      await send(record, progress);
-      if (record.state === "sent") { render(record.answer, record); return; }
-      if (record.state === "refused") { showError(record.error); return; }
-      const why = record.error === "cancelled" ? t.cancelled : record.error === "timeout" ? t.timeout : t.unsure_sent;
-      showError(why, true);
-      unsure = true;
-      if (record.error === "cancelled") return;
-    } else {
-      $("network").hidden = false;
-      $("network").textContent = t.offline_now;
+    if (navigator.onLine) record = await send(record, progress);
+    if (record.state === "waiting" && record.error !== "cancelled") { // meanwhile, the phone's own answer
+      record = (await identifyOnPhone(record).catch(() => null)) || record;
     }
-    try { // meanwhile, the phone's own answer
-      const local = await identifyOnPhone(record);
-      render(local[lang], record);
-    } catch (err) {
-      if (!unsure) showError(t.no_offline); // what the network did stays said
-    }
+    reveal(record);
   } finally {
     $("progress-block").hidden = true;
     $("send").disabled = photos.length === 0;
-    renderMine();
-    if ("serviceWorker" in navigator && record.state === "waiting") {
-      navigator.serviceWorker.ready.then((reg) => reg.sync && reg.sync.register("pestid-queue")).catch(() => null);
-    }
+    if (record.state === "waiting") sendLater();
+    else flush(); // asks the server's state of the new observation, in both languages
   }
 }
 
@@ -510,46 +681,64 @@ $("form").addEventListener("submit", async (event) => {
   const record = { id: randomKey(), key: randomKey(), created: new Date().toISOString(), lang, fields, state: "waiting",
                    photos: photos.map((p) => p.blob), names: photos.map((p) => p.name),
                    thumb: (photos.find((p) => p.url) || { blob: null }).blob };
-  await DB.put(record); // kept before anything is sent: nothing is lost if the page closes now
+  await changed(record); // kept before anything is sent: nothing is lost if the page closes now
   photos.forEach((p) => p.url && URL.revokeObjectURL(p.url));
   photos = [];
+  $("pick-error").hidden = true;
   renderPreviews();
   await submit(record);
 });
 
 $("retry").addEventListener("click", async () => {
-  const record = shown ? await DB.get(shown) : null;
-  const waiting = record || (await DB.all()).find((r) => r.state === "waiting");
-  if (waiting) { waiting.paused = false; await submit(waiting); }
+  const record = shown && (await update(shown.id, (r) => { r.paused = false; }));
+  if (record && record.state === "waiting") await submit(record);
 });
 $("cancel").addEventListener("click", () => current && current.xhr.abort());
 $("camera").addEventListener("change", (e) => { addPhotos(Array.from(e.target.files)); e.target.value = ""; });
 $("gallery").addEventListener("change", (e) => { addPhotos(Array.from(e.target.files)); e.target.value = ""; });
 $("gps").addEventListener("click", askLocation);
+$("undo").addEventListener("click", undo);
+$("more-mine").addEventListener("click", () => { listedAll = true; renderMine(); });
 
 function applyLanguage() {
+  const t = TEXT[lang];
   document.documentElement.lang = lang;
-  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = TEXT[lang][el.dataset.i18n]; });
-  $("lang").textContent = TEXT[lang].switch;
-  document.title = TEXT[lang].title;
-  $("result").hidden = true; // an answer comes in one language: the other page does not show it
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t[el.dataset.i18n]; });
+  $("lang").textContent = t.switch;
+  $("lang").lang = t.switch_lang; // the one text in the other language: its own name
+  document.title = t.title;
+  shown = null; // an answer is opened in one language: the other page shows it when opened again
+  renderCard();
+  $("pick-error").hidden = true;
+  $("gps-state").textContent = "";
   $("network").hidden = navigator.onLine;
-  $("network").textContent = TEXT[lang].offline_now;
+  $("network").textContent = t.offline_now;
+  $("offline-ready").textContent = t.offline_ready;
   renderPreviews();
   renderMine();
 }
 
 $("lang").addEventListener("click", () => {
-  lang = lang === "vi" ? "en" : "vi";
+  lang = TEXT[lang].switch_lang;
   localStorage.setItem("pestid.lang", lang);
+  const url = new URL(location.href); // the farmer's choice now wins over the link's ?lang=
+  if (url.searchParams.has("lang")) { url.searchParams.delete("lang"); history.replaceState(null, "", url); }
   applyLanguage();
 });
 
-window.addEventListener("online", () => { $("network").hidden = true; flush(true); });
-window.addEventListener("offline", () => { $("network").hidden = false; $("network").textContent = TEXT[lang].offline_now; });
+window.addEventListener("online", () => { $("network").hidden = true; renderCard(); flush(true); });
+window.addEventListener("offline", () => {
+  $("network").hidden = false;
+  $("network").textContent = TEXT[lang].offline_now;
+  renderCard();
+});
 
 async function start() {
+  for (const record of await DB.all()) { // a send cut short by a closed page: unknown whether it arrived
+    if (record.state === "sending") await DB.put({ ...record, state: "waiting", error: "network" });
+  }
   applyLanguage();
+  if ((await DB.all()).some((r) => r.deleting)) offerUndo(); // deleted just before the page closed: still undoable
   try {
     const response = await fetch("/static/districts.json");
     districts = (await response.json()).districts;
@@ -579,7 +768,6 @@ async function start() {
       const m = await loadManifest();
       await Offline.load(m);
       const cached = "caches" in window && (await caches.match(m.model.url));
-      $("offline-ready").textContent = TEXT[lang].offline_ready;
       $("offline-ready").hidden = !cached;
     } catch (err) { /* online only */ }
   }

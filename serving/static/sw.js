@@ -5,7 +5,7 @@
 // - API calls (identify, receipts) always go to the network: the page's own queue retries them.
 "use strict";
 const CACHE = "pestid-offline-v1";
-const SHELL = ["/", "/static/style.css", "/static/app.js", "/static/offline.js", "/static/districts.json",
+const SHELL = ["/", "/static/style.css", "/static/app.js", "/static/offline.js", "/static/districts.json", "/static/favicon.svg",
                "/static/vendor/ort.wasm.min.js", "/static/vendor/ort-wasm-simd-threaded.mjs",
                "/static/vendor/ort-wasm-simd-threaded.wasm", "/v1/offline/manifest"];
 const IMMUTABLE = [/^\/static\/vendor\//, /^\/v1\/offline\/model\.onnx\?v=/];

@@ -86,7 +86,7 @@ def test_farmer_gets_an_answer_in_vietnamese_then_english_in_words_not_ids(farme
         const parts = performance.getEntriesByType("resource").filter(r => /style\\.css|app\\.js/.test(r.name));
         return page + parts.reduce((sum, r) => sum + r.transferSize, 0); }""")  # fmt: skip
     print(f"first paint: {first / 1000:.1f} KB transferred (page, style, script; the offline runtime comes after)")
-    assert first < 16_000
+    assert first < 17_000  # 16.6 KB since the card, the list and the undo bar of issue 23
     page.set_input_files("#gallery", str(_real_photo(tmp_path)))
     page.wait_for_selector("#previews img")
     page.click("#send")
@@ -95,7 +95,7 @@ def test_farmer_gets_an_answer_in_vietnamese_then_english_in_words_not_ids(farme
     shown = _text(page, "#result")
     assert "_" not in shown and "sha256" not in shown and "pestid@" not in shown  # names, not ids or hashes
     assert "(0%)" not in shown
-    assert _text(page, "#sent").startswith("Đã gửi cho cán bộ")
+    assert _text(page, "#state") == "Đã gửi cho cán bộ, đang chờ xem"  # no code beside it
     assert page.locator("#progress-block").is_hidden() and page.locator("#error").is_hidden()  # not just [hidden]
     page.wait_for_selector("#mine li[data-state=sent]")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -122,7 +122,7 @@ def test_not_recognised_says_what_to_do_and_never_gives_pest_advice(browser, tmp
         page = _answered(browser, url, tmp_path)
         assert _text(page, "#decision") == "Không nhận ra"
         assert _text(page, "#advice-title") == "Nên làm gì" and "chụp lại" in _text(page, "#advice")
-        assert "Không nhận ra" not in _text(page, "#message").split(".")[0][1:]  # said once, not twice
+        assert _text(page, "#result").count("Không nhận ra") == 1  # said once, not twice
         assert "phun" not in _text(page, "#advice").replace("Chưa phun thuốc", "")  # no spraying advice
 
 
@@ -167,7 +167,7 @@ def test_photos_add_up_to_five_from_camera_and_gallery_and_heic_still_goes(farme
     assert page.locator("#previews li").nth(1).locator("img, .tile").count() == 1  # every format has a thumbnail
     page.set_input_files("#gallery", [str(first)] * 4)
     until(page, "() => document.querySelectorAll('#previews li').length === 5")
-    assert page.locator("#previews li").count() == 5 and "tối đa 5" in _text(page, "#error")
+    assert page.locator("#previews li").count() == 5 and "tối đa 5" in _text(page, "#pick-error")
     page.locator("#previews .remove").nth(4).click()
     assert page.locator("#previews li").count() == 4
     page.click("#send")
@@ -199,7 +199,7 @@ def test_a_cut_connection_stores_one_submission_and_the_page_tells_the_truth(far
     assert reached[0] == 201 and set(reached[1:]) <= {200} and _rows(app) == 1  # Chromium may resend: replayed
     cut[0] = False  # the connection is back
     page.click("#retry")
-    until(page, "() => document.getElementById('sent').textContent.startsWith('Đã gửi cho cán bộ')")
+    until(page, "() => document.getElementById('state').textContent.startsWith('Đã gửi cho cán bộ')")
     page.wait_for_selector("#mine li[data-state=sent]")
     assert _rows(app) == 1 and _rows(app, "photos") == 1  # the retry reused the observation's key
 
@@ -249,7 +249,7 @@ def test_offline_after_one_visit_identifies_on_the_phone_then_sends_once_and_hea
         assert decided.json()["status"] == "approved"
     page.reload()  # later: the page asks with its receipt
     page.wait_for_selector("#mine li[data-state=reviewed]", timeout=30_000)
-    assert "Cán bộ đã xác nhận: Rầy nâu" in _text(page, "#mine")
+    assert "Cán bộ đã sửa thành: Rầy nâu" in _text(page, "#mine")  # the tiny model said otherwise: a correction
     page.screenshot(path=str(ARTIFACTS / "farmer-page-verdict.png"), full_page=True)
     assert _rows(app) == 1  # sent exactly once, whatever reloaded and retried
     context.close()
@@ -339,6 +339,7 @@ def test_each_outcome_is_worded_at_its_level_and_a_guess_carries_no_advice(
         page = _answered(browser, url, tmp_path)
         result = _text(page, "#result")
         assert _text(page, "#decision") == decision and _text(page, "#advice-title") == advice
+        assert result.count(decision) == 1  # the heading is not said again by the message
         assert (_text(page, "#name") if name else "") == name and page.locator("#name").is_visible() == bool(name)
         if name:  # the answer's confidence is shown beside it
             assert "độ tin cậy" in _text(page, "#description")
