@@ -49,6 +49,7 @@ class Organism(BaseModel):
     advice_vi: str
     advice_en: str
     vector_of: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # what people also call it, in either language ("nhện" for the hunting spiders)
 
     @field_validator("name_vi", "name_en", "scientific", "advice_vi", "advice_en")
     @classmethod
@@ -161,13 +162,28 @@ class Catalogue:
         return [o for o in self if o.parent == group_id]
 
     def search(self, text: str) -> list[Organism]:
-        """Organisms whose id or any name contains ``text``: case, diacritics and Unicode form do not matter, so
-        "Rầy nâu", "ray nau" and an NFD-encoded "Rầy nâu" find the same entries."""
+        """Organisms whose id, any name or alias contains ``text``, ranked as people look: an exact name first, then
+        a name starting with the text, then one with a word starting with it, then any other match; species before
+        groups; shorter names first. Case, diacritics and Unicode form do not matter, so "Rầy nâu", "ray nau" and an
+        NFD-encoded "Rầy nâu" find the same entries."""
         needle = fold(text.replace("_", " "))
         if not needle:
             return list(self)
-        return [o for o in self if needle in fold(" ".join((o.id.replace("_", " "), o.name_vi, o.name_en,
-                                                               o.scientific)))]  # fmt: skip
+        ranked = []
+        for order, org in enumerate(self):
+            names = [fold(n) for n in (org.name_vi, org.name_en, org.scientific, *org.aliases)]
+            if not any(needle in n for n in [*names, fold(org.id.replace("_", " "))]):
+                continue
+            if needle in names:
+                rank = 0
+            elif any(n.startswith(needle) for n in names):
+                rank = 1
+            elif any(word.startswith(needle) for n in names for word in n.split()):
+                rank = 2
+            else:
+                rank = 3
+            ranked.append(((rank, org.kind == "group", len(org.name_vi), order), org))
+        return [org for _, org in sorted(ranked, key=lambda pair: pair[0])]
 
     def resolve(self, text: str) -> list[str]:
         """The ids a filter names: an id, or a name in either language (folded) naming one organism exactly,
@@ -175,7 +191,7 @@ class Catalogue:
         if text in self._by_id:
             return [text]
         needle = fold(text.replace("_", " "))
-        exact = [o.id for o in self if needle in (fold(o.name_vi), fold(o.name_en), fold(o.scientific))]
+        exact = [o.id for o in self if needle in {fold(n) for n in (o.name_vi, o.name_en, o.scientific, *o.aliases)}]
         return exact or [o.id for o in self.search(text)]
 
 

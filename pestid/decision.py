@@ -36,7 +36,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This photo does not look like a rice pest or disease. Photograph the animal or the damaged "
               "rice leaf or stem up close.",
     },
-    "identified": {"vi": "Đây là {name}.", "en": "This is {name}."},
+    "identified": {"vi": "Đây là {name}.", "en": "Identified as {name}."},  # no article to get wrong
     "identified_group": {"vi": "Thuộc nhóm {name}; chưa chắc là loài nào.",
                          "en": "One of the {name}; which species is not certain."},
     "uncertain": {"vi": "Chưa chắc chắn — cán bộ bảo vệ thực vật sẽ kiểm tra ảnh này.",

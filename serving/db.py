@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 from pestid.vocabulary import ReviewStatus
 
@@ -34,6 +35,22 @@ def _id() -> str:
     return uuid.uuid4().hex
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment stored in UTC and read back with its offset on every database: SQLite keeps no time zone, so
+    without this an API would send "2026-12-03T02:00:00" and a page would show UTC as local time."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -42,7 +59,7 @@ class Submission(Base):
     __tablename__ = "submissions"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_id)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))  # what the key was first used with
     status: Mapped[str] = mapped_column(String(32), default=ReviewStatus.pending_review.value, index=True)
@@ -60,7 +77,9 @@ class Submission(Base):
     note: Mapped[str | None] = mapped_column(Text)
     lang: Mapped[str] = mapped_column(String(2), default="vi")
     final_label: Mapped[str | None] = mapped_column(String(64), index=True)
-    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the earliest submission with the same or a near-identical photo (submissions.find_duplicate): one report
+    duplicate_of: Mapped[str | None] = mapped_column(String(32), index=True)
     photos: Mapped[list[Photo]] = relationship(back_populates="submission", cascade="all, delete-orphan",
                                                order_by="Photo.position")  # fmt: skip
 
@@ -73,6 +92,7 @@ class Photo(Base):
     position: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(256))  # relative to the photo folder
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+    phash: Mapped[str | None] = mapped_column(String(16), index=True)  # pestid.hashing.phash, hex
     content_type: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
@@ -89,7 +109,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # officer | senior | admin
     district: Mapped[str | None] = mapped_column(String(128))
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
 
 
 class AuthToken(Base):
@@ -97,14 +117,14 @@ class AuthToken(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class LoginAttempt(Base):
     __tablename__ = "login_attempts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, index=True)
     username: Mapped[str] = mapped_column(String(64), index=True)
     address: Mapped[str] = mapped_column(String(64), index=True)
     success: Mapped[bool] = mapped_column()
@@ -128,15 +148,15 @@ class Review(Base):
     verdict: Mapped[str] = mapped_column(String(16))  # label | reject
     label: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(32))
     submission_id: Mapped[str | None] = mapped_column(String(32), index=True)

@@ -43,8 +43,10 @@ def outbreak_counts(
 ) -> list[dict[str, object]]:  # fmt: skip
     """Approved reports per ISO week, place and species, with names and the rise flag.
 
-    ``scope``: the reader's districts; ``group``: a species group (its members, or the group itself);
-    ``district``: one district; ``weeks``: the last so many weeks up to ``today``.
+    ``scope``: the reader's districts; ``group``: organisms or groups by id or by a name in either language, with
+    or without diacritics ("ray", "Các loài rầy", "planthoppers"): their reports and their members';
+    ``district``: one district; ``weeks``: the last so many weeks up to ``today``. A submission that repeats an
+    approved one (``Submission.duplicate_of``) is the same report and is counted once.
     """
     catalogue = load_catalogue()
     query = select(Submission).where(Submission.status == ReviewStatus.approved)
@@ -52,10 +54,15 @@ def outbreak_counts(
         query = query.where(scope)
     if district:
         query = query.where(Submission.district == district)
+    wanted = set(catalogue.resolve(group)) if group else None
+    approved = list(session.scalars(query))
+    counted = {sub.id for sub in approved}
     counts: Counter[tuple[date, str, str]] = Counter()
-    for sub in session.scalars(query):
+    for sub in approved:
+        if sub.duplicate_of in counted:
+            continue
         species = sub.final_label or sub.predicted_label
-        if group and group not in (species, catalogue.get(species).parent):
+        if wanted is not None and wanted.isdisjoint([species, *(g.id for g in catalogue.ancestors(species))]):
             continue
         counts[(week_of(sub), (sub.district if by == "district" else sub.commune) or "—", species)] += 1
     first = monday_of(today or date.today()) - timedelta(weeks=weeks - 1) if weeks else None

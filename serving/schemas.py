@@ -15,6 +15,7 @@ class CatalogueEntry(BaseModel):
     """A catalogue entry in both languages, for officers' search and the farmer page's species list."""
 
     id: str
+    kind: Literal["organism", "group"] = "organism"
     name_vi: str
     name_en: str
     scientific: str
@@ -28,7 +29,7 @@ class CatalogueEntry(BaseModel):
     def of(cls, org: Organism) -> CatalogueEntry:
         view = org.view()
         del view["probability"]
-        return cls(**view)
+        return cls(**view, kind=org.kind)
 
 
 class Named(BaseModel):
@@ -118,10 +119,26 @@ class IdentifyResponse(BaseModel):
     receipt: str = ""
 
 
+class Decided(Named):
+    """The organism the officers named, with what to do about it."""
+
+    scientific: str
+    category: str
+    natural_enemy: bool = False
+    advice: str
+
+    @classmethod
+    def of(cls, org: Organism, lang: str) -> Decided:
+        return cls(id=org.id, name=org.name(lang), scientific=org.scientific, category=org.category.value,
+                   natural_enemy=org.is_natural_enemy, advice=org.advice(lang))  # fmt: skip
+
+
 class Verdict(BaseModel):
     """What the officers decided, in the farmer's language: the organism, or why the photo was not used."""
 
-    species: Named | None = None  # approved: what it is
+    species: Decided | None = None  # approved: what it is, with its advice
+    # approved as something other than the model's identified answer (or the model had none): "corrected to"
+    corrected: bool = False
     rejected: str | None = None  # rejected: the sentence saying why
     decided_at: str
 

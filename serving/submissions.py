@@ -12,15 +12,17 @@ import errno
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pestid.hashing import from_hex, hamming, phash, to_hex
 from pestid.serving.db import Photo, Submission, _id, retry_locked, writing
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
@@ -47,14 +49,15 @@ class AcceptedPhoto:
     format: str
     width: int
     height: int
+    phash: str
 
     @classmethod
     def of(cls, data: bytes, sha256: str, image: Image.Image) -> AcceptedPhoto:
         """A decoded photo as it is stored: typed by what its bytes are (not what an uploader said), sized as in
-        the file (``decode_image``'s ``full_size``, not a reduced decode's)."""
+        the file (``decode_image``'s ``full_size``, not a reduced decode's), with its perceptual hash."""
         fmt = (image.format or "BIN").upper()
         width, height = image.info.get("full_size", image.size)
-        return cls(data, sha256, FORMATS.get(fmt, UNKNOWN_FORMAT)[1], fmt, width, height)
+        return cls(data, sha256, FORMATS.get(fmt, UNKNOWN_FORMAT)[1], fmt, width, height, to_hex(phash(image)))
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,34 @@ def find_by_key(session: Session, key: str | None, fingerprint: str | None) -> S
     return existing
 
 
+# A near-identical photo: at most this many of the perceptual hash's 64 bits differ (a re-saved, re-sized or
+# re-compressed copy differs by 0–2); looked for among the same district's photos of the last DUPLICATE_WINDOW.
+NEAR_BITS = 4
+DUPLICATE_WINDOW = timedelta(days=30)
+
+
+def find_duplicate(session: Session, photos: list[AcceptedPhoto], district: str | None, now: datetime) -> str | None:
+    """The earliest submission this one repeats: one with a byte-identical photo (sha256, anywhere, any time), or
+    with a near-identical one (perceptual hash) from the same district in the last 30 days. An officer still sees
+    both; outbreaks count them once (``outbreaks.outbreak_counts``)."""
+    same = select(Photo.submission_id).where(Photo.sha256.in_([p.sha256 for p in photos]))
+    candidates = set(session.scalars(same))
+    recent = (select(Photo.submission_id, Photo.phash).join(Submission, Submission.id == Photo.submission_id)
+              .where(Submission.created_at >= now - DUPLICATE_WINDOW, Photo.phash.is_not(None),
+                     Submission.district == district if district else Submission.district.is_(None)))  # fmt: skip
+    rows = [(sid, h) for sid, h in session.execute(recent) if h]
+    if rows:
+        theirs = from_hex([h for _, h in rows])
+        ours = from_hex([p.phash for p in photos])
+        near = (hamming(theirs[:, None], ours[None, :]) <= NEAR_BITS).any(axis=1)
+        candidates.update(rows[i][0] for i in np.flatnonzero(near))
+    if not candidates:
+        return None
+    first = session.scalars(select(Submission).where(Submission.id.in_(candidates))
+                            .order_by(Submission.created_at, Submission.id)).first()  # fmt: skip
+    return None if first is None else first.duplicate_of or first.id
+
+
 def store_submission(
     sessions: sessionmaker, store: PhotoStore, *, photos: list[AcceptedPhoto], observation: Observation,
     response: dict[str, Any], decision: str, label: str, confidence: float, model_version: str, lang: str,
@@ -112,16 +143,17 @@ def store_submission(
             # Short: the rows are written first (waiting for the write lock here, where a retry is safe),
             # then the staged files are moved into place and the transaction commits.
             with writing(sessions) as session:
+                repeats = find_duplicate(session, photos, observation.district, created)
                 row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label,
                                  confidence=confidence, model_version=model_version, response=response, lang=lang,
-                                 status=ReviewStatus.pending_review, request_hash=fingerprint,
+                                 status=ReviewStatus.pending_review, request_hash=fingerprint, duplicate_of=repeats,
                                  **asdict(observation))  # fmt: skip
                 session.add(row)
                 paths = [f"{created:%Y/%m}/{submission_id}/{n}.{FORMATS.get(p.format, UNKNOWN_FORMAT)[0]}"
                          for n, p in enumerate(photos)]  # fmt: skip
                 session.add_all(Photo(submission_id=submission_id, position=n, path=path, sha256=photo.sha256,
                                       content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,
-                                      height=photo.height) for n, (photo, path) in enumerate(zip(photos, paths, strict=True)))  # fmt: skip
+                                      height=photo.height, phash=photo.phash) for n, (photo, path) in enumerate(zip(photos, paths, strict=True)))  # fmt: skip
                 session.flush()
                 placed.extend(store.place(tmp, path) for tmp, path in zip(staged, paths, strict=True))
 

@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def jpeg_bytes(image: Image.Image, **save: object) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90, **save)
+    image.save(buffer, format="JPEG", **{"quality": 90, **save})
     return buffer.getvalue()
 
 

@@ -22,6 +22,13 @@ def service_worker() -> FileResponse:
     return FileResponse(STATIC / "sw.js", media_type="text/javascript; charset=utf-8")
 
 
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico whatever the page links: the same leaf as /static/favicon.svg."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=604800"})  # fmt: skip
+
+
 @router.get("/officer")
 def officer_page() -> FileResponse:
     return FileResponse(STATIC / "officer.html", media_type="text/html; charset=utf-8")

@@ -61,7 +61,7 @@ def _summary(sub: Submission) -> dict[str, Any]:
             "final_label": sub.final_label, "final": _named(sub.final_label), "commune": sub.commune,
             "district": sub.district, "latitude": sub.latitude, "longitude": sub.longitude,
             "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
-            "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
+            "duplicate_of": sub.duplicate_of, "photo_count": len(sub.photos), "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
             "previews": [{size: f"/v1/submissions/{sub.id}/photos/{p.position}/{size}" for size in PREVIEW_SIZES}
                          for p in sub.photos]}  # fmt: skip
 

@@ -14,7 +14,7 @@ from pestid.serving.deps import get_sessions
 from pestid.serving.language import request_language
 from pestid.serving.problems import Problem
 from pestid.serving.receipts import receipt_matches
-from pestid.serving.schemas import Named, SubmissionState, Verdict, named, problems
+from pestid.serving.schemas import Decided, Named, SubmissionState, Verdict, named, problems
 from pestid.vocabulary import Decision, RejectReason, ReviewStatus
 
 router = APIRouter(prefix="/v1", tags=["identify"])
@@ -37,12 +37,19 @@ def _named(label: str | None, lang: str) -> Named | None:
     return named(load_catalogue().get(label), lang) if label else None
 
 
+def _told(sub: Submission) -> str | None:
+    """What the farmer was told it is: the identified answer's species or group, else nothing."""
+    species = sub.response.get("species") if sub.decision == Decision.identified else None
+    return species.get("id") if isinstance(species, dict) else None
+
+
 def _verdict(session: Session, sub: Submission, lang: str) -> Verdict | None:
     if sub.status not in (ReviewStatus.approved, ReviewStatus.rejected) or sub.reviewed_at is None:
         return None
     decided_at = sub.reviewed_at.isoformat()
     if sub.status == ReviewStatus.approved:
-        return Verdict(species=_named(sub.final_label, lang), decided_at=decided_at)
+        species = Decided.of(load_catalogue().get(sub.final_label), lang) if sub.final_label else None
+        return Verdict(species=species, corrected=sub.final_label != _told(sub), decided_at=decided_at)
     reason: str | None = session.scalars(select(Review.reason).where(Review.submission_id == sub.id, Review.verdict == "reject",
                                                          Review.undone_at.is_(None))
                              .order_by(Review.created_at.desc(), Review.id.desc())).first()  # fmt: skip
@@ -68,7 +75,6 @@ def submission_state(
         sub = session.get(Submission, submission_id)
         if sub is None:
             raise not_found
-        identified = sub.decision == Decision.identified
         return SubmissionState(submission_id=sub.id, created_at=sub.created_at.isoformat(), status=sub.status,
-                               decision=sub.decision, species=_named(sub.predicted_label, lang) if identified else None,
+                               decision=sub.decision, species=_named(_told(sub), lang),
                                verdict=_verdict(session, sub, lang))  # fmt: skip

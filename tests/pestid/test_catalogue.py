@@ -154,3 +154,24 @@ def test_search_ignores_case_diacritics_and_unicode_form():
     assert catalogue.resolve("Rầy nâu") == ["brown_planthopper"]  # an exact name names one organism
     assert catalogue.resolve("rice_blast") == ["rice_blast"]
     assert "small_brown_planthopper" in catalogue.resolve("nâu")  # a fragment names every match
+
+
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [
+        ("nhen", "spiders"),  # "nhện" is what people call a spider: the natural enemy, not the panicle mite
+        ("chuon chuon", "dragonfly"),  # the exact name before the damselfly's "chuồn chuồn kim"
+        ("ray nau", "brown_planthopper"),  # before "rầy nâu nhỏ"
+        ("bac la", "bacterial_leaf_blight"),
+        ("oc", "golden_apple_snail"),
+    ],
+)
+def test_search_ranks_exact_then_prefix_then_substring(query, first):
+    found = [o.id for o in load_catalogue().search(query)]
+    assert found[0] == first, found
+
+
+def test_search_puts_species_before_their_group():
+    found = load_catalogue().search("ray")
+    kinds = [o.kind for o in found]
+    assert "group" in kinds and kinds.index("group") > max(i for i, k in enumerate(kinds) if k == "organism")

@@ -173,6 +173,29 @@ def test_species_search_by_any_language(client):
     assert client.get("/v1/species/nope").status_code == 404
 
 
+def test_species_search_is_ranked_and_marks_kinds_and_natural_enemies(client):
+    """What an officer's Enter takes: the exact name first, species before their group, natural enemies marked."""
+    spiders = client.get("/v1/species", params={"q": "nhen"}).json()
+    assert spiders[0]["id"] == "spiders" and spiders[0]["natural_enemy"] is True
+    assert client.get("/v1/species", params={"q": "chuon chuon"}).json()[0]["id"] == "dragonfly"
+    hoppers = client.get("/v1/species", params={"q": "ray"}).json()
+    assert hoppers[-1] == {**hoppers[-1], "id": "planthoppers", "kind": "group"}
+    assert {h["kind"] for h in hoppers[:-1]} == {"organism"}
+
+
+def test_an_identified_answer_reads_as_a_sentence_in_english():
+    from pestid.decision import MESSAGES, in_sentence
+
+    for name in ("lady beetle", "hunting spiders", "brown planthopper"):  # no article to get wrong
+        assert MESSAGES["identified"]["en"].format(name=in_sentence(name)) == f"Identified as {name}."
+
+
+def test_the_favicon_is_served(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg") and client.get("/static/favicon.svg").status_code == 200
+
+
 def test_probabilities_sum_to_one_and_are_calibrated_by_temperature(tiny_model):
     predictor = Predictor(tiny_model)
     probs = predictor.probabilities([decode_image(jpeg(1))])

@@ -1,15 +1,19 @@
 """Officer accounts, roles on every endpoint, the review queue, agreement, disputes, undo, outbreaks."""
 
+import io
+import itertools
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from typer.testing import CliRunner
 
 from pestid.catalogue import load_catalogue
 from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
 from pestid.serving.db import Submission
+from tests.conftest import jpeg_bytes
 from tests.serving.conftest import jpeg, make_settings
 
 PASSWORD = "correct horse battery"
@@ -54,8 +58,11 @@ def review_app(tiny_model, tmp_path):
         client.__exit__(None, None, None)
 
 
+SEEDS = itertools.count(100)  # each submission its own photo: the same photo twice is one report
+
+
 def _submit(client, **fields) -> str:
-    response = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(len(fields)), "image/jpeg"))], data=fields)
+    response = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(next(SEEDS)), "image/jpeg"))], data=fields)
     assert response.status_code == 201, response.text
     return response.json()["submission_id"]
 
@@ -275,7 +282,8 @@ def test_the_farmer_reads_the_verdict_back_with_the_receipt_only(review_app):
     client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "rice_bug"}, headers=tokens["an"])
     vi = client.get(f"/v1/submissions/{sub}", headers={"Receipt": receipt}).json()
     en = client.get(f"/v1/submissions/{sub}?lang=en", headers={"Receipt": receipt}).json()
-    assert vi["status"] == "approved" and vi["verdict"]["species"] == {"id": "rice_bug", "name": "Bọ xít hôi"}
+    assert vi["status"] == "approved" and vi["verdict"]["species"]["name"] == "Bọ xít hôi"
+    assert vi["verdict"]["corrected"] is True and vi["verdict"]["species"]["advice"].startswith("Gây hại")
     assert en["verdict"]["species"]["name"] == load_catalogue().get("rice_bug").name_en
 
     rejected = client.post("/v1/identify", files=[("photos", ("c.jpg", jpeg(5), "image/jpeg"))],
@@ -284,3 +292,65 @@ def test_the_farmer_reads_the_verdict_back_with_the_receipt_only(review_app):
                 headers=tokens["an"])  # fmt: skip
     verdict = client.get(f"/v1/submissions/{rejected['submission_id']}", headers={"Receipt": rejected["receipt"]})
     assert verdict.json()["status"] == "rejected" and "mờ" in verdict.json()["verdict"]["rejected"]
+
+
+def _sent(client, data: bytes, **fields) -> str:
+    response = client.post("/v1/identify", files=[("photos", ("p.jpg", data, "image/jpeg"))], data=fields)
+    assert response.status_code == 201, response.text
+    return response.json()["submission_id"]
+
+
+def test_the_same_photo_twice_is_one_report_and_the_officer_sees_both(review_app):
+    """A byte-identical photo (sha256) and a re-saved one (perceptual hash) repeat the first submission: both
+    stay in the queue, marked, and the outbreak table counts the three approvals once. Another photo is new."""
+    client, tokens = review_app()
+    original = jpeg(11)
+    first = _sent(client, original, district="Phú Tân")
+    again = _sent(client, original, district="Phú Tân", note="gửi lại")  # another key, the same bytes
+    resaved = _sent(client, jpeg_bytes(Image.open(io.BytesIO(original)), quality=60), district="Phú Tân")
+    other = _sent(client, jpeg(12), district="Phú Tân")
+    elsewhere = _sent(client, jpeg_bytes(Image.open(io.BytesIO(original)), quality=70), district="Chợ Mới")
+    queue = {item["id"]: item for item in client.get("/v1/review/queue", headers=tokens["chi"]).json()}
+    assert [queue[s]["duplicate_of"] for s in (first, again, resaved, other)] == [None, first, first, None]
+    assert queue[elsewhere]["duplicate_of"] is None  # near-identical is looked for within a district only
+    assert all(item["photo_count"] == 1 for item in queue.values())
+
+    for sub in (first, again, resaved, other):
+        client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "brown_planthopper"}, headers=tokens["an"])
+    rows = client.get("/v1/outbreaks", params={"district": "Phú Tân"}, headers=tokens["an"]).json()
+    assert [(r["species"], r["reports"]) for r in rows] == [("brown_planthopper", 2)]  # the photo once, the other once
+
+    client.post(f"/v1/review/{first}", json={"action": "reject", "reason": "blurry"}, headers=tokens["an"])
+    rows = client.get("/v1/outbreaks", params={"district": "Phú Tân"}, headers=tokens["an"]).json()
+    assert [r["reports"] for r in rows] == [3]  # the first set aside: its repeats count (once each, as sent)
+
+
+@pytest.mark.parametrize("group", ["planthoppers", "Các loài rầy", "cac loai ray", "CÁC LOÀI RẦY", "rầy", "ray"])
+def test_outbreaks_filter_by_a_group_named_in_either_language(review_app, group):
+    client, tokens = review_app()
+    for seed, label in ((21, "brown_planthopper"), (22, "whitebacked_planthopper"), (23, "rice_blast")):
+        sub = _sent(client, jpeg(seed), district="Phú Tân")
+        client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": label}, headers=tokens["an"])
+    rows = client.get("/v1/outbreaks", params={"group": group}, headers=tokens["an"]).json()
+    assert sorted(r["species"] for r in rows) == ["brown_planthopper", "whitebacked_planthopper"]
+
+
+def test_times_carry_their_offset_and_a_correction_is_told_as_one(review_app):
+    """ISO 8601 with an offset everywhere a page shows a time, so no page shows UTC as local time; the farmer
+    hears "corrected" with the named organism's advice when the officer named another organism."""
+    client, tokens = review_app()
+    sent = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(31), "image/jpeg"))],
+                       data={"district": "Phú Tân"}).json()  # fmt: skip
+    item = client.get("/v1/review/queue", headers=tokens["an"]).json()[0]
+    assert datetime.fromisoformat(item["created_at"]).utcoffset() == timedelta(0)
+    client.post(f"/v1/review/{sent['submission_id']}", json={"action": "relabel", "label": "lady_beetle"},
+                headers=tokens["an"])  # fmt: skip
+    state = client.get(f"/v1/submissions/{sent['submission_id']}?lang=en", headers={"Receipt": sent["receipt"]}).json()
+    assert datetime.fromisoformat(state["created_at"]).utcoffset() == timedelta(0)
+    assert datetime.fromisoformat(state["verdict"]["decided_at"]).utcoffset() == timedelta(0)
+    verdict = state["verdict"]
+    assert verdict["corrected"] is True and verdict["species"]["id"] == "lady_beetle"
+    assert verdict["species"]["advice"] == load_catalogue().get("lady_beetle").advice_en
+    assert verdict["species"]["natural_enemy"] is True
+    audit = client.get("/v1/audit", headers=tokens["chi"]).json()
+    assert all(datetime.fromisoformat(e["at"]).utcoffset() == timedelta(0) for e in audit)
