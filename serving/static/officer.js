@@ -1,29 +1,126 @@
 // The officer's review page: sign in, filter the queue, review by keyboard, watch outbreaks.
+// One language per view: Vietnamese unless ?lang=en or the officer chose English; every text comes from TEXT.
 "use strict";
+const TEXT = {
+  vi: {
+    title: "Duyệt ảnh — cán bộ BVTV", heading: "Duyệt ảnh", switch: "English", switch_label: "Chuyển sang tiếng Anh",
+    sign_out: "Đăng xuất", username: "Tên đăng nhập", password: "Mật khẩu", sign_in: "Đăng nhập",
+    status_label: "trạng thái", district: "huyện", predicted: "loài dự đoán", predicted_hint: "loài dự đoán (tên hoặc mã)",
+    decision_label: "kết quả mô hình", any_decision: "mọi kết quả", since: "từ ngày", until: "đến ngày", filter: "Lọc",
+    queue_label: "ảnh chờ duyệt", more: "Tải thêm", keys_label: "phím tắt", key_move: "mục sau / trước",
+    key_confirm: "xác nhận", key_relabel: "đổi nhãn", key_reject: "loại ảnh", key_undo: "hoàn tác", key_photo: "ảnh khác",
+    search_hint: "Tìm loài (tên Việt, Anh, khoa học)", search_label: "tìm loài", results_label: "kết quả tìm loài",
+    map_caption: "Sơ đồ huyện (vị trí gần đúng)", outbreaks: "Ổ dịch theo tuần", group: "nhóm loài",
+    group_hint: "nhóm loài (vd. rầy)", district_outbreaks: "huyện (ổ dịch)", weeks: "số tuần",
+    weeks_label: "số tuần gần nhất", series_label: "màu trên biểu đồ",
+    series: { species: "mỗi loài một màu", district: "mỗi huyện một màu" }, show: "Xem", csv: "Tải CSV",
+    col: { week: "tuần", district: "huyện", species: "loài", reports: "số báo cáo", rising: "tăng vọt" },
+    status: { pending_review: "chờ duyệt", disputed: "tranh chấp", approved: "đã duyệt", rejected: "đã loại" },
+    decision: { identified: "đã nhận diện", uncertain: "chưa chắc chắn", not_recognised: "không nhận ra" },
+    reasons: { blurry: "ảnh mờ", not_rice: "không phải lúa", duplicate: "trùng ảnh", not_harmful: "không phải dịch hại" },
+    role: { officer: "cán bộ", senior: "cán bộ cấp trên", admin: "quản trị" },
+    category: { insect: "côn trùng", mite: "nhện hại", mollusc: "ốc", rodent: "chuột", fungus: "bệnh do nấm",
+      bacterium: "bệnh do vi khuẩn", virus: "bệnh do virus", natural_enemy: "thiên địch", healthy: "lúa khỏe",
+      out_of_scope: "không phải sâu bệnh lúa" },
+    total: "{shown} / {total} ảnh", empty: "Không còn ảnh cần duyệt", model_said: "Mô hình: {decision}",
+    photo: "ảnh {n} / {count}", photos: "📷 {n}", photos_label: "{n} ảnh", duplicate: "trùng ảnh trước",
+    duplicate_of: "Cùng ảnh với lần gửi {id}", sent_at: "Gửi lúc {time}", nowhere: "không rõ nơi", location: "Vị trí: {place}",
+    note: "Ghi chú của nông dân: ", searching: "Đang tìm “{q}”…", enter_waits: "Đang tìm “{q}”… Enter sẽ lưu kết quả đầu tiên.",
+    none_found: "Không tìm thấy loài nào cho “{q}”.", type_to_search: "Gõ tên loài cần lưu.", will_save: "Sẽ lưu",
+    save_hint: "Enter: lưu · ↑ ↓: chọn loài khác · Esc: đóng", natural_enemy: "🐞 thiên địch", group_kind: "nhóm loài",
+    reject_prompt: "Lý do loại (bấm số):", reject_cancel: "phím khác: hủy", saved: "Đã lưu: {status}",
+    saved_as: "Đã lưu: {status} → {name}", undone: "Đã hoàn tác: {status}", rising: "⚠ tăng vọt",
+    week_short: "T{week}", week_long: "tuần {week}, {year}", week_axis: "Tuần ({years})", chart_label: "Số báo cáo mỗi tuần",
+    no_outbreaks: "Chưa có báo cáo nào được duyệt.", network: "Không kết nối được máy chủ. Hãy thử lại.",
+    server_error: "Máy chủ báo lỗi. Hãy thử lại.", signed_out: "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
+  },
+  en: {
+    title: "Photo review — plant protection officers", heading: "Photo review", switch: "Tiếng Việt",
+    switch_label: "Switch to Vietnamese", sign_out: "Sign out", username: "Username", password: "Password",
+    sign_in: "Sign in", status_label: "status", district: "district", predicted: "predicted species",
+    predicted_hint: "predicted species (name or id)", decision_label: "model decision", any_decision: "any decision",
+    since: "since", until: "until", filter: "Filter", queue_label: "photos to review", more: "Load more",
+    keys_label: "keyboard shortcuts", key_move: "next / previous", key_confirm: "confirm", key_relabel: "relabel",
+    key_reject: "reject", key_undo: "undo", key_photo: "other photo",
+    search_hint: "Search species (Vietnamese, English, scientific)", search_label: "search species",
+    results_label: "species found", map_caption: "District map (approximate location)", outbreaks: "Outbreaks by week",
+    group: "species group", group_hint: "species group (e.g. planthoppers)", district_outbreaks: "district (outbreaks)",
+    weeks: "weeks", weeks_label: "last weeks", series_label: "chart colours",
+    series: { species: "one colour per species", district: "one colour per district" }, show: "Show",
+    csv: "Download CSV",
+    col: { week: "week", district: "district", species: "species", reports: "reports", rising: "rising" },
+    status: { pending_review: "pending", disputed: "disputed", approved: "approved", rejected: "rejected" },
+    decision: { identified: "identified", uncertain: "not sure", not_recognised: "not recognised" },
+    reasons: { blurry: "blurry", not_rice: "not rice", duplicate: "duplicate", not_harmful: "not harmful" },
+    role: { officer: "officer", senior: "senior officer", admin: "administrator" },
+    category: { insect: "insect", mite: "mite", mollusc: "snail", rodent: "rodent", fungus: "fungal disease",
+      bacterium: "bacterial disease", virus: "viral disease", natural_enemy: "natural enemy", healthy: "healthy rice",
+      out_of_scope: "not a rice pest or disease" },
+    total: "{shown} / {total} photos", empty: "Nothing left to review", model_said: "Model: {decision}",
+    photo: "photo {n} of {count}", photos: "📷 {n}", photos_label: "{n} photos", duplicate: "duplicate",
+    duplicate_of: "Same photo as submission {id}", sent_at: "Sent {time}", nowhere: "place unknown",
+    location: "Location: {place}", note: "Farmer's note: ", searching: "Searching “{q}”…",
+    enter_waits: "Searching “{q}”… Enter will save the first result.", none_found: "No species found for “{q}”.",
+    type_to_search: "Type the species to save.", will_save: "Will save", save_hint: "Enter: save · ↑ ↓: choose another · Esc: close",
+    natural_enemy: "🐞 natural enemy", group_kind: "species group", reject_prompt: "Reason to reject (press a number):",
+    reject_cancel: "any other key: cancel", saved: "Saved: {status}", saved_as: "Saved: {status} → {name}",
+    undone: "Undone: {status}", rising: "⚠ rising", week_short: "W{week}", week_long: "week {week}, {year}",
+    week_axis: "Week ({years})", chart_label: "Reports per week", no_outbreaks: "No approved reports yet.",
+    network: "Cannot reach the server. Try again.", server_error: "The server reported an error. Try again.",
+    signed_out: "Your sign-in has expired. Sign in again.",
+  },
+};
+const LOCALE = { vi: "vi-VN", en: "en-GB" };
+const REASONS = { 1: "blurry", 2: "not_rice", 3: "duplicate", 4: "not_harmful" };
 const $ = (id) => document.getElementById(id);
+const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => values[k]);
+const asked = new URLSearchParams(location.search).get("lang");
+let lang = TEXT[asked] ? asked : TEXT[localStorage.getItem("pestid.lang")] ? localStorage.getItem("pestid.lang") : "vi";
 let token = sessionStorage.getItem("pestid.token");
+let me = null;
 let items = [];
+let total = 0;
 let current = 0;
 let lastAudit = null;
 let rejecting = false;
-const REASONS = { 1: "blurry", 2: "not_rice", 3: "duplicate", 4: "not_harmful" };
+let outbreakRows = [];
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+// A species as the page's language names it (the Latin name goes in a title).
+function nameOf(named) { return named ? named[`name_${lang}`] || named.name_vi : "—"; }
+
+// The server stores UTC and sends an offset; a time without one (an older server) is UTC too.
+function localTime(iso, long = true) {
+  const date = new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(iso) ? iso : `${iso}Z`);
+  const style = long ? { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" }
+    : { day: "numeric", month: "numeric", hour: "2-digit", minute: "2-digit" };
+  return date.toLocaleString(LOCALE[lang], style);
+}
 
 async function call(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}`,
-    "Content-Type": "application/json", "Accept-Language": "vi" } });
-  if (response.status === 401) { signOut(); throw new Error("unauthenticated"); }
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}`,
+      "Content-Type": "application/json", "Accept-Language": lang } });
+  } catch (err) { throw new Error(TEXT[lang].network); }
+  if (response.status === 401) { signOut(); throw new Error(TEXT[lang].signed_out); }
   const body = (response.headers.get("content-type") || "").includes("json") ? await response.json() : await response.text();
-  if (!response.ok) throw new Error(body.detail_vi ? `${body.detail_vi} / ${body.detail_en}` : String(body));
+  if (!response.ok) throw new Error(problemText(body));
   return { body, response };
 }
 
 async function api(path, options = {}) { return (await call(path, options)).body; }
 
-// A species as officers read it: the Vietnamese name, the Latin name on hover.
-function speciesName(named) { return named ? named.name_vi : "—"; }
+function problemText(body) { return (body && body[`detail_${lang}`]) || TEXT[lang].server_error; }
 
 function signOut() {
-  token = null; sessionStorage.removeItem("pestid.token");
+  token = null; me = null; sessionStorage.removeItem("pestid.token");
   $("app").hidden = true; $("login").hidden = false; $("signout").hidden = true; $("who").textContent = "";
 }
 
@@ -38,59 +135,112 @@ async function loadQueue(more = false) {
   }
   const { body, response } = await call(`/v1/review/queue?${params}`);
   items = more ? items.concat(body) : body;
-  const total = Number(response.headers.get("x-total-count") || items.length);
-  $("queue-total").textContent = `${items.length} / ${total} ảnh chờ duyệt / waiting`;
+  total = Number(response.headers.get("x-total-count") || items.length);
   $("more").hidden = items.length >= total;
   current = Math.min(current, Math.max(items.length - 1, 0));
   renderQueue();
 }
 
-function renderQueue() {
+function renderRows() {
+  const t = TEXT[lang];
+  $("queue-total").textContent = fill(t.total, { shown: items.length, total });
   $("queue").replaceChildren(...items.map((item, index) => {
-    const li = document.createElement("li");
-    li.textContent = `${speciesName(item.predicted)} · ${item.decision} · ${Math.round(item.confidence * 100)}% · ${item.district || item.commune || "—"}`;
-    li.title = item.predicted ? item.predicted.scientific : "";
-    li.className = index === current ? "active" : "";
-    li.dataset.id = item.id;
-    li.tabIndex = 0;  // rows are reachable with Tab; Enter or Space opens one
+    const count = item.photo_count ?? (item.previews || []).length;
+    const facts = [t.decision[item.decision] || item.decision, `${Math.round(item.confidence * 100)}%`,
+                   item.district || item.commune || "—", localTime(item.created_at, false)];
+    const li = el("li", { class: index === current ? "active" : "", tabindex: "0", title: item.predicted ? item.predicted.scientific : "" },
+      el("span", { class: "name" }, nameOf(item.predicted)), el("span", { class: "facts" }, facts.join(" · ")),
+      el("span", { class: "badge", "aria-label": fill(t.photos_label, { n: count }) }, fill(t.photos, { n: count })));
+    if (item.duplicate_of) li.append(el("span", { class: "badge duplicate", title: fill(t.duplicate_of, { id: item.duplicate_of }) }, t.duplicate));
+    li.dataset.id = item.id;  // rows are reachable with Tab; Enter or Space opens one
     li.addEventListener("click", () => { current = index; renderQueue(); });
     li.addEventListener("keydown", (event) => {
       if (event.key === "Enter" || event.key === " ") { event.preventDefault(); current = index; renderQueue(); }
     });
     return li;
   }));
-  renderDetail();
 }
+
+function renderQueue() { renderRows(); renderDetail(); }
+
+// The decision beside the photo: what the model said, its guesses, when and where, the farmer's note.
+function describe(item) {
+  const t = TEXT[lang];
+  if (!item) {
+    $("decision").textContent = t.empty;
+    for (const id of ["guesses", "meta", "map"]) $(id).replaceChildren();
+    $("note").hidden = true;
+    return;
+  }
+  $("decision").textContent = fill(t.model_said, { decision: t.decision[item.decision] || item.decision });
+  $("guesses").replaceChildren(...item.top.map((guess) => {
+    const meter = el("span", { class: "meter" }, el("span", {}));
+    meter.firstChild.style.width = `${Math.round(guess.probability * 100)}%`;  // set from script: the CSP allows no style=""
+    return el("li", { title: guess.scientific }, el("span", { class: "name" }, nameOf(guess)), meter,
+              el("span", { class: "pct" }, `${Math.round(guess.probability * 100)}%`));
+  }));
+  const count = item.photo_count ?? (item.previews || []).length;
+  const place = [item.commune, item.district].filter(Boolean).join(", ") || t.nowhere;
+  $("meta").replaceChildren(`${fill(t.sent_at, { time: localTime(item.created_at) })} · ${place} · `,
+    el("span", { class: "badge" }, fill(t.photos, { n: count })));
+  if (item.duplicate_of) {
+    $("meta").append(" ", el("span", { class: "badge duplicate", title: fill(t.duplicate_of, { id: item.duplicate_of }) }, t.duplicate));
+  }
+  $("note").hidden = !item.note;
+  $("note").replaceChildren(t.note, el("q", {}, item.note || ""));
+}
+
+// Photos of the item last asked for; a slower answer for an item the officer already left is dropped.
+let renderSeq = 0;
+let photoUrls = [];
 
 async function renderDetail() {
   const item = items[current];
+  const seq = ++renderSeq;
   shownAt = Infinity;  // not ready for an action until this item's photos are on screen
-  $("relabel").hidden = true;
-  if (!item) { $("photos").replaceChildren(); $("prediction").textContent = "Hết ảnh cần duyệt / queue is empty"; return; }
-  const top = item.top.map((t) => `${t.name_vi} ${Math.round(t.probability * 100)}%`).join(" · ");
-  $("prediction").textContent = `Dự đoán / predicted: ${top} — ${item.decision}`
-    + ` — ${new Date(item.created_at).toLocaleString("vi-VN")}, ${[item.commune, item.district].filter(Boolean).join(", ") || "—"}`
-    + (item.note ? ` — ghi chú / note: ${item.note}` : "");
-  $("prediction").title = item.top.map((t) => t.scientific).join(" · ");
+  closeRelabel();
+  endReject();
+  clearPhotos();  // never the last item's photos beside this item's guesses
+  describe(item);
+  if (!item) return;
   drawMap(item);
-  // Every photo of the submission, as the server's JPEG preview (HEIC included); a click zooms where it points.
-  const frames = await Promise.all(item.previews.map(async (preview, n) => {
-    const blob = await fetch(preview.large, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.blob());
-    const img = document.createElement("img");
-    img.src = URL.createObjectURL(blob);
-    img.alt = `${speciesName(item.predicted)} — ảnh ${n + 1} / photo ${n + 1}`;
-    img.addEventListener("click", (event) => {
-      const box = img.getBoundingClientRect();
-      img.style.transformOrigin = `${((event.clientX - box.left) / box.width) * 100}% ${((event.clientY - box.top) / box.height) * 100}%`;
-      img.classList.toggle("zoomed");
-    });
-    const frame = document.createElement("div");
-    frame.className = "frame";
-    frame.appendChild(img);
-    return frame;
-  }));
-  $("photos").replaceChildren(...frames);
+  const blobs = await Promise.all((item.previews || []).map((preview) =>
+    fetch(preview.large, { headers: { Authorization: `Bearer ${token}` } }).then((r) => (r.ok ? r.blob() : null), () => null)));
+  if (seq !== renderSeq) return;
+  photoUrls = blobs.filter(Boolean).map((blob) => URL.createObjectURL(blob));
+  $("strip").replaceChildren(...(photoUrls.length > 1 ? photoUrls.map((url, n) => {
+    const thumb = el("button", { type: "button", "aria-label": fill(TEXT[lang].photo, { n: n + 1, count: photoUrls.length }) },
+                     el("img", { src: url, alt: "" }));
+    thumb.addEventListener("click", () => showPhoto(n));
+    return thumb;
+  }) : []));
+  showPhoto(0);
   shownAt = performance.now();
+}
+
+function clearPhotos() {
+  photoUrls.forEach((url) => URL.revokeObjectURL(url));
+  photoUrls = [];
+  $("photos").replaceChildren();
+  $("strip").replaceChildren();
+}
+
+// One photo large (a click zooms where it points); the strip of thumbnails beside it marks which.
+let photoShown = 0;
+
+function showPhoto(n) {
+  const item = items[current];
+  if (!item || !photoUrls.length) { $("photos").replaceChildren(); return; }
+  photoShown = (n + photoUrls.length) % photoUrls.length;
+  const img = el("img", { src: photoUrls[photoShown],
+                          alt: `${nameOf(item.predicted)} — ${fill(TEXT[lang].photo, { n: photoShown + 1, count: photoUrls.length })}` });
+  img.addEventListener("click", (event) => {
+    const box = img.getBoundingClientRect();
+    img.style.transformOrigin = `${((event.clientX - box.left) / box.width) * 100}% ${((event.clientY - box.top) / box.height) * 100}%`;
+    img.classList.toggle("zoomed");
+  });
+  $("photos").replaceChildren(el("div", { class: "frame" }, img));
+  [...$("strip").children].forEach((thumb, k) => thumb.classList.toggle("active", k === photoShown));
 }
 
 // One action per item shown: keys pressed while an action is on its way, held down, or in the first moments
@@ -108,7 +258,8 @@ async function act(body) {
   try {
     const result = await api(`/v1/review/${item.id}`, { method: "POST", body: JSON.stringify(body) });
     lastAudit = result.audit_id;
-    say(`Đã lưu / saved: ${result.status}${result.final ? " → " + result.final.name_vi : ""}`);
+    const status = TEXT[lang].status[result.status] || result.status;
+    say(result.final ? fill(TEXT[lang].saved_as, { status, name: nameOf(result.final) }) : fill(TEXT[lang].saved, { status }));
     await loadQueue();
     await loadOutbreaks();
   } catch (err) { say(err.message); } finally { busy = false; }
@@ -119,51 +270,166 @@ async function undoLast() {
   try {
     const result = await api(`/v1/review/undo/${lastAudit}`, { method: "POST" });
     lastAudit = null;
-    say(`Đã hoàn tác / undone: ${result.status}`);
+    say(fill(TEXT[lang].undone, { status: TEXT[lang].status[result.status] || result.status }));
     await loadQueue();
     await loadOutbreaks();
   } catch (err) { say(err.message); }
 }
 
+function startReject() {
+  const t = TEXT[lang];
+  rejecting = true;
+  $("reject").replaceChildren(`${t.reject_prompt} `, ...Object.entries(REASONS).flatMap(([key, reason]) =>
+    [el("kbd", {}, key), ` ${t.reasons[reason]} · `]), t.reject_cancel);
+  $("reject").hidden = false;
+}
+
+function endReject() { rejecting = false; $("reject").hidden = true; }
+
+// The relabel search. Each result list belongs to the text it answered: a list for other text (an earlier
+// search, a slower earlier answer) is never shown nor taken, so Enter saves a species found for the text in
+// the box now. Enter before that text's results are in waits for them and then takes the first.
+const search = { query: null, results: [], pick: 0, enterWaiting: false, controller: null };
+
+function searchText() { return $("species-search").value.trim(); }
+
 async function searchSpecies() {
-  const q = $("species-search").value.trim();
-  const found = q ? await fetch(`/v1/species?q=${encodeURIComponent(q)}`).then((r) => r.json()) : [];
-  $("species-results").replaceChildren(...found.slice(0, 8).map((s) => {
-    const li = document.createElement("li");
-    li.textContent = `${s.name_vi} / ${s.name_en} (${s.scientific})`;
-    li.dataset.id = s.id;
-    li.addEventListener("click", () => act({ action: "relabel", label: s.id }));
+  const q = searchText();
+  if (search.controller) search.controller.abort();
+  Object.assign(search, { query: null, results: [], pick: 0, enterWaiting: false, controller: null });
+  renderResults();
+  if (!q) return;
+  const controller = search.controller = new AbortController();
+  let found;
+  try {
+    const response = await fetch(`/v1/species?q=${encodeURIComponent(q)}`, { signal: controller.signal, headers: { "Accept-Language": lang } });
+    found = response.ok ? await response.json() : [];
+  } catch (err) {
+    if (err.name !== "AbortError" && q === searchText()) say(TEXT[lang].network);
+    return;
+  }
+  if (q !== searchText() || controller !== search.controller) return;  // an answer to text no longer in the box
+  Object.assign(search, { query: q, results: found.slice(0, 6), pick: 0 });
+  renderResults();
+  if (search.enterWaiting) saveRelabel();
+}
+
+function tags(species) {
+  const t = TEXT[lang];
+  const parts = [el("i", {}, species.scientific), ` · ${t.category[species.category] || species.category}`];
+  if (species.kind === "group") parts.push(" · ", el("span", { class: "tag group" }, t.group_kind));
+  if (species.natural_enemy) parts.push(" ", el("span", { class: "tag enemy" }, t.natural_enemy));
+  return parts;
+}
+
+function renderResults() {
+  const t = TEXT[lang];
+  const q = searchText();
+  $("species-results").replaceChildren(...search.results.map((species, n) => {
+    const li = el("li", { role: "option", "aria-selected": String(n === search.pick), class: n === search.pick ? "picked" : "" },
+                  el("span", { class: "name" }, nameOf(species)), " ", el("span", { class: "tags" }, ...tags(species)));
+    li.dataset.id = species.id;
+    li.addEventListener("mousedown", (event) => event.preventDefault());  // the search box keeps the focus
+    li.addEventListener("click", () => { search.pick = n; renderResults(); });
     return li;
   }));
+  const box = $("will-save");
+  box.className = "will-save";
+  if (!q) box.replaceChildren(t.type_to_search);
+  else if (search.query !== q) box.replaceChildren(fill(search.enterWaiting ? t.enter_waits : t.searching, { q }));
+  else if (!search.results.length) box.replaceChildren(fill(t.none_found, { q }));
+  else {
+    const chosen = search.results[search.pick];
+    box.className = chosen.natural_enemy ? "will-save chosen enemy" : "will-save chosen";
+    box.replaceChildren(el("span", { class: "label" }, t.will_save), el("strong", { class: "name" }, nameOf(chosen)),
+                        el("span", { class: "tags" }, ...tags(chosen)), el("span", { class: "hint" }, t.save_hint));
+  }
+}
+
+function saveRelabel() {
+  search.enterWaiting = false;
+  const chosen = search.results[search.pick];
+  if (chosen) act({ action: "relabel", label: chosen.id });  // the relabel box closes whenever the item changes
+}
+
+function relabelKey(event) {
+  if (event.key === "Enter") {
+    event.preventDefault();
+    if (event.repeat || !searchText()) return;
+    if (search.query === searchText()) saveRelabel();
+    else { search.enterWaiting = true; renderResults(); }
+  } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    event.preventDefault();
+    const n = search.results.length;
+    if (n) { search.pick = (search.pick + (event.key === "ArrowDown" ? 1 : n - 1)) % n; renderResults(); }
+  } else if (event.key === "Escape") closeRelabel();
+}
+
+function openRelabel() {
+  $("relabel").hidden = false;
+  $("species-search").value = "";
+  searchSpecies();
+  $("species-search").focus();
+}
+
+function closeRelabel() {
+  if (search.controller) search.controller.abort();
+  Object.assign(search, { query: null, results: [], pick: 0, enterWaiting: false, controller: null });
+  // Chromium moves the focus off a hidden box only at its next layout: a key pressed at once (r, x, c…)
+  // would still land in the search box. Let go of it now.
+  $("species-search").blur();
+  $("relabel").hidden = true;
 }
 
 function outbreakQuery() {
   const params = new URLSearchParams();
   for (const [key, id] of [["group", "o-group"], ["district", "o-district"], ["weeks", "o-weeks"]]) {
-    if ($(id).value) params.set(key, $(id).value.trim());
+    if ($(id).value.trim()) params.set(key, $(id).value.trim());  // as typed: the server resolves group names
   }
   return params.toString();
 }
 
 async function loadOutbreaks() {
-  const rows = await api(`/v1/outbreaks?${outbreakQuery()}`);
-  $("outbreaks").tBodies[0].replaceChildren(...rows.map((r) => {
-    const tr = document.createElement("tr");
-    if (r.rising) tr.className = "rising";
-    for (const value of [r.week, r.district, r.name_vi, r.reports, r.rising ? "⚠ tăng vọt / rising" : ""]) {
-      const td = document.createElement("td");
-      td.textContent = value;
-      tr.appendChild(td);
-    }
-    tr.children[2].title = r.scientific;
+  try {
+    outbreakRows = await api(`/v1/outbreaks?${outbreakQuery()}`);
+    $("o-error").hidden = true;
+  } catch (err) {
+    outbreakRows = [];
+    $("o-error").textContent = err.message;
+    $("o-error").hidden = false;
+  }
+  renderOutbreaks();
+}
+
+// "2026-W48" as the page's language writes a week, short (axis) or long (table).
+function weekName(iso, long) {
+  const [year, week] = iso.split("-W");
+  return fill(TEXT[lang][long ? "week_long" : "week_short"], { year, week: Number(week) });
+}
+
+function renderOutbreaks() {
+  const t = TEXT[lang];
+  $("outbreaks").tBodies[0].replaceChildren(...outbreakRows.map((r) => {
+    const tr = el("tr", r.rising ? { class: "rising" } : {});
+    tr.append(...[weekName(r.week, true), r.district || r.commune || "—", nameOf(r), r.reports, r.rising ? t.rising : ""]
+      .map((value) => el("td", {}, String(value))));
+    tr.children[2].title = r.scientific || "";
     return tr;
   }));
-  drawChart(rows);
+  drawChart(outbreakRows);
 }
 
 // A schematic of the province: district centres as labelled dots, the submission's location (or its district,
 // when it sent no coordinates) in red. No tiles, nothing from outside the server.
+const SVG = "http://www.w3.org/2000/svg";
 let districts = null;
+
+function svgEl(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
 
 async function drawMap(item) {
   districts = districts || await fetch("/static/districts.json").then((r) => r.json());
@@ -171,111 +437,172 @@ async function drawMap(item) {
   const width = 320, height = Math.round(width * (north - south) / (east - west));
   const x = (lon) => ((lon - west) / (east - west)) * width;
   const y = (lat) => ((north - lat) / (north - south)) * height;
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `Vị trí / location: ${item.district || "—"}`);
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
+                             "aria-label": fill(TEXT[lang].location, { place: item.district || "—" }) });
   for (const d of districts.districts) {
     const here = d.name === item.district;
-    const dot = document.createElementNS(ns, "circle");
-    dot.setAttribute("cx", x(d.lon)); dot.setAttribute("cy", y(d.lat)); dot.setAttribute("r", here ? "6" : "3");
-    dot.setAttribute("class", here && item.latitude == null ? "district here" : "district");
-    const label = document.createElementNS(ns, "text");
-    label.setAttribute("x", x(d.lon) + 7); label.setAttribute("y", y(d.lat) + 4);
-    label.textContent = d.name;
-    svg.append(dot, label);
+    svg.append(svgEl("circle", { cx: x(d.lon), cy: y(d.lat), r: here ? 6 : 3,
+                                 class: here && item.latitude == null ? "district here" : "district" }),
+               svgEl("text", { x: x(d.lon) + 7, y: y(d.lat) + 4 }, d.name));
   }
   if (item.latitude != null && item.longitude != null) {
-    const point = document.createElementNS(ns, "circle");
-    point.setAttribute("cx", x(item.longitude)); point.setAttribute("cy", y(item.latitude)); point.setAttribute("r", "6");
-    point.setAttribute("class", "district here");
-    svg.append(point);
+    svg.append(svgEl("circle", { cx: x(item.longitude), cy: y(item.latitude), r: 6, class: "district here" }));
   }
-  $("map").replaceChildren(svg);
+  if (items[current] === item) $("map").replaceChildren(svg);
 }
 
+// Reports per week as grouped bars, one colour per species (or district). Every label sits outside the plot:
+// counts on the left, weeks below (thinned out to fit), the legend on the right; so no text covers a bar.
+const COLOURS = ["#2f6b2a", "#c0392b", "#2b5aa0", "#d68910", "#7d3c98", "#117a65", "#a04000", "#5d6d7e"];
+const PLOT = { left: 44, top: 10, width: 620, height: 180 };
+
 function drawChart(rows) {
-  const totals = {};
-  rows.forEach((r) => { totals[r.name_vi] = (totals[r.name_vi] || 0) + r.reports; });
-  const entries = Object.entries(totals).sort((a, b) => b[1] - a[1]);
-  const max = Math.max(1, ...entries.map((e) => e[1]));
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", "100%");
-  svg.setAttribute("height", String(24 * entries.length + 10));
-  entries.forEach(([species, count], i) => {
-    const bar = document.createElementNS(ns, "rect");
-    bar.setAttribute("x", "230"); bar.setAttribute("y", String(i * 24 + 4));
-    bar.setAttribute("width", String((count / max) * 400)); bar.setAttribute("height", "18"); bar.setAttribute("fill", "#2f6b2a");
-    const label = document.createElementNS(ns, "text");
-    label.setAttribute("x", "0"); label.setAttribute("y", String(i * 24 + 18));
-    label.textContent = `${species} (${count})`;
-    svg.append(bar, label);
+  const t = TEXT[lang];
+  if (!rows.length) { $("chart").replaceChildren(el("p", { class: "hint" }, t.no_outbreaks)); return; }
+  const byDistrict = $("o-series").value === "district";
+  const key = (r) => (byDistrict ? r.district || r.commune || "—" : r.species);
+  const names = new Map(rows.map((r) => [key(r), byDistrict ? key(r) : nameOf(r)]));
+  const weeks = [...new Set(rows.map((r) => r.week))].sort();
+  const counts = new Map();
+  rows.forEach((r) => counts.set(`${r.week}|${key(r)}`, (counts.get(`${r.week}|${key(r)}`) || 0) + r.reports));
+  const max = Math.max(1, ...counts.values());
+  const { left, top, width, height } = PLOT;
+  const bottom = top + height;
+  const y = (n) => bottom - (n / max) * height;
+  const svg = svgEl("svg", { role: "img", "aria-label": t.chart_label });
+  const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].find((s) => (s / max) * height >= 18) || Math.ceil(max / 5);
+  for (let n = 0; n <= max; n += step) {
+    svg.append(svgEl("line", { x1: left, x2: left + width, y1: y(n), y2: y(n), class: "grid" }),
+               svgEl("text", { x: left - 6, y: y(n) + 4, "text-anchor": "end" }, String(n)));
+  }
+  const group = width / weeks.length;
+  const bar = (group * 0.8) / names.size;
+  const every = Math.ceil((7 * Math.max(...weeks.map((w) => weekName(w, false).length)) + 8) / group);
+  weeks.forEach((week, w) => {
+    [...names.keys()].forEach((series, s) => {
+      const n = counts.get(`${week}|${series}`) || 0;
+      if (!n) return;
+      svg.append(svgEl("rect", { x: left + w * group + group * 0.1 + s * bar, y: y(n), width: Math.max(1, bar - 1),
+                                 height: bottom - y(n), fill: COLOURS[s % COLOURS.length] },
+                       svgEl("title", {}, `${names.get(series)} · ${weekName(week, true)}: ${n}`)));
+    });
+    if (w % every === 0) {
+      svg.append(svgEl("text", { x: left + (w + 0.5) * group, y: bottom + 15, "text-anchor": "middle" }, weekName(week, false)));
+    }
+  });
+  const [first, last] = [weeks[0].slice(0, 4), weeks.at(-1).slice(0, 4)];
+  svg.append(svgEl("line", { x1: left, x2: left + width, y1: bottom, y2: bottom, class: "axis" }),
+             svgEl("text", { x: left, y: bottom + 34 }, fill(t.week_axis, { years: first === last ? first : `${first}–${last}` })));
+  const legendX = left + width + 20;
+  const legend = [...names.values()].map((name, s) => {
+    svg.append(svgEl("rect", { x: legendX, y: top + s * 20, width: 12, height: 12, fill: COLOURS[s % COLOURS.length] }));
+    const label = svgEl("text", { x: legendX + 18, y: top + s * 20 + 10 }, name);
+    svg.append(label);
+    return label;
   });
   $("chart").replaceChildren(svg);
+  // As wide as the longest legend name, measured once the browser has laid the text out.
+  const widest = Math.max(0, ...legend.map((label) => label.getComputedTextLength()));
+  const svgHeight = Math.max(bottom + 44, top + names.size * 20 + 10);
+  svg.setAttribute("viewBox", `0 0 ${Math.ceil(legendX + 18 + widest + 8)} ${svgHeight}`);
 }
 
 document.addEventListener("keydown", (event) => {
-  if ($("app").hidden || event.target.tagName === "INPUT" && event.target.id !== "species-search") return;
-  if (event.target.id === "species-search") {
-    if (event.key === "Enter") {
-      const first = $("species-results").querySelector("li");
-      if (first) act({ action: "relabel", label: first.dataset.id });
-    } else if (event.key === "Escape") { $("relabel").hidden = true; }
-    return;
-  }
+  if ($("app").hidden) return;
+  if (event.target.id === "species-search" && !$("relabel").hidden) { relabelKey(event); return; }
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName) || event.ctrlKey || event.metaKey || event.altKey) return;
   if (rejecting) {
-    rejecting = false;
+    endReject();
     if (REASONS[event.key] && ready(event)) act({ action: "reject", reason: REASONS[event.key] });
     return;
   }
   if (event.key === "j") { current = Math.min(current + 1, items.length - 1); renderQueue(); }
   else if (event.key === "k") { current = Math.max(current - 1, 0); renderQueue(); }
   else if (event.key === "c") { if (ready(event)) act({ action: "confirm" }); }
-  else if (event.key === "x") { rejecting = true; say("Lý do / reason: 1 mờ/blurry · 2 không phải lúa/not rice · 3 trùng/duplicate · 4 không phải dịch hại/not harmful"); }
-  else if (event.key === "r") { $("relabel").hidden = false; $("species-search").value = ""; $("species-search").focus(); event.preventDefault(); }
+  else if (event.key === "x") { if (items[current]) startReject(); }
+  else if (event.key === "r") { if (items[current]) { event.preventDefault(); openRelabel(); } }
   else if (event.key === "u") undoLast();
+  else if (event.key === "ArrowRight" || event.key === "ArrowLeft") showPhoto(photoShown + (event.key === "ArrowRight" ? 1 : -1));
 });
 
 $("species-search").addEventListener("input", searchSpecies);
-$("more").addEventListener("click", () => loadQueue(true));
+$("more").addEventListener("click", () => loadQueue(true).catch((err) => say(err.message)));
 $("o-filters").addEventListener("submit", (event) => { event.preventDefault(); loadOutbreaks(); });
+$("o-series").addEventListener("change", () => drawChart(outbreakRows));
 $("signout").addEventListener("click", async () => {
   try { await api("/v1/auth/logout", { method: "POST" }); } catch (err) { /* signed out either way */ }
   signOut();
 });
-$("filters").addEventListener("submit", (event) => { event.preventDefault(); current = 0; loadQueue(); });
+$("filters").addEventListener("submit", (event) => { event.preventDefault(); current = 0; loadQueue().catch((err) => say(err.message)); });
 $("csv").addEventListener("click", async (event) => {
   event.preventDefault();
-  const text = await api(`/v1/outbreaks.csv?${outbreakQuery()}`);
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
-  link.download = "outbreaks.csv";
-  link.click();
+  try {
+    const text = await api(`/v1/outbreaks.csv?${outbreakQuery()}`);
+    const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })), download: "outbreaks.csv" });
+    link.click();
+  } catch (err) { $("o-error").textContent = err.message; $("o-error").hidden = false; }
+});
+
+// Every fixed text in the page's language; what the server sent is drawn again from what is already here.
+function applyLanguage() {
+  const t = TEXT[lang];
+  const text = (key) => key.split(".").reduce((table, part) => table[part], t);
+  document.documentElement.lang = lang;
+  document.title = t.title;
+  document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = text(node.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach((node) => { node.placeholder = text(node.dataset.i18nPlaceholder); });
+  document.querySelectorAll("[data-i18n-aria]").forEach((node) => node.setAttribute("aria-label", text(node.dataset.i18nAria)));
+  $("lang").textContent = t.switch;
+  $("lang").lang = lang === "vi" ? "en" : "vi";
+  for (const id of ["status", "login-error", "o-error"]) $(id).textContent = "";  // said in the other language
+  $("login-error").hidden = true;
+  $("o-error").hidden = true;
+  if (me) $("who").textContent = `${me.username} (${t.role[me.role] || me.role})`;
+  if ($("app").hidden) return;
+  renderRows();
+  describe(items[current]);
+  showPhoto(photoShown);
+  if (items[current]) drawMap(items[current]);
+  if (rejecting) startReject();
+  renderResults();
+  renderOutbreaks();
+}
+
+$("lang").addEventListener("click", () => {
+  lang = lang === "vi" ? "en" : "vi";
+  localStorage.setItem("pestid.lang", lang);
+  if (asked) history.replaceState(null, "", `?lang=${lang}`);  // a reload keeps the choice: ?lang= wins
+  applyLanguage();
 });
 
 async function start() {
-  try {
-    const me = await api("/v1/auth/me");
-    $("who").textContent = `${me.username} (${me.role})`;
-    $("login").hidden = true;
-    $("app").hidden = false;
-    $("signout").hidden = false;
-    await loadQueue();
-    await loadOutbreaks();
-  } catch (err) { signOut(); }
+  try { me = await api("/v1/auth/me"); } catch (err) { signOut(); return; }
+  $("who").textContent = `${me.username} (${TEXT[lang].role[me.role] || me.role})`;
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("signout").hidden = false;
+  try { await loadQueue(); } catch (err) { say(err.message); }
+  await loadOutbreaks();
 }
 
 $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const response = await fetch("/v1/auth/login", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
-  const body = await response.json();
-  if (!response.ok) { $("login-error").textContent = `${body.detail_vi} / ${body.detail_en}`; $("login-error").hidden = false; return; }
+  let response, body;
+  try {
+    response = await fetch("/v1/auth/login", { method: "POST", headers: { "Content-Type": "application/json", "Accept-Language": lang },
+      body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+    body = await response.json();
+  } catch (err) { body = null; }
+  if (!response || !response.ok) {
+    $("login-error").textContent = response ? problemText(body) : TEXT[lang].network;
+    $("login-error").hidden = false;
+    return;
+  }
+  $("login-error").hidden = true;
   token = body.token;
   sessionStorage.setItem("pestid.token", token);
   start();
 });
 
+applyLanguage();
 if (token) start();

@@ -51,7 +51,7 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     settle(page)
     page.keyboard.press("c")  # confirm the first
     expect(page.locator("#queue li")).to_have_count(2)  # no eval: the page's CSP forbids it
-    assert "approved" in page.locator("#status").inner_text()
+    assert "đã duyệt" in page.locator("#status").inner_text()  # approved, in the page's language
     settle(page)
     page.keyboard.press("r")  # relabel the next: search by Vietnamese name, Enter takes the first match
     page.keyboard.type("ốc bươu")
@@ -66,7 +66,7 @@ def test_officer_reviews_the_queue_by_keyboard(live_server, browser):
     expect(page.locator("#queue li")).to_have_count(0)  # no eval: the page's CSP forbids it
     page.keyboard.press("u")  # undo the rejection: it comes back
     expect(page.locator("#queue li")).to_have_count(1)  # no eval: the page's CSP forbids it
-    assert "undone" in page.locator("#status").inner_text()
+    assert "Đã hoàn tác" in page.locator("#status").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "officer-review.png"), full_page=True)
 
