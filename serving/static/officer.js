@@ -401,6 +401,28 @@ async function loadOutbreaks() {
   renderOutbreaks();
 }
 
+// ISO weeks ("2026-W48") to their Mondays (UTC) and back: the chart keeps a place for weeks without reports.
+const DAY_MS = 86400000;
+
+function mondayOf(iso) {
+  const [year, week] = iso.split("-W").map(Number);
+  const jan4 = new Date(Date.UTC(year, 0, 4));  // always in week 1
+  return new Date(jan4.getTime() + ((week - 1) * 7 - ((jan4.getUTCDay() + 6) % 7)) * DAY_MS);
+}
+
+function isoWeek(monday) {
+  const thursday = new Date(monday.getTime() + 3 * DAY_MS);  // a week belongs to the year of its Thursday
+  const year = thursday.getUTCFullYear();
+  const week = 1 + Math.floor((thursday - Date.UTC(year, 0, 1)) / (7 * DAY_MS));
+  return `${year}-W${String(week).padStart(2, "0")}`;
+}
+
+function weeksBetween(first, last) {
+  const weeks = [];
+  for (let day = mondayOf(first); day <= mondayOf(last); day = new Date(day.getTime() + 7 * DAY_MS)) weeks.push(isoWeek(day));
+  return weeks;
+}
+
 // "2026-W48" as the page's language writes a week, short (axis) or long (table).
 function weekName(iso, long) {
   const [year, week] = iso.split("-W");
@@ -462,7 +484,8 @@ function drawChart(rows) {
   const byDistrict = $("o-series").value === "district";
   const key = (r) => (byDistrict ? r.district || r.commune || "—" : r.species);
   const names = new Map(rows.map((r) => [key(r), byDistrict ? key(r) : nameOf(r)]));
-  const weeks = [...new Set(rows.map((r) => r.week))].sort();
+  const seen = rows.map((r) => r.week).sort();
+  const weeks = weeksBetween(seen[0], seen.at(-1));
   const counts = new Map();
   rows.forEach((r) => counts.set(`${r.week}|${key(r)}`, (counts.get(`${r.week}|${key(r)}`) || 0) + r.reports));
   const max = Math.max(1, ...counts.values());
@@ -482,7 +505,7 @@ function drawChart(rows) {
     [...names.keys()].forEach((series, s) => {
       const n = counts.get(`${week}|${series}`) || 0;
       if (!n) return;
-      svg.append(svgEl("rect", { x: left + w * group + group * 0.1 + s * bar, y: y(n), width: Math.max(1, bar - 1),
+      svg.append(svgEl("rect", { class: "bar", x: left + w * group + group * 0.1 + s * bar, y: y(n), width: Math.max(1, bar - 1),
                                  height: bottom - y(n), fill: COLOURS[s % COLOURS.length] },
                        svgEl("title", {}, `${names.get(series)} · ${weekName(week, true)}: ${n}`)));
     });
@@ -495,7 +518,7 @@ function drawChart(rows) {
              svgEl("text", { x: left, y: bottom + 34 }, fill(t.week_axis, { years: first === last ? first : `${first}–${last}` })));
   const legendX = left + width + 20;
   const legend = [...names.values()].map((name, s) => {
-    svg.append(svgEl("rect", { x: legendX, y: top + s * 20, width: 12, height: 12, fill: COLOURS[s % COLOURS.length] }));
+    svg.append(svgEl("rect", { class: "swatch", x: legendX, y: top + s * 20, width: 12, height: 12, fill: COLOURS[s % COLOURS.length] }));
     const label = svgEl("text", { x: legendX + 18, y: top + s * 20 + 10 }, name);
     svg.append(label);
     return label;
