@@ -152,3 +152,91 @@ def _corrupt(exc: Exception) -> ImageDecodeError:
         "The image is corrupt and cannot be decoded.",
         code="corrupt",
     )
+
+
+def image_end(data: bytes, fmt: str) -> int:
+    """Where a decoded image's own bytes end, from its container's structure: what follows (padding, an
+    appended file, a phone's trailer) is not the photo. The whole length when the format does not say (GIF, TIFF,
+    BMP) or the structure is not what the decoder accepted; the caller bounds those by their pixels."""
+    walk = {"JPEG": _jpeg_end, "MPO": _jpeg_end, "PNG": _png_end, "WEBP": _riff_end, "HEIF": _box_end,
+            "AVIF": _box_end}.get(fmt.upper())  # fmt: skip
+    end = walk(data) if walk else None
+    return end if end is not None and 0 < end <= len(data) else len(data)
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """Just past the first image's end-of-image marker, walking its segments and the entropy-coded scans."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    pos, n = 2, len(data)
+    while pos < n:
+        if data[pos] != 0xFF:
+            return None
+        while pos < n and data[pos] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        if pos >= n:
+            return None
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # end of image
+            return pos
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            continue
+        if pos + 2 > n:
+            return None
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            return None
+        pos += length
+        if marker == 0xDA:  # start of scan: entropy-coded bytes up to the next marker that is not a restart
+            while True:
+                pos = data.find(b"\xff", pos)
+                if pos < 0 or pos + 1 >= n:
+                    return None
+                follower = data[pos + 1]
+                if follower == 0x00 or 0xD0 <= follower <= 0xD7:  # a stuffed 0xFF, or a restart marker
+                    pos += 2
+                elif follower == 0xFF:
+                    pos += 1
+                else:
+                    break
+    return None
+
+
+def _png_end(data: bytes) -> int | None:
+    """Just past the IEND chunk."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos if pos <= n else None
+    return None
+
+
+def _riff_end(data: bytes) -> int | None:
+    """The RIFF container's declared size (WebP), padded to an even length."""
+    if len(data) < 12 or not data.startswith(b"RIFF"):
+        return None
+    size = 8 + int.from_bytes(data[4:8], "little")
+    return size + (size & 1)
+
+
+def _box_end(data: bytes) -> int | None:
+    """Just past the last whole top-level ISO-BMFF box (HEIC, AVIF); a box "to the end of the file" ends there."""
+    pos, n = 0, len(data)
+    while pos + 8 <= n:
+        if not data[pos + 4 : pos + 8].isalnum():  # not a box type ("ftyp", "meta", "mdat"): not part of the file
+            break
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if size == 0:
+            return n
+        if size == 1:
+            if pos + 16 > n:
+                break
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        if size < 8 or pos + size > n:
+            break
+        pos += size
+    return pos or None

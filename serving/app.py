@@ -18,6 +18,7 @@ from pestid.serving import problems
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
+from pestid.serving.inputs import InputGuard
 from pestid.serving.memory import return_freed_memory
 from pestid.serving.model import load_offline, load_served
 from pestid.serving.model_refresh import watching
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.decode_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # decoded photos held at once
     app.state.hash_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # argon2 verifications at once
     # Text, JSON and the offline runtime travel compressed (its 14 MB of WebAssembly as 3.7 MB); photos do not.
+    app.add_middleware(InputGuard)  # control characters and oversized bodies stop here, before any route
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext)

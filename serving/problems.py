@@ -20,8 +20,8 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
-def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi", **extra: Any) -> JSONResponse:
-    body = {
+def problem_body(status: int, code: str, vi: str, en: str, lang: str = "vi", **extra: Any) -> dict[str, Any]:
+    return {
         "type": f"https://pestid.example/problems/{code}",
         "title": code.replace("_", " "),
         "status": status,
@@ -31,6 +31,10 @@ def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi",
         "code": code,
         **extra,
     }
+
+
+def problem_response(status: int, code: str, vi: str, en: str, lang: str = "vi", **extra: Any) -> JSONResponse:
+    body = problem_body(status, code, vi, en, lang, **extra)
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 

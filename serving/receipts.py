@@ -42,4 +42,5 @@ def receipt_for(key: bytes, submission_id: str) -> str:
 
 
 def receipt_matches(key: bytes, submission_id: str, token: str | None) -> bool:
-    return token is not None and hmac.compare_digest(receipt_for(key, submission_id), token.strip())
+    """A header is read as ASCII: any other receipt is simply wrong (compare_digest refuses non-ASCII text)."""
+    return token is not None and token.isascii() and hmac.compare_digest(receipt_for(key, submission_id), token.strip())

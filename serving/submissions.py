@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pestid.hashing import from_hex, hamming, phash, to_hex
+from pestid.hashing import from_hex, hamming, phash, sha256_bytes, to_hex
+from pestid.imaging import image_end
 from pestid.serving.db import Photo, Submission, _id, retry_locked, writing
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
@@ -53,10 +54,14 @@ class AcceptedPhoto:
 
     @classmethod
     def of(cls, data: bytes, sha256: str, image: Image.Image) -> AcceptedPhoto:
-        """A decoded photo as it is stored: typed by what its bytes are (not what an uploader said), sized as in
-        the file (``decode_image``'s ``full_size``, not a reduced decode's), with its perceptual hash."""
+        """A decoded photo as it is stored: its own bytes only (``image_end``), typed by what they are (not what an
+        uploader said), sized as in the file (``decode_image``'s ``full_size``, not a reduced decode's), with its
+        perceptual hash."""
         fmt = (image.format or "BIN").upper()
         width, height = image.info.get("full_size", image.size)
+        end = image_end(data, fmt)  # what follows the image's own bytes (padding, an appended file) is not kept
+        if end < len(data):
+            data, sha256 = data[:end], sha256_bytes(data[:end])
         small = image.reduce(
             max(1, min(image.size) // 128)
         )  # ~128 px: a 12 MP photo and its 1,280 px copy differ by ~1 bit

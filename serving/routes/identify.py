@@ -25,6 +25,7 @@ from pestid.serving import observability as obs
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import Submission
 from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
+from pestid.serving.inputs import control_characters
 from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
 from pestid.serving.photos import PhotoStore
@@ -38,6 +39,10 @@ from pestid.serving.uploads import UploadedFile, read_multipart
 router = APIRouter(prefix="/v1", tags=["identify"])
 CROP_STAGES = {"seedling", "tillering", "booting", "heading", "flowering", "ripening"}
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
+# A stored photo's bytes are bounded by its pixels: an uncompressed RGBA image needs 4 a pixel, and 1 MB more
+# leaves room for the largest EXIF and colour profiles. Padding after the image is cut first (``image_end``).
+MAX_BYTES_PER_PIXEL = 4
+BYTES_SLACK = 1_000_000
 
 
 def _bad_field(name: str, vi: str, en: str) -> Problem:
@@ -91,6 +96,9 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
         raise _bad_field(
             "crop_stage", f"một trong {', '.join(sorted(CROP_STAGES))}", f"one of {', '.join(sorted(CROP_STAGES))}"
         )
+    for name in ("commune", "district", "note", "crop_stage", "date"):
+        if control_characters(fields.get(name, "")):
+            raise _bad_field(name, "có ký tự điều khiển (như NUL)", "it holds a control character (such as NUL)")
     key = (header_key or fields.get("idempotency_key", "")).strip() or None
     if key is not None and not (key.isascii() and key.isprintable()):
         raise _bad_field("idempotency_key", "chỉ dùng chữ, số và dấu ASCII", "use printable ASCII only")
@@ -131,8 +139,14 @@ def accept_photos(
                 raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}",
                               f"Photo {index + 1}: {exc.message_en}", photo=index) from None  # fmt: skip
             inputs.append(prepare(image))
-        accepted.append(AcceptedPhoto.of(data, digest, image))
+        photo = AcceptedPhoto.of(data, digest, image)
         del image
+        if len(photo.data) > MAX_BYTES_PER_PIXEL * photo.width * photo.height + BYTES_SLACK:
+            raise Problem(413, "photo_larger_than_its_pixels",
+                          f"Ảnh {index + 1} chứa nhiều dữ liệu hơn số điểm ảnh của nó; hãy gửi ảnh gốc từ máy ảnh.",
+                          f"Photo {index + 1} holds more data than its pixels need; send the camera's own photo.",
+                          photo=index)  # fmt: skip
+        accepted.append(photo)
     return accepted, np.stack(inputs)
 
 

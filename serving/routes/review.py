@@ -17,6 +17,7 @@ from pestid.errors import CatalogueError
 from pestid.serving.accounts import district_scope, login, login_wait, logout, record_attempt
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
+from pestid.serving.inputs import INT32_MAX, RowId, Text
 from pestid.serving.outbreaks import outbreak_counts, to_csv
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
@@ -33,13 +34,13 @@ PREVIEW_SIZES = {"thumbnail": 320, "large": 1600}  # longer side of the JPEG pre
 
 
 class LoginIn(BaseModel):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=256)
+    username: Text = Field(max_length=64)
+    password: str = Field(max_length=256)  # never stored: hashed as it is
 
 
 class VerdictIn(BaseModel):
     action: Literal["confirm", "relabel", "reject"]
-    label: str | None = None
+    label: Text | None = Field(default=None, max_length=64)
     reason: RejectReason | None = None
 
 
@@ -109,7 +110,7 @@ def review_queue(
     user: Officer, sessions: Sessions, status: Literal[ReviewStatus.pending_review, ReviewStatus.disputed] = ReviewStatus.pending_review,
     district: str | None = None, species: str | None = None, decision: str | None = None,
     since: date | None = None, until: date | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> JSONResponse:  # fmt: skip
     """One page of the queue; ``X-Total-Count`` says how many match. ``species`` is an id or a name in either
     language, with or without diacritics."""
@@ -154,7 +155,7 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
 
 
 @router.post("/review/undo/{audit_id}")
-def undo_action(audit_id: int, user: Officer, sessions: Sessions,
+def undo_action(audit_id: RowId, user: Officer, sessions: Sessions,
                 settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with writing(sessions) as session:
         entry = session.get(AuditEntry, audit_id)
@@ -202,7 +203,7 @@ def _visible_photo(sessions: sessionmaker, user: User, submission_id: str, posit
 
 
 @router.get("/submissions/{submission_id}/photos/{position}")
-def submission_photo(submission_id: str, position: int, user: Officer, sessions: Sessions,
+def submission_photo(submission_id: str, position: RowId, user: Officer, sessions: Sessions,
                      store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
     photo = _visible_photo(sessions, user, submission_id, position)
     return FileResponse(store.path(photo.path), media_type=media_type(photo.path),
@@ -210,7 +211,7 @@ def submission_photo(submission_id: str, position: int, user: Officer, sessions:
 
 
 @router.get("/submissions/{submission_id}/photos/{position}/{size}", responses={404: {}})
-def submission_preview(submission_id: str, position: int, size: Literal["thumbnail", "large"], user: Officer,
+def submission_preview(submission_id: str, position: RowId, size: Literal["thumbnail", "large"], user: Officer,
                        sessions: Sessions, store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
     """A JPEG preview of a stored photo (HEIC included), made on first request and cached on disk."""
     photo = _visible_photo(sessions, user, submission_id, position)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from pestid.errors import ImageDecodeError
 from pestid.imaging import MAX_ASPECT, decode_image
+from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
 from pestid.serving.outbreaks import to_csv
 from tests.serving.conftest import jpeg, make_settings
@@ -97,3 +98,68 @@ def test_work_is_bounded_by_the_decoded_size_not_the_pixel_count():
         decode_image(png("RGBA"), max_pixels=20_000)
     assert refused.value.code == "too_many_pixels" and "RGBA" in refused.value.message_en
     assert decode_image(png("RGBA"), max_pixels=30_000).mode == "RGB"
+
+
+def _officer(client: TestClient) -> dict[str, str]:
+    with client.app.state.sessions() as session, session.begin():  # type: ignore[attr-defined]
+        add_user(session, "lan", "ruộng lúa xanh mướt 2026", "officer", "Phú Tân")
+    token = client.post("/v1/auth/login", json={"username": "lan", "password": "ruộng lúa xanh mướt 2026"}).json()[
+        "token"
+    ]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("field", ["district", "commune", "note", "crop_stage", "date"])
+def test_a_nul_in_a_form_field_is_422_and_nothing_is_stored(service, field):
+    sent = service.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(1), "image/jpeg"))],
+                        data={field: "Phú Tân\x00"})  # fmt: skip
+    assert sent.status_code == 422 and sent.json()["field"] == field
+    assert _stored(service) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/auth/login", {"username": "lan\x00", "password": "x"}),
+        ("POST", "/v1/review/abc", {"action": "relabel", "label": "rice_blast\x00"}),
+        ("GET", "/v1/submissions/abc%00", None),
+        ("GET", "/v1/review/queue?district=Ph%C3%BA%20T%C3%A2n%00", None),
+        ("GET", "/v1/species?q=%01", None),
+    ],
+)
+def test_control_characters_in_json_path_or_query_are_422(service, method, path, body):
+    headers = _officer(service)
+    refused = service.request(method, path, json=body, headers={**headers, "Receipt": "r"})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("path", ["/v1/review/undo/2147483648", "/v1/review/undo/99999999999999999999999",
+                                  "/v1/submissions/abc/photos/9223372036854775808",
+                                  "/v1/submissions/abc/photos/2147483648/large", "/v1/review/queue?offset=2147483648"])  # fmt: skip
+def test_integers_past_the_columns_range_are_refused_not_overflowed(service, path):
+    headers = _officer(service)
+    method = "POST" if "undo" in path else "GET"
+    answered = service.request(method, path, headers=headers)
+    assert answered.status_code in (404, 422), answered.text
+
+
+def test_a_non_ascii_receipt_is_simply_a_wrong_receipt(service):
+    sent = service.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(2), "image/jpeg"))]).json()
+    wrong = service.get(f"/v1/submissions/{sent['submission_id']}", headers={"Receipt": "bi\u00ean nh\u1eadn".encode()})
+    assert wrong.status_code == 404 and wrong.json()["code"] == "submission_not_found"
+
+
+def test_a_json_body_past_64_kb_is_413_declared_or_streamed(service):
+    big = b'{"username": "' + b"a" * 300_000 + b'", "password": "x"}'
+    declared = service.post("/v1/auth/login", content=big, headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413 and declared.json()["code"] == "body_too_large"
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for k in range(0, len(big), 8192):
+            yield big[k : k + 8192]
+
+    streamed = service.post("/v1/auth/login", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413 and streamed.json()["code"] == "body_too_large"
+    small = service.post("/v1/auth/login", json={"username": "nobody", "password": "x"})
+    assert small.status_code == 401  # a normal body still reaches the route

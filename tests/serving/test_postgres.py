@@ -36,3 +36,26 @@ def test_submissions_and_reviews_on_postgresql(tiny_model, tmp_path, postgres_ur
         assert connection.execute(text("select count(*) from submissions")).scalar() == 1
         assert connection.execute(text("select final_label from submissions")).scalar() == "rice_bug"
         assert connection.execute(text("select count(*) from photos")).scalar() == 1
+
+
+def test_nul_bytes_and_huge_integers_are_refused_before_postgresql_sees_them(tiny_model, tmp_path, postgres_url):
+    """PostgreSQL cannot store a NUL and its integers stop at 2^31: both used to be a 500 (psycopg DataError,
+    NumericValueOutOfRange). Now they are 4xx wherever they come from, and a real upload still lands."""
+    settings = make_settings(tiny_model, tmp_path / "data", database_url=postgres_url)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        with client.app.state.sessions() as session, session.begin():
+            add_user(session, "pg2", "mật khẩu dài", "officer", "Chợ Mới")
+        token = client.post("/v1/auth/login", json={"username": "pg2", "password": "mật khẩu dài"}).json()["token"]
+        officer = {"Authorization": f"Bearer {token}"}
+        files = [("photos", ("a.jpg", jpeg(7), "image/jpeg"))]
+        answers = [
+            client.post("/v1/identify", files=files, data={"district": "Chợ Mới\x00"}),
+            client.post("/v1/identify", files=files, data={"note": "rầy\x00"}),
+            client.post("/v1/auth/login", json={"username": "pg2\x00", "password": "x"}),
+            client.get("/v1/review/queue?district=a%00", headers=officer),
+            client.get("/v1/submissions/a%00b", headers={"Receipt": "x"}),
+            client.post("/v1/review/undo/2147483648", headers=officer),
+            client.get("/v1/submissions/abc/photos/2147483648", headers=officer),
+        ]
+        assert [a.status_code for a in answers] == [422, 422, 422, 422, 422, 422, 422], [a.text for a in answers]
+        assert client.post("/v1/identify", files=files, data={"district": "Chợ Mới"}).status_code == 201
