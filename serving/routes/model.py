@@ -27,7 +27,7 @@ def model_info(model: Annotated[LoadedModel, Depends(get_model)]) -> ModelInfo:
                      temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
 
 
-@router.get("/species", response_model=list[CatalogueEntry])
+@router.get("/species", response_model=list[CatalogueEntry], responses=problems(422))
 def species_list(q: str = "") -> list[CatalogueEntry]:
     """The catalogue, searchable by Vietnamese, English or scientific name."""
     catalogue = load_catalogue()
@@ -35,7 +35,7 @@ def species_list(q: str = "") -> list[CatalogueEntry]:
     return [CatalogueEntry.of(org) for org in found]
 
 
-@router.get("/species/{organism_id}", response_model=CatalogueEntry, responses={404: {}})
+@router.get("/species/{organism_id}", response_model=CatalogueEntry, responses=problems(404, 422))
 def species_detail(organism_id: str) -> CatalogueEntry:
     try:
         org = load_catalogue().get(organism_id)
