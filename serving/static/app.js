@@ -362,6 +362,7 @@ function renderCard() {
   $("result").hidden = !shown;
   if (!shown) return;
   const v = view(shown);
+  $("result").dataset.id = shown.id;
   $("result").dataset.state = v.state;
   $("result").dataset.source = v.from;
   $("state").textContent = v.label;
@@ -734,10 +735,11 @@ window.addEventListener("offline", () => {
 });
 
 async function start() {
+  applyLanguage();
   for (const record of await DB.all()) { // a send cut short by a closed page: unknown whether it arrived
     if (record.state === "sending") await DB.put({ ...record, state: "waiting", error: "network" });
   }
-  applyLanguage();
+  await renderMine();
   if ((await DB.all()).some((r) => r.deleting)) offerUndo(); // deleted just before the page closed: still undoable
   try {
     const response = await fetch("/static/districts.json");
