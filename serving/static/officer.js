@@ -5,7 +5,7 @@ const TEXT = {
   vi: {
     title: "Duyệt ảnh — cán bộ BVTV", heading: "Duyệt ảnh", switch: "English", switch_label: "Chuyển sang tiếng Anh",
     sign_out: "Đăng xuất", username: "Tên đăng nhập", password: "Mật khẩu", sign_in: "Đăng nhập",
-    status_label: "trạng thái", district: "huyện", predicted: "loài dự đoán", predicted_hint: "loài dự đoán (tên hoặc mã)",
+    status_label: "trạng thái", district: "huyện", predicted: "loài dự đoán",
     decision_label: "kết quả mô hình", any_decision: "mọi kết quả", since: "từ ngày", until: "đến ngày", filter: "Lọc",
     queue_label: "ảnh chờ duyệt", more: "Tải thêm", keys_label: "phím tắt", key_move: "mục sau / trước",
     key_confirm: "xác nhận", key_relabel: "đổi nhãn", key_reject: "loại ảnh", key_undo: "hoàn tác", key_photo: "ảnh khác",
@@ -38,7 +38,7 @@ const TEXT = {
     title: "Photo review — plant protection officers", heading: "Photo review", switch: "Tiếng Việt",
     switch_label: "Switch to Vietnamese", sign_out: "Sign out", username: "Username", password: "Password",
     sign_in: "Sign in", status_label: "status", district: "district", predicted: "predicted species",
-    predicted_hint: "predicted species (name or id)", decision_label: "model decision", any_decision: "any decision",
+    decision_label: "model decision", any_decision: "any decision",
     since: "since", until: "until", filter: "Filter", queue_label: "photos to review", more: "Load more",
     keys_label: "keyboard shortcuts", key_move: "next / previous", key_confirm: "confirm", key_relabel: "relabel",
     key_reject: "reject", key_undo: "undo", key_photo: "other photo",
@@ -109,7 +109,7 @@ async function call(path, options = {}) {
     response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}`,
       "Content-Type": "application/json", "Accept-Language": lang } });
   } catch (err) { throw new Error(TEXT[lang].network); }
-  if (response.status === 401) { signOut(); throw new Error(TEXT[lang].signed_out); }
+  if (response.status === 401) { signOut(TEXT[lang].signed_out); throw new Error(TEXT[lang].signed_out); }
   const body = (response.headers.get("content-type") || "").includes("json") ? await response.json() : await response.text();
   if (!response.ok) throw new Error(problemText(body));
   return { body, response };
@@ -119,9 +119,11 @@ async function api(path, options = {}) { return (await call(path, options)).body
 
 function problemText(body) { return (body && body[`detail_${lang}`]) || TEXT[lang].server_error; }
 
-function signOut() {
+function signOut(why = "") {
   token = null; me = null; sessionStorage.removeItem("pestid.token");
   $("app").hidden = true; $("login").hidden = false; $("signout").hidden = true; $("who").textContent = "";
+  $("login-error").textContent = why;
+  $("login-error").hidden = !why;
 }
 
 function say(text) { $("status").textContent = text; }
@@ -150,7 +152,7 @@ function renderRows() {
                    item.district || item.commune || "—", localTime(item.created_at, false)];
     const li = el("li", { class: index === current ? "active" : "", tabindex: "0", title: item.predicted ? item.predicted.scientific : "" },
       el("span", { class: "name" }, nameOf(item.predicted)), el("span", { class: "facts" }, facts.join(" · ")),
-      el("span", { class: "badge", "aria-label": fill(t.photos_label, { n: count }) }, fill(t.photos, { n: count })));
+      el("span", { class: "badge", title: fill(t.photos_label, { n: count }) }, fill(t.photos, { n: count })));
     if (item.duplicate_of) li.append(el("span", { class: "badge duplicate", title: fill(t.duplicate_of, { id: item.duplicate_of }) }, t.duplicate));
     li.dataset.id = item.id;  // rows are reachable with Tab; Enter or Space opens one
     li.addEventListener("click", () => { current = index; renderQueue(); });
@@ -182,7 +184,7 @@ function describe(item) {
   const count = item.photo_count ?? (item.previews || []).length;
   const place = [item.commune, item.district].filter(Boolean).join(", ") || t.nowhere;
   $("meta").replaceChildren(`${fill(t.sent_at, { time: localTime(item.created_at) })} · ${place} · `,
-    el("span", { class: "badge" }, fill(t.photos, { n: count })));
+    el("span", { class: "badge", title: fill(t.photos_label, { n: count }) }, fill(t.photos, { n: count })));
   if (item.duplicate_of) {
     $("meta").append(" ", el("span", { class: "badge duplicate", title: fill(t.duplicate_of, { id: item.duplicate_of }) }, t.duplicate));
   }
@@ -303,9 +305,10 @@ async function searchSpecies() {
   let found;
   try {
     const response = await fetch(`/v1/species?q=${encodeURIComponent(q)}`, { signal: controller.signal, headers: { "Accept-Language": lang } });
-    found = response.ok ? await response.json() : [];
+    if (!response.ok) throw new Error(TEXT[lang].server_error);
+    found = await response.json();
   } catch (err) {
-    if (err.name !== "AbortError" && q === searchText()) say(TEXT[lang].network);
+    if (err.name !== "AbortError" && q === searchText()) say(err instanceof TypeError ? TEXT[lang].network : err.message);
     return;
   }
   if (q !== searchText() || controller !== search.controller) return;  // an answer to text no longer in the box
@@ -316,9 +319,10 @@ async function searchSpecies() {
 
 function tags(species) {
   const t = TEXT[lang];
-  const parts = [el("i", {}, species.scientific), ` · ${t.category[species.category] || species.category}`];
+  const parts = [el("i", {}, species.scientific)];
   if (species.kind === "group") parts.push(" · ", el("span", { class: "tag group" }, t.group_kind));
-  if (species.natural_enemy) parts.push(" ", el("span", { class: "tag enemy" }, t.natural_enemy));
+  if (species.natural_enemy) parts.push(" · ", el("span", { class: "tag enemy" }, t.natural_enemy));  // its category too
+  else parts.push(` · ${t.category[species.category] || species.category}`);
   return parts;
 }
 
@@ -599,7 +603,7 @@ $("lang").addEventListener("click", () => {
 });
 
 async function start() {
-  try { me = await api("/v1/auth/me"); } catch (err) { signOut(); return; }
+  try { me = await api("/v1/auth/me"); } catch (err) { signOut(err.message); return; }
   $("who").textContent = `${me.username} (${TEXT[lang].role[me.role] || me.role})`;
   $("login").hidden = true;
   $("app").hidden = false;

@@ -216,6 +216,7 @@ def test_each_screen_speaks_one_language(live_server, browser, lang):
     page.keyboard.type("nhen")
     expect(page.locator("#will-save .name")).to_be_visible()
     screens["relabel search"] = page.evaluate(VISIBLE_TEXT)
+    page.screenshot(path=str(ARTIFACTS / f"officer-relabel-{lang}.png"))
     page.keyboard.press("Escape")
     page.keyboard.press("x")
     expect(page.locator("#reject")).to_be_visible()
