@@ -11,15 +11,14 @@ import pytest
 
 from pestid.serving.accounts import add_user
 from pestid.serving.db import Submission
+from pestid.serving.routes.pages import STATIC
 from tests.serving.conftest import ARTIFACTS, jpeg
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 PASSWORD = "mật khẩu dài"
 LAPTOP = {"width": 1366, "height": 768}
-DISTRICTS = [
-    d["name"] for d in json.loads((ARTIFACTS.parent / "serving/static/districts.json").read_text())["districts"]
-]
+DISTRICTS = [d["name"] for d in json.loads((STATIC / "districts.json").read_text(encoding="utf-8"))["districts"]]
 
 
 def officer(app) -> None:
