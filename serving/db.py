@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -57,6 +57,7 @@ class Base(DeclarativeBase):
 
 class Submission(Base):
     __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_status_created_at", "status", "created_at"),)  # the queue (0007)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_id)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, index=True)

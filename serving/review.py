@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from pestid.catalogue import load_catalogue
 from pestid.serving.db import AuditEntry, Review, Submission, User
-from pestid.vocabulary import ReviewStatus, Role
+from pestid.vocabulary import Decision, ReviewStatus, Role
 
 
 @dataclass(frozen=True)
@@ -104,24 +104,30 @@ def queue(
     species: list[str] | None = None, decision: str | None = None, since: date | None = None,
     until: date | None = None, limit: int = 50, offset: int = 0, scope: ColumnElement[bool] | None = None,
 ) -> tuple[list[Submission], int]:  # fmt: skip
-    """One page of the queue and how many it holds in all. Most useful first: uncertain and not-recognised
-    answers, then rare classes, then the oldest. ``species``: predicted ids (``Catalogue.resolve`` turns a
-    name into them); ``scope``: the submissions the reader may see (``accounts.district_scope``)."""
-    query = select(Submission).where(Submission.status == status)
+    """One page of the queue and how many it holds in all, sorted and paged by the database (an index on status
+    and time), so a flood of uploads cannot push a report off the pages. Most useful first: located reports (a
+    district or coordinates) before those with no place, then uncertain and not-recognised answers, then rare
+    classes, then the oldest. ``species``: predicted ids (``Catalogue.resolve`` turns a name into them);
+    ``scope``: the submissions the reader may see (``accounts.district_scope``)."""
+    where = [Submission.status == status]
     if scope is not None:
-        query = query.where(scope)
+        where.append(scope)
     if district:
-        query = query.where(Submission.district == district)
+        where.append(Submission.district == district)
     if species is not None:
-        query = query.where(Submission.predicted_label.in_(species))
+        where.append(Submission.predicted_label.in_(species))
     if decision:
-        query = query.where(Submission.decision == decision)
+        where.append(Submission.decision == decision)
     if since:
-        query = query.where(Submission.created_at >= datetime.combine(since, datetime.min.time(), UTC))
+        where.append(Submission.created_at >= datetime.combine(since, datetime.min.time(), UTC))
     if until:
-        query = query.where(Submission.created_at < datetime.combine(until, datetime.max.time(), UTC))
-    rows = list(session.scalars(query.limit(5000)))
-    approved = dict(session.execute(select(Submission.final_label, func.count()).where(Submission.status == ReviewStatus.approved)
-                                    .group_by(Submission.final_label)).all())  # fmt: skip
-    rows.sort(key=lambda s: (s.decision == "identified", approved.get(s.predicted_label, 0), s.created_at))
-    return rows[offset : offset + limit], len(rows)
+        where.append(Submission.created_at < datetime.combine(until, datetime.max.time(), UTC))
+    total = session.scalar(select(func.count()).select_from(Submission).where(*where)) or 0
+    approved = (select(Submission.final_label.label("label"), func.count().label("n"))
+                .where(Submission.status == ReviewStatus.approved).group_by(Submission.final_label).subquery())  # fmt: skip
+    unlocated = and_(Submission.district.is_(None), Submission.latitude.is_(None))
+    query = (select(Submission).outerjoin(approved, approved.c.label == Submission.predicted_label).where(*where)
+             .order_by(case((unlocated, 1), else_=0), case((Submission.decision == Decision.identified, 1), else_=0),
+                       func.coalesce(approved.c.n, 0), Submission.created_at, Submission.id)
+             .offset(offset).limit(limit))  # fmt: skip
+    return list(session.scalars(query)), total
