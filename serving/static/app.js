@@ -128,12 +128,11 @@ function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// A record changed: store it, then draw the card and the list again from it.
+// A record changed: store it, then draw the card and the list again from what is stored.
 async function changed(record) {
   await DB.put(record);
   if (shown && shown.id === record.id) shown = record;
-  renderCard();
-  await renderMine();
+  await render();
 }
 
 // Read, change and store one record, so what another path stored meanwhile (a background send) is kept.
@@ -385,11 +384,15 @@ function reveal(record) {
 }
 
 let thumbnails = []; // object URLs of the list's thumbnails, released on each render
-let listing = 0; // the latest render of the list: an older one finishing later draws nothing
-async function renderMine() {
-  const turn = ++listing;
-  const records = (await DB.all()).filter((r) => !r.deleting).sort((a, b) => (a.created < b.created ? 1 : -1));
-  if (turn !== listing) return;
+let rendering = 0; // the latest render: an older one finishing later draws nothing
+// The card and "My observations" drawn together, from one reading of the store: never one state in each.
+async function render() {
+  const turn = ++rendering;
+  const stored = await DB.all();
+  if (turn !== rendering) return;
+  if (shown) shown = stored.find((r) => r.id === shown.id && !r.deleting) || null;
+  renderCard();
+  const records = stored.filter((r) => !r.deleting).sort((a, b) => (a.created < b.created ? 1 : -1));
   const t = TEXT[lang];
   thumbnails.forEach((u) => URL.revokeObjectURL(u));
   thumbnails = [];
@@ -445,8 +448,7 @@ function listItem(record) {
 // ---- deleting: undone within a few seconds; the record leaves the phone only once that time is up ----
 let purgeTimer = null;
 async function forget(id) {
-  await update(id, (record) => { record.deleting = Date.now(); });
-  if (shown && shown.id === id) { shown = null; renderCard(); }
+  await update(id, (record) => { record.deleting = Date.now(); }); // and off the card
   offerUndo();
 }
 
@@ -467,7 +469,7 @@ async function undo() {
   for (const record of await DB.all()) {
     if (record.deleting) { delete record.deleting; await DB.put(record); }
   }
-  await renderMine();
+  await render();
   flush();
 }
 
@@ -620,12 +622,13 @@ async function ask(record) {
 }
 
 const ASK_EVERY_MS = 10 * 60 * 1000;
+const ASK_REVIEWED_MS = 24 * 3600 * 1000; // a verdict seldom changes (a senior settling a dispute): once a day
 async function refreshVerdicts(force) {
   for (const record of await DB.all()) {
     if (!["sent", "reviewed"].includes(record.state) || !record.receipt) continue;
     const known = record.server && record.server.vi && record.server.en;
-    if (!force && known && record.state === "reviewed") continue;
-    if (!force && Date.now() - (record.asked || 0) < ASK_EVERY_MS) continue;
+    const since = Date.now() - (record.asked || 0);
+    if (known && record.state === "reviewed" ? since < ASK_REVIEWED_MS : !force && since < ASK_EVERY_MS) continue;
     const server = await ask(record);
     if (server === undefined) return; // offline again: next time
     await update(record.id, (r) => {
@@ -699,7 +702,7 @@ $("camera").addEventListener("change", (e) => { addPhotos(Array.from(e.target.fi
 $("gallery").addEventListener("change", (e) => { addPhotos(Array.from(e.target.files)); e.target.value = ""; });
 $("gps").addEventListener("click", askLocation);
 $("undo").addEventListener("click", undo);
-$("more-mine").addEventListener("click", () => { listedAll = true; renderMine(); });
+$("more-mine").addEventListener("click", () => { listedAll = true; render(); });
 
 function applyLanguage() {
   const t = TEXT[lang];
@@ -716,7 +719,7 @@ function applyLanguage() {
   $("network").textContent = t.offline_now;
   $("offline-ready").textContent = t.offline_ready;
   renderPreviews();
-  renderMine();
+  render();
 }
 
 $("lang").addEventListener("click", () => {
@@ -739,7 +742,7 @@ async function start() {
   for (const record of await DB.all()) { // a send cut short by a closed page: unknown whether it arrived
     if (record.state === "sending") await DB.put({ ...record, state: "waiting", error: "network" });
   }
-  await renderMine();
+  await render();
   if ((await DB.all()).some((r) => r.deleting)) offerUndo(); // deleted just before the page closed: still undoable
   try {
     const response = await fetch("/static/districts.json");

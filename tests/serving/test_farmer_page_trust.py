@@ -47,13 +47,11 @@ STORED = """() => new Promise(r => { const q = indexedDB.open("pestid"); q.onsuc
 
 
 def _one_state(page, state: str, timeout_s: float = 30.0) -> dict:
-    """Wait until the card and its row both show `state`; they must say it in the same words."""
-    until(
-        page,
-        f"""() => {{ const s = ({ONE_STATE})(); return s.card === "{state}" && s.row === "{state}"; }}""",
-        timeout_s,
-    )
-    seen = page.evaluate(ONE_STATE)
+    """The card and its row, once both show `state`: they must say it in the same words (one snapshot)."""
+    deadline = time.monotonic() + timeout_s
+    while (seen := page.evaluate(ONE_STATE))["card"] != state or seen["row"] != state:
+        assert time.monotonic() < deadline, f"timed out waiting for {state}: {seen}"
+        time.sleep(0.02)
     assert seen["card_label"] == seen["row_label"], seen
     return seen
 
@@ -104,7 +102,7 @@ def test_a_server_down_then_up_gets_the_photo_sent_by_the_page_and_its_warning_g
         page.route("**/v1/identify*", lambda route: route.fulfill(status=503, body="{}"))
     _choose_and_send(page, tmp_path)
     waiting = _one_state(page, "waiting")
-    assert waiting["retry"] and waiting["source"] == "phone"  # the phone's answer meanwhile
+    assert waiting["retry"] and waiting["source"] == "phone", waiting  # the phone's answer meanwhile
     assert "Chưa chắc ảnh đã tới máy chủ" in waiting["error"] and _rows(app) == 0
     page.unroute("**/v1/identify*")  # the server is back; nobody taps anything
     sent = _one_state(page, "sent", timeout_s=40)
@@ -129,7 +127,8 @@ def test_a_cut_connection_is_sent_again_in_the_background_stored_once_and_the_ca
     page.route("**/v1/identify**", cut_after_the_server_stored_it)
     _choose_and_send(page, tmp_path)
     waiting = _one_state(page, "waiting")
-    assert waiting["error"] and waiting["retry"] and reached[0] == 201 and _rows(app) == 1
+    assert waiting["error"] and waiting["retry"], waiting
+    assert reached[0] == 201 and _rows(app) == 1
     cut[0] = False
     sent = _one_state(page, "sent", timeout_s=40)  # resent by the page with the same key: the server replays
     assert sent["source"] == "server" and not sent["error"] and not sent["retry"] and not sent["note"]
@@ -233,7 +232,9 @@ def test_officer_verdicts_read_as_confirmed_or_corrected_with_the_officers_advic
         assert _text(page, "#advice") == hopper.advice_vi and page.locator("#nospray").is_hidden()
 
         page.click("#lang")  # English: the verdicts fetched in English, the model's answer named in English
-        until(page, "() => document.documentElement.lang === 'en' && document.querySelectorAll('#mine li').length === 3")
+        until(
+            page, "() => document.documentElement.lang === 'en' && document.querySelectorAll('#mine li').length === 3"
+        )
         assert _row(page, 0).locator(".state").inner_text() == f"The officer confirmed: {hopper.name_en}"
         assert _row(page, 0).locator(".name").inner_text() == f"Answer: {hopper.name_en}"  # answered in Vietnamese
         assert _row(page, 1).locator(".state").inner_text() == f"The officer corrected it to: {beetle.name_en}"
