@@ -20,7 +20,7 @@ import pytest
 from pestid.catalogue import load_catalogue
 from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
-from tests.conftest import REPO
+from pestid.serving.routes.pages import STATIC
 from tests.onnx_models import linear_model
 from tests.serving import test_farmer_page
 from tests.serving.conftest import ARTIFACTS, make_settings, running, until
@@ -286,7 +286,7 @@ def _speaks_only(page, lang: str, screen: str, proper_names: set[str]) -> None:
 def test_every_screen_speaks_one_language(farmer_app, browser, tmp_path, lang):
     url, app = farmer_app
     other = "en" if lang == "vi" else "vi"
-    districts = json.loads((REPO / "serving" / "static" / "districts.json").read_text(encoding="utf-8"))["districts"]
+    districts = json.loads((STATIC / "districts.json").read_text(encoding="utf-8"))["districts"]
     proper_names = {d["name"] for d in districts} | {"Phú Thạnh"}  # the commune the farmer typed
     context = browser.new_context(**PHONE)
     page = context.new_page()
