@@ -1,10 +1,16 @@
 """Officer and admin accounts: argon2 password hashes, a password policy, sign-in throttling, bearer tokens, roles.
 
-Throttling is kept in the database, so every worker sees the same counts:
-- an account that fails ``ACCOUNT_FAILURES`` times in a row is locked, for ``LOCK_BASE`` doubling with each
-  further failure up to ``LOCK_MAX``; a success clears it;
-- an address with ``ADDRESS_FAILURES`` failures within ``ADDRESS_WINDOW`` waits until the oldest leaves it.
-A throttled attempt is answered before any password is hashed, so a flood costs no argon2 work.
+Throttling lives in the database (``LoginCounter``), so every worker sees the same counts, and each attempt is
+counted before any password is hashed by one atomic statement (an upsert with RETURNING: ``reserve``), so a
+hundred attempts at once cannot all slip past the count. Following OWASP's advice on lockout, an account is
+never locked for everyone:
+- an (account, address) pair that fails ``PAIR_FAILURES`` times in a row waits ``LOCK_BASE``, doubling with each
+  further failure up to ``LOCK_MAX``; a success clears it. The officer's own phone or office, a different
+  address, keeps signing in while someone else guesses;
+- an address with ``ADDRESS_FAILURES`` failures within ``ADDRESS_WINDOW`` waits until the window ends, whatever
+  names it tries.
+A throttled attempt is answered before any password is hashed, so a flood costs no argon2 work. Passwords are
+scored by zxcvbn (Dropbox's estimator of guesses) and must reach ``MIN_SCORE``.
 """
 
 from __future__ import annotations
@@ -15,66 +21,30 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, delete, or_, select, true
+from sqlalchemy import ColumnElement, case, delete, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from zxcvbn import zxcvbn
 
 from pestid.errors import PestidError
-from pestid.serving.db import AuthToken, LoginAttempt, Submission, User
+from pestid.serving.db import AuthToken, LoginAttempt, LoginCounter, Submission, User
 from pestid.vocabulary import Role
 
 ROLES = tuple(Role)
 TOKEN_TTL = timedelta(hours=12)
 _hasher = PasswordHasher()
-MIN_PASSWORD = 12  # OWASP ASVS 2.1.1; no composition rules, a list of common choices instead
-COMMON_PASSWORDS = frozenset(
-    [
-        "12345678",
-        "123456789",
-        "1234567890",
-        "123456789012",
-        "12345678910",
-        "password",
-        "password1",
-        "password123",
-        "passw0rd",
-        "qwerty123",
-        "qwertyuiop",
-        "11111111",
-        "00000000",
-        "88888888",
-        "66666666",
-        "iloveyou",
-        "abc12345",
-        "admin123",
-        "administrator",
-        "matkhau",
-        "matkhau123",
-        "123456abc",
-        "abcd1234",
-        "1q2w3e4r",
-        "1qaz2wsx",
-        "zaq12wsx",
-        "asdfghjkl",
-        "anhyeuem",
-        "anhyeuem123",
-        "vietnam",
-        "vietnam123",
-        "saigon123",
-        "hanoi123",
-        "caobac",
-        "nongnghiep",
-        "baovethucvat",
-        "pestid",
-        "pestid123",
-        "officer123",
-        "canbo123",
-    ]
-)
-ACCOUNT_FAILURES = 5
+MIN_PASSWORD = 12  # OWASP ASVS 2.1.1; no composition rules
+MIN_SCORE = 3  # zxcvbn's "safely unguessable": about 10^8 guesses or more
+# Words an attacker would try first here, given to zxcvbn beside the user name.
+LOCAL_WORDS = ["pestid", "matkhau", "anhyeuem", "baovethucvat", "bvtv", "canbo", "nongnghiep", "vietnam", "saigon",
+               "hanoi", "angiang", "officer", "admin", "lua", "ruong"]  # fmt: skip
+PAIR_FAILURES = 5
 LOCK_BASE = timedelta(seconds=30)
 LOCK_MAX = timedelta(minutes=15)
 ADDRESS_FAILURES = 20
 ADDRESS_WINDOW = timedelta(minutes=10)
+STALE_RESERVATION = timedelta(minutes=2)  # a reservation its worker never settled (killed mid-hash) expires
 
 
 class AccountError(PestidError):
@@ -96,40 +66,81 @@ def add_user(session: Session, username: str, password: str, role: str, district
 
 
 def check_password(password: str, username: str) -> None:
-    """Raise ``AccountError`` for a password that is short, common, or built from the user name."""
-    folded = password.casefold()
+    """Raise ``AccountError`` for a password that is short, built from the user name, or easy to guess."""
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"Mật khẩu cần ít nhất {MIN_PASSWORD} ký tự (một câu ngắn dễ nhớ là tốt nhất).",
                            f"The password needs at least {MIN_PASSWORD} characters (a short sentence is best).")  # fmt: skip
-    if folded in COMMON_PASSWORDS or len(set(folded)) < 4 or username.casefold() in folded:
-        raise AccountError("Mật khẩu quá dễ đoán (phổ biến, lặp ký tự hoặc chứa tên đăng nhập).",
-                           "The password is too easy to guess (common, repetitive, or containing the user name).")  # fmt: skip
+    weak = (
+        username.casefold() in password.casefold()
+        or zxcvbn(password[:100], [username, *LOCAL_WORDS])["score"] < MIN_SCORE
+    )
+    if weak:
+        raise AccountError("Mật khẩu quá dễ đoán (từ phổ biến, dãy số, lặp ký tự hoặc chứa tên đăng nhập); hãy dùng "
+                           "một câu ngắn dễ nhớ.", "The password is too easy to guess (common words, sequences, "
+                           "repeats or the user name); use a short sentence.")  # fmt: skip
 
 
-def login_wait(session: Session, username: str, address: str, now: datetime | None = None) -> float:
-    """Seconds this attempt must wait (0: it may go ahead), by the account's and the address's recent failures."""
+def _keys(username: str, address: str) -> tuple[str, str]:
+    return f"pair:{username[:64]}\n{address[:64]}", f"address:{address[:64]}"
+
+
+def _reserve_one(session: Session, key: str, now: datetime) -> tuple[int, int, datetime | None, datetime | None]:
+    """Count one attempt in flight on ``key``, atomically; (in flight, failures, first and last failure) after."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stale = LoginCounter.reserved_at < now - STALE_RESERVATION
+    statement = (insert(LoginCounter).values(key=key, in_flight=1, reserved_at=now, failures=0)
+                 .on_conflict_do_update(index_elements=[LoginCounter.key],
+                                        set_={"in_flight": case((stale, 1), else_=LoginCounter.in_flight + 1),
+                                              "reserved_at": now})
+                 .returning(LoginCounter.in_flight, LoginCounter.failures, LoginCounter.first_failure_at, LoginCounter.last_failure_at))  # fmt: skip
+    in_flight, failures, first, last = session.execute(statement).one()
+    return in_flight, failures, _aware(first) if first else None, _aware(last) if last else None
+
+
+def reserve(session: Session, username: str, address: str, now: datetime | None = None) -> float:
+    """Seconds this attempt must wait (0: it may hash, and it is counted as in flight until ``settle``)."""
     now = now or datetime.now(UTC)
-    recent = session.scalars(select(LoginAttempt).where(LoginAttempt.username == username)
-                             .order_by(LoginAttempt.id.desc()).limit(ACCOUNT_FAILURES + 16)).all()  # fmt: skip
-    streak = 0
-    for attempt in recent:
-        if attempt.success:
-            break
-        streak += 1
+    pair, place = _keys(username, address)
+    in_flight, failures, _, last = _reserve_one(session, pair, now)
     wait = timedelta(0)
-    if streak >= ACCOUNT_FAILURES:
-        lock = min(LOCK_MAX, LOCK_BASE * 2 ** (streak - ACCOUNT_FAILURES))
-        wait = max(wait, _aware(recent[0].at) + lock - now)
-    failures = session.scalars(select(LoginAttempt.at).where(
-        LoginAttempt.address == address, LoginAttempt.success.is_(False), LoginAttempt.at > now - ADDRESS_WINDOW,
-    ).order_by(LoginAttempt.at.desc()).limit(ADDRESS_FAILURES)).all()  # fmt: skip
-    if len(failures) >= ADDRESS_FAILURES:
-        wait = max(wait, _aware(failures[-1]) + ADDRESS_WINDOW - now)
+    if failures >= PAIR_FAILURES:
+        lock = min(LOCK_MAX, LOCK_BASE * 2 ** (failures - PAIR_FAILURES))
+        wait = last + lock - now if last else lock
+        if wait <= timedelta(0) and in_flight > 1:  # after the lock, one attempt at a time
+            wait = LOCK_BASE
+    elif failures + in_flight > PAIR_FAILURES:  # so many at once that they would pass the count together
+        wait = LOCK_BASE
+    in_flight, failures, first, _ = _reserve_one(session, place, now)
+    in_window = failures if first is not None and first > now - ADDRESS_WINDOW else 0
+    if in_window >= ADDRESS_FAILURES and first is not None:
+        wait = max(wait, first + ADDRESS_WINDOW - now)
+    elif in_window + in_flight > ADDRESS_FAILURES:
+        wait = max(wait, LOCK_BASE)
+    if wait > timedelta(0):
+        _release(session, (pair, place))
     return max(0.0, wait.total_seconds())
 
 
-def record_attempt(session: Session, username: str, address: str, success: bool) -> None:
-    session.add(LoginAttempt(username=username[:64], address=address[:64], success=success))
+def _release(session: Session, keys: tuple[str, ...]) -> None:
+    session.execute(update(LoginCounter).where(LoginCounter.key.in_(keys))
+                    .values(in_flight=case((LoginCounter.in_flight > 0, LoginCounter.in_flight - 1), else_=0)))  # fmt: skip
+
+
+def settle(session: Session, username: str, address: str, success: bool, now: datetime | None = None) -> None:
+    """The attempt ``reserve`` let through is over: count its outcome, atomically, and keep it in the log."""
+    now = now or datetime.now(UTC)
+    pair, place = _keys(username, address)
+    _release(session, (pair, place))
+    if success:
+        session.execute(update(LoginCounter).where(LoginCounter.key == pair).values(failures=0, last_failure_at=None))
+    else:
+        session.execute(update(LoginCounter).where(LoginCounter.key == pair)
+                        .values(failures=LoginCounter.failures + 1, last_failure_at=now))  # fmt: skip
+        expired = or_(LoginCounter.first_failure_at.is_(None), LoginCounter.first_failure_at <= now - ADDRESS_WINDOW)
+        session.execute(update(LoginCounter).where(LoginCounter.key == place).values(
+            failures=case((expired, 1), else_=LoginCounter.failures + 1),
+            first_failure_at=case((expired, now), else_=LoginCounter.first_failure_at), last_failure_at=now))  # fmt: skip
+    session.add(LoginAttempt(username=username[:64], address=address[:64], success=success, at=now))
 
 
 def _aware(moment: datetime) -> datetime:

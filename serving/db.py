@@ -131,6 +131,19 @@ class LoginAttempt(Base):
     success: Mapped[bool] = mapped_column()
 
 
+class LoginCounter(Base):
+    """Sign-in throttling state for one key, changed only by single atomic statements (``accounts.reserve``)."""
+
+    __tablename__ = "login_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "pair:<account>\n<address>" or "address:…"
+    in_flight: Mapped[int] = mapped_column(Integer)  # attempts reserved and being hashed now
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(Integer)  # in a row (pair), or in the window (address)
+    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class ServiceSecret(Base):
     """A secret the service keeps in its database, so every worker and host shares it (migration 0005)."""
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
-from pestid.serving.accounts import district_scope, login, login_wait, logout, record_attempt
+from pestid.serving.accounts import district_scope, login, logout, reserve, settle
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.inputs import INT32_MAX, RowId, Text
@@ -75,16 +75,20 @@ def _visible(session: Session, user: User, submission_id: str) -> Submission | N
 @router.post("/auth/login", responses={401: {}, 429: {}})
 def sign_in(body: LoginIn, request: Request, sessions: Sessions) -> dict[str, str]:
     address = request.client.host if request.client else "unknown"
-    with sessions() as session, session.begin():
-        wait = login_wait(session, body.username, address)
+    with writing(sessions) as session:  # counted before any hashing, atomically: see accounts.reserve
+        wait = reserve(session, body.username, address)
     if wait > 0:  # answered before any hashing: a flood of guesses costs no argon2 work
         minutes = max(1, math.ceil(wait / 60))
         raise Problem(429, "too_many_attempts", f"Đăng nhập sai quá nhiều lần; hãy thử lại sau {minutes} phút.",
                       f"Too many failed sign-ins; try again in {minutes} min.", retry_after_s=math.ceil(wait),
                       headers={"Retry-After": str(math.ceil(wait))})  # fmt: skip
-    with request.app.state.hash_slots, sessions() as session, session.begin():  # 64 MB of argon2 per slot
-        token = login(session, body.username, body.password)
-        record_attempt(session, body.username, address, success=token is not None)
+    token = None
+    try:
+        with request.app.state.hash_slots, sessions() as session, session.begin():  # 64 MB of argon2 per slot
+            token = login(session, body.username, body.password)
+    finally:
+        with writing(sessions) as session:
+            settle(session, body.username, address, success=token is not None)
     if token is None:
         raise Problem(401, "bad_credentials", "Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password.")
     return {"token": token, "token_type": "bearer"}
