@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ BATCH_SIZE = Histogram("pestid_inference_batch_photos", "Photos in one model run
                        buckets=(1, 2, 4, 8, 16, 32, 64))  # fmt: skip
 
 log = logging.getLogger("pestid.serving")
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{8,64}")
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,7 +62,10 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        offered = headers.get(b"x-request-id", b"")
+        # a client's id is kept only when it is plainly an id (a proxy's trace id); anything else is replaced,
+        # so no client text is echoed into headers or logs
+        request_id = offered.decode() if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
         status = 500

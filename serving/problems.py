@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pestid.serving.headers import ALWAYS as SECURITY_HEADERS
 from pestid.serving.language import request_language
 
 
@@ -63,4 +64,8 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
                                 "Server error, please try again later.", request_language(request))  # fmt: skip
     # The server drops the connection after an unhandled error: say so, or the client's next request is reset.
     response.headers["Connection"] = "close"
+    # This answer is made outside the middleware that adds the security headers (Starlette's outermost layer).
+    for name, value in SECURITY_HEADERS:
+        response.headers[name.decode()] = value.decode()
+    response.headers["Cache-Control"] = "no-store"
     return response

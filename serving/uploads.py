@@ -131,8 +131,8 @@ async def read_multipart(
         await run_in_threadpool(_finish, parser, bytes(pending))
     except Problem:
         raise
-    except Exception as exc:  # noqa: BLE001 - MultipartParseError, a bad boundary, broken headers …
-        raise malformed(exc) from None
+    except Exception:  # noqa: BLE001 - MultipartParseError, a bad boundary, broken headers …
+        raise malformed() from None  # the parser's own words stay in the server
     return collector.files, collector.fields
 
 
@@ -143,6 +143,6 @@ def _finish(parser: MultipartParser, rest: bytes) -> None:
         raise ValueError("the body ends before the closing boundary")
 
 
-def malformed(exc: Exception) -> Problem:
+def malformed() -> Problem:
     return Problem(400, "malformed_multipart", "Nội dung gửi lên bị hỏng, không đọc được ảnh. Hãy gửi lại.",
-                   f"The request body is not valid multipart/form-data ({type(exc).__name__}); send it again.")  # fmt: skip
+                   "The request body is not valid multipart/form-data; send it again.")  # fmt: skip

@@ -57,6 +57,36 @@ def test_every_answer_carries_the_security_headers(service):
     assert answers["static"].headers["cache-control"] == "no-cache"
 
 
+def test_a_500_carries_the_security_headers_too(service):
+    """Starlette makes a 500 outside every middleware; it used to leave without any security header."""
+
+    def boom() -> None:
+        raise RuntimeError("internal detail")
+
+    service.app.add_api_route("/boom", boom)
+    answer = service.get("/boom")
+    assert answer.status_code == 500 and "internal detail" not in answer.text
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(("offered", "kept"), [("trace-0123456789abcdef", True), ("abc", False),
+                                               ("x" * 65, False), ("<script>alert(1)</script>", False),
+                                               ("id with spaces 123", False)])  # fmt: skip
+def test_a_client_request_id_is_kept_only_when_it_is_plainly_an_id(service, offered, kept):
+    answer = service.get("/healthz", headers={"X-Request-Id": offered})
+    assert (answer.headers["x-request-id"] == offered) is kept
+    assert len(answer.headers["x-request-id"]) <= 64
+
+
+def test_a_malformed_upload_does_not_name_the_parsers_internals(service):
+    answer = service.post(
+        "/v1/identify", content=b"--b\r\nnonsense", headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "malformed_multipart"
+    assert "Error" not in answer.json()["detail_en"] and "Exception" not in answer.json()["detail_en"]
+
+
 def test_a_photo_is_served_as_what_it_is_not_as_the_uploader_said(service):
     sub = service.post("/v1/identify", files=[("photos", ("x.jpg", _png(), "image/jpeg"))]).json()["submission_id"]
     served = service.get(f"/v1/submissions/{sub}/photos/0")
