@@ -29,6 +29,7 @@ from zxcvbn import zxcvbn
 
 from pestid.errors import PestidError
 from pestid.serving.db import AuthToken, LoginAttempt, LoginCounter, Submission, User
+from pestid.serving.districts import canonical_district
 from pestid.vocabulary import Role
 
 ROLES = tuple(Role)
@@ -57,6 +58,13 @@ def add_user(session: Session, username: str, password: str, role: str, district
             f"Vai trò '{role}' không hợp lệ ({', '.join(ROLES)}).", f"Role '{role}' is not one of {', '.join(ROLES)}."
         )
     check_password(password, username)
+    if district is not None:
+        listed = canonical_district(district)
+        if listed is None:
+            raise AccountError(
+                f"Huyện '{district}' không có trong danh sách huyện.", f"'{district}' is not a listed district."
+            )
+        district = listed
     if session.scalars(select(User).where(User.username == username)).first():
         raise AccountError(f"Tài khoản '{username}' đã tồn tại.", f"User '{username}' already exists.")
     user = User(username=username, password_hash=_hasher.hash(password), role=role, district=district, active=True)

@@ -25,6 +25,7 @@ from pestid.serving import observability as obs
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import Submission
 from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
+from pestid.serving.districts import canonical_district, districts, nearest_district
 from pestid.serving.inputs import control_characters
 from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
@@ -107,8 +108,18 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
         longest = column_length(name)
         if longest is not None and len(value.strip()) > longest:
             raise _bad_field(name, f"tối đa {longest} ký tự", f"at most {longest} characters")
+    district = None
+    if fields.get("district", "").strip():
+        district = canonical_district(fields["district"])
+        if district is None:
+            names = ", ".join(str(d["name"]) for d in districts())
+            raise _bad_field(
+                "district", f"không có trong danh sách huyện ({names})", f"it is not a listed district ({names})"
+            )
+    elif latitude is not None and longitude is not None:
+        district = nearest_district(latitude, longitude)  # as the page does: the officer of that district sees it
     return Observation(latitude=latitude, longitude=longitude, commune=fields.get("commune", "").strip() or None,
-                       district=fields.get("district", "").strip() or None, observed_on=observed_on,
+                       district=district, observed_on=observed_on,
                        crop_stage=stage, note=fields.get("note", "").strip() or None, idempotency_key=key)  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from pestid.errors import CatalogueError
 from pestid.serving.accounts import district_scope, login, logout, reserve, settle
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
+from pestid.serving.districts import canonical_district
 from pestid.serving.inputs import INT32_MAX, RowId, Text
 from pestid.serving.outbreaks import outbreak_counts, to_csv
 from pestid.serving.photos import PhotoStore
@@ -120,7 +121,7 @@ def review_queue(
     language, with or without diacritics."""
     ids = load_catalogue().resolve(species) if species else None
     with sessions() as session:
-        rows, total = queue(session, status=status, district=district, species=ids, decision=decision, since=since,
+        rows, total = queue(session, status=status, district=district and (canonical_district(district) or district), species=ids, decision=decision, since=since,
                             until=until, limit=limit, offset=offset, scope=district_scope(user))  # fmt: skip
         return JSONResponse([_summary(s) for s in rows], headers={"X-Total-Count": str(total)})
 
@@ -233,7 +234,7 @@ class OutbreakFilter(BaseModel):
 def _outbreaks(user: User, sessions: sessionmaker, where: OutbreakFilter) -> list[dict[str, object]]:
     with sessions() as session:
         return outbreak_counts(session, by=where.by, scope=district_scope(user), group=where.group,
-                               district=where.district, weeks=where.weeks)  # fmt: skip
+                               district=where.district and (canonical_district(where.district) or where.district), weeks=where.weeks)  # fmt: skip
 
 
 @router.get("/outbreaks")

@@ -4,6 +4,8 @@ Senior officers and admins span every district by role."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -78,3 +80,36 @@ def test_an_officer_may_vote_in_their_district_and_counts_cover_their_district_o
     assert "Châu Đốc" not in client.get("/v1/outbreaks.csv", headers=tokens["phu_tan"]).text
     assert {row["district"] for row in client.get("/v1/outbreaks", headers=tokens["senior"]).json()} == {
         "Phú Tân", "Châu Đốc"}  # fmt: skip
+
+
+@pytest.mark.parametrize("typed", ["Phú Tân", unicodedata.normalize("NFD", "Phú Tân"), "phu tan", "  PHÚ   TÂN ",
+                                   "Phú\u200b Tân", "Phú Tân\u2060"])  # fmt: skip
+def test_a_district_however_typed_reaches_its_officer(province, typed):
+    client, tokens, _, _ = province
+    sent = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(77), "image/jpeg"))], data={"district": typed})
+    assert sent.status_code == 201, sent.text
+    queue = client.get("/v1/review/queue", params={"limit": 200}, headers=tokens["phu_tan"]).json()
+    mine = [item for item in queue if item["id"] == sent.json()["submission_id"]]
+    assert len(mine) == 1 and mine[0]["district"] == "Phú Tân"
+
+
+def test_an_unknown_district_is_refused_and_coordinates_find_the_nearest(province):
+    client, tokens, _, _ = province
+    unknown = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(78), "image/jpeg"))],
+                          data={"district": "Atlantis"})  # fmt: skip
+    assert unknown.status_code == 422 and unknown.json()["field"] == "district"
+    assert "Phú Tân" in unknown.json()["detail_en"]  # the list to choose from
+    located = client.post(
+        "/v1/identify",
+        files=[("photos", ("a.jpg", jpeg(79), "image/jpeg"))],
+        data={"latitude": "10.65", "longitude": "105.28"},
+    )  # near Phú Tân's centre, no district
+    queue = client.get("/v1/review/queue", params={"limit": 200}, headers=tokens["phu_tan"]).json()
+    assert [i["district"] for i in queue if i["id"] == located.json()["submission_id"]] == ["Phú Tân"]
+    far = client.post(
+        "/v1/identify",
+        files=[("photos", ("a.jpg", jpeg(80), "image/jpeg"))],
+        data={"latitude": "21.0", "longitude": "105.8"},
+    )  # Hà Nội: no listed district near
+    senior = client.get("/v1/review/queue", params={"limit": 200}, headers=tokens["senior"]).json()
+    assert [i["district"] for i in senior if i["id"] == far.json()["submission_id"]] == [None]
