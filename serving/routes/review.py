@@ -54,18 +54,23 @@ def _named(label: str | None, probability: float | None = None) -> dict[str, Any
     return named if probability is None else {**named, "probability": round(probability, 4)}
 
 
-def _summary(sub: Submission) -> dict[str, Any]:
+def _summary(sub: Submission, reader: User) -> dict[str, Any]:
     guesses = [(a["id"], a["probability"]) for a in sub.response.get("alternatives", []) if "id" in a]
     top = [(sub.predicted_label, sub.confidence), *[g for g in guesses if g[0] != sub.predicted_label]][:3]
-    return {"id": sub.id, "created_at": sub.created_at.isoformat(), "status": sub.status, "decision": sub.decision,
-            "predicted_label": sub.predicted_label, "predicted": _named(sub.predicted_label),
-            "confidence": round(sub.confidence, 4), "top": [_named(label, p) for label, p in top],
-            "final_label": sub.final_label, "final": _named(sub.final_label), "commune": sub.commune,
-            "district": sub.district, "latitude": sub.latitude, "longitude": sub.longitude,
-            "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
-            "duplicate_of": sub.duplicate_of, "photo_count": len(sub.photos), "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
-            "previews": [{size: f"/v1/submissions/{sub.id}/photos/{p.position}/{size}" for size in PREVIEW_SIZES}
-                         for p in sub.photos]}  # fmt: skip
+    summary = {"id": sub.id, "created_at": sub.created_at.isoformat(), "status": sub.status, "decision": sub.decision,
+               "predicted_label": sub.predicted_label, "predicted": _named(sub.predicted_label),
+               "confidence": round(sub.confidence, 4), "top": [_named(label, p) for label, p in top],
+               "final_label": sub.final_label, "final": _named(sub.final_label), "commune": sub.commune,
+               "district": sub.district, "latitude": sub.latitude, "longitude": sub.longitude,
+               "observed_on": sub.observed_on.isoformat() if sub.observed_on else None, "note": sub.note,
+               "duplicate_of": sub.duplicate_of, "photo_count": len(sub.photos),
+               "photos": [f"/v1/submissions/{sub.id}/photos/{p.position}" for p in sub.photos],
+               "previews": [{size: f"/v1/submissions/{sub.id}/photos/{p.position}/{size}" for size in PREVIEW_SIZES}
+                            for p in sub.photos]}  # fmt: skip
+    if sub.district is None and reader.role == Role.officer:
+        # every district's officers see the unlocated: where the farmer stood and what they wrote stay with seniors
+        summary.update(latitude=None, longitude=None, note=None)
+    return summary
 
 
 def _visible(session: Session, user: User, submission_id: str) -> Submission | None:
@@ -123,7 +128,7 @@ def review_queue(
     with sessions() as session:
         rows, total = queue(session, status=status, district=district and (canonical_district(district) or district), species=ids, decision=decision, since=since,
                             until=until, limit=limit, offset=offset, scope=district_scope(user))  # fmt: skip
-        return JSONResponse([_summary(s) for s in rows], headers={"X-Total-Count": str(total)})
+        return JSONResponse([_summary(s, user) for s in rows], headers={"X-Total-Count": str(total)})
 
 
 def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
@@ -156,7 +161,7 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
             entry = record_verdict(session, sub, user, _verdict(body, sub), required=settings.approvals_required)
         except CatalogueError as exc:
             raise Problem(422, "unknown_label", exc.message_vi, exc.message_en) from None
-        return {"audit_id": entry.id, **_summary(sub)}
+        return {"audit_id": entry.id, **_summary(sub, user)}
 
 
 @router.post("/review/undo/{audit_id}")
@@ -177,7 +182,7 @@ def undo_action(audit_id: RowId, user: Officer, sessions: Sessions,
             raise Problem(
                 409, "nothing_to_undo", "Thao tác này đã được hoàn tác.", "This action was already undone."
             ) from None
-        return {"audit_id": done.id, **_summary(target)}
+        return {"audit_id": done.id, **_summary(target, user)}
 
 
 @router.get("/audit")

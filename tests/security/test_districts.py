@@ -113,3 +113,18 @@ def test_an_unknown_district_is_refused_and_coordinates_find_the_nearest(provinc
     )  # Hà Nội: no listed district near
     senior = client.get("/v1/review/queue", params={"limit": 200}, headers=tokens["senior"]).json()
     assert [i["district"] for i in senior if i["id"] == far.json()["submission_id"]] == [None]
+
+
+def test_an_unlocated_submissions_place_and_note_stay_with_seniors(province):
+    client, tokens, _, _ = province
+    sent = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(81), "image/jpeg"))],
+                       data={"latitude": "21.0", "longitude": "105.8", "note": "nhà ông Ba, ấp 3"})  # fmt: skip
+    sub = sent.json()["submission_id"]
+
+    def seen_by(account: str) -> dict:
+        return next(i for i in client.get("/v1/review/queue", params={"limit": 200}, headers=tokens[account]).json()
+                    if i["id"] == sub)  # fmt: skip
+
+    officer, senior = seen_by("phu_tan"), seen_by("senior")
+    assert (officer["latitude"], officer["longitude"], officer["note"]) == (None, None, None)
+    assert (senior["latitude"], senior["note"]) == (21.0, "nhà ông Ba, ấp 3")
