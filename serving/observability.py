@@ -13,7 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from fastapi import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("pestid_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -26,7 +34,20 @@ CONFIDENCE = Histogram("pestid_confidence", "Confidence of the top class",
 BATCH_SIZE = Histogram("pestid_inference_batch_photos", "Photos in one model run (micro-batching)",
                        buckets=(1, 2, 4, 8, 16, 32, 64))  # fmt: skip
 
+STORAGE_FREE = Gauge("pestid_storage_free_bytes", "Free bytes on the photo disk", multiprocess_mode="min")
+
 log = logging.getLogger("pestid.serving")
+_last_storage_alert = 0.0
+
+
+def storage_low(free: int, reserve: int) -> None:
+    """The alert: one log line a minute at most while the photo disk is below its reserve."""
+    global _last_storage_alert
+    if time.monotonic() - _last_storage_alert >= 60:
+        _last_storage_alert = time.monotonic()
+        log.warning("storage_low", extra={"fields": {"free_bytes": free, "reserve_bytes": reserve}})
+
+
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{8,64}")
 
 

@@ -9,6 +9,7 @@ staged files and files that no row refers to.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,6 +21,10 @@ class PhotoStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def free_bytes(self) -> int:
+        """Free space on the disk that holds the photos."""
+        return shutil.disk_usage(self.root).free
 
     def stage(self, data: bytes) -> Path:
         """Write and fsync ``data`` under ``tmp/``; a failed write (a full disk) leaves no partial file."""

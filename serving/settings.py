@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     max_photos: int = 5
     max_pixels: int = 64_000_000
     max_field_bytes: int = 4096  # each metadata field
+    # Kept free on the photo disk: below it new photos are 507 (before the disk is full for the database too),
+    # /readyz says "storage_low" and an alert is logged.
+    storage_reserve_bytes: int = 1024**3
     uncertain_floor: float = 0.4
     reduced_decode: bool = True  # decode JPEGs at the smallest DCT scale the model needs (preprocess.draft_side)
     ort_threads: int = 0  # 0: the cores divided among the workers

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from pestid.predictor import integer_kernels
-from pestid.serving.observability import metrics_response
+from pestid.serving.observability import STORAGE_FREE, metrics_response, storage_low
 
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"], include_in_schema=False)
@@ -23,6 +23,11 @@ def readyz(request: Request) -> JSONResponse:
     model = getattr(request.app.state, "model", None)
     if model is None:
         return JSONResponse({"status": "loading"}, status_code=503)
+    free, reserve = request.app.state.photos.free_bytes(), request.app.state.settings.storage_reserve_bytes
+    STORAGE_FREE.set(free)
+    if free < reserve:  # new photos would be refused: a balancer sends farmers to a replica with room
+        storage_low(free, reserve)
+        return JSONResponse({"status": "storage_low", "free_bytes": free, "reserve_bytes": reserve}, status_code=503)
     body = {"status": "ready", "model_version": model.version, "precision": model.precision}
     if model.precision == "int8":  # its figures hold on the CPU they were measured on, within its tolerance elsewhere
         metrics = model.predictor.contract.metrics

@@ -123,6 +123,16 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
                        crop_stage=stage, note=fields.get("note", "").strip() or None, idempotency_key=key)  # fmt: skip
 
 
+def check_storage(store: PhotoStore, settings: Settings, incoming: int) -> None:
+    """507 before photos would eat into the disk's reserve, which the database, previews and logs need."""
+    free = store.free_bytes()
+    obs.STORAGE_FREE.set(free)
+    if free - incoming < settings.storage_reserve_bytes:
+        obs.storage_low(free, settings.storage_reserve_bytes)
+        raise Problem(507, "storage_full", "Máy chủ sắp hết chỗ lưu ảnh; ảnh chưa được lưu. Hãy gửi lại sau.",
+                      "The server is almost out of room for photos; nothing was stored. Send again later.")  # fmt: skip
+
+
 def digests(files: list[UploadedFile]) -> list[str]:
     return [sha256_bytes(upload.data) for upload in files]  # hashed where it lies: no copy of up to 75 MB
 
@@ -224,6 +234,7 @@ async def identify(
         raise Problem(400, "no_photos", "Hãy gửi ít nhất một ảnh trong trường 'photos'.",
                       "Send at least one photo in the 'photos' field.")  # fmt: skip
     observation = parse_observation(fields, request.headers.get("idempotency-key"))
+    check_storage(store, settings, incoming=sum(len(f.data) for f in files))
     hashes = await run_in_threadpool(digests, files)
     fingerprint = request_hash(hashes, observation)
     with sessions() as session:

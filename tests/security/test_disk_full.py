@@ -8,6 +8,7 @@ import os
 import pytest
 from fastapi.testclient import TestClient
 
+from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
 from pestid.serving.photos import PhotoStore
 from tests.security.test_inputs import _stored
@@ -47,3 +48,27 @@ def test_a_failed_stage_removes_its_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         store.stage(b"x" * 1000)
     assert list(store.tmp.iterdir()) == []
+
+
+def test_photos_are_refused_before_the_disk_is_full_and_readyz_says_so(tiny_model, tmp_path, monkeypatch, capfd):
+    """One anonymous client filled a 2 GB disk in 10 s and every later request failed, sign-in included. Now the
+    photo disk keeps a reserve: a photo that would eat into it is 507, /readyz is 503 "storage_low" (a balancer
+    sends farmers elsewhere), an alert is logged, and officers keep working."""
+    settings = make_settings(tiny_model, tmp_path / "data", storage_reserve_bytes=50_000_000)
+    free = {"bytes": 50_000_000 + 10_000}  # room for one small photo before the reserve
+    monkeypatch.setattr(PhotoStore, "free_bytes", lambda self: free["bytes"])
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        small = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(1), "image/jpeg"))])
+        assert small.status_code == 201
+        free["bytes"] = 50_000_000 - 1
+        refused = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(2), "image/jpeg"))])
+        assert refused.status_code == 507 and refused.json()["code"] == "storage_full"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "storage_low"
+        assert "storage_low" in capfd.readouterr().err  # the alert
+        with client.app.state.sessions() as session, session.begin():
+            add_user(session, "lan", "ruộng lúa xanh mướt 2026", "officer", "Phú Tân")
+        signed = client.post("/v1/auth/login", json={"username": "lan", "password": "ruộng lúa xanh mướt 2026"})
+        assert signed.status_code == 200  # the reserve is for the database: officers still sign in and review
+        assert _stored(client)[0] == 1
