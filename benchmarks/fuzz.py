@@ -46,6 +46,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from pestid.serving.ratelimit import LOAD_TEST_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 _spec = importlib.util.spec_from_file_location("serving_benchmark", REPO / "benchmarks" / "serving.py")
@@ -62,7 +64,13 @@ HANG_S = 30.0
 def server(model: Path, data: Path, *, workers: int = 2, database_url: str | None = None, fresh: bool = True):
     """`pestid serve` in its own process group; yields (base URL, process)."""
     port, ops = serving_benchmark._free_port(), serving_benchmark._free_port()
-    env = {**os.environ, "PESTID_DATA_DIR": str(data), "PESTID_LOG_JSON": "false", "PESTID_OPS_PORT": str(ops)}
+    env = {
+        **os.environ,
+        "PESTID_DATA_DIR": str(data),
+        "PESTID_LOG_JSON": "false",
+        "PESTID_OPS_PORT": str(ops),
+        **LOAD_TEST_ENV,
+    }
     if database_url:
         env["PESTID_DATABASE_URL"] = database_url
     data.mkdir(parents=True, exist_ok=True)

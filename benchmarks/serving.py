@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from pestid.serving.ratelimit import LOAD_TEST_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (1, 8, 32)
 
@@ -148,7 +150,7 @@ def main() -> None:
     run_dir = args.run or make_run(work / "run", args.image_size)
     model = args.model or exported_model(work, run_dir)
     images = photos()
-    env = {**os.environ, "PESTID_DATA_DIR": str(work / "data"), "PESTID_LOG_JSON": "false"}
+    env = {**os.environ, "PESTID_DATA_DIR": str(work / "data"), "PESTID_LOG_JSON": "false", **LOAD_TEST_ENV}
     results = {}
     serve = [str(REPO / ".venv/bin/pestid"), "serve", "--model", str(model), "--workers", str(args.workers)]
     for name, cmd, field, path, extra in (

@@ -24,6 +24,7 @@ from pestid.serving.model import load_offline, load_served
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
 from pestid.serving.photos import PhotoStore
+from pestid.serving.ratelimit import UploadLimits
 from pestid.serving.receipts import receipt_key
 from pestid.serving.routes import health, identify, model, pages, review, submissions
 from pestid.serving.routes.pages import STATIC
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = None
     app.state.decode_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # decoded photos held at once
     app.state.hash_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # argon2 verifications at once
+    app.state.upload_limits = UploadLimits(settings.upload_rate_per_address, settings.upload_rate_per_device,
+                                           settings.rate_limit_storage)  # fmt: skip
     # Text, JSON and the offline runtime travel compressed (its 14 MB of WebAssembly as 3.7 MB); photos do not.
     app.add_middleware(InputGuard)  # control characters and oversized bodies stop here, before any route
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     # Kept free on the photo disk: below it new photos are 507 (before the disk is full for the database too),
     # /readyz says "storage_low" and an alert is logged.
     storage_reserve_bytes: int = 1024**3
+    # Photo uploads per client (serving/ratelimit.py; the limits library's notation): the address is looser, since
+    # many farmers share a mobile carrier's address. memory:// counts per worker; redis://… shares the count.
+    upload_rate_per_address: str = "120/minute;2000/hour"
+    upload_rate_per_device: str = "20/minute;300/hour"
+    rate_limit_storage: str = "memory://"
     uncertain_floor: float = 0.4
     reduced_decode: bool = True  # decode JPEGs at the smallest DCT scale the model needs (preprocess.draft_side)
     ort_threads: int = 0  # 0: the cores divided among the workers

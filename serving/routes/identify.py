@@ -31,6 +31,7 @@ from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
 from pestid.serving.photos import PhotoStore
 from pestid.serving.problems import Problem
+from pestid.serving.ratelimit import device_key
 from pestid.serving.receipts import receipt_for
 from pestid.serving.schemas import Answer, IdentifyResponse, ModelRef, guess, problems
 from pestid.serving.settings import Settings
@@ -219,7 +220,7 @@ REPLAY = {"description": "A retry with the same key and request: the first answe
 
 
 @router.post("/identify", status_code=201, response_model=IdentifyResponse, openapi_extra={"requestBody": IDENTIFY_BODY},
-             responses={200: REPLAY, **problems(400, 408, 413, 415, 422, 503, 507)})  # fmt: skip
+             responses={200: REPLAY, **problems(400, 408, 413, 415, 422, 429, 503, 507)})  # fmt: skip
 async def identify(
     request: Request,
     model: Annotated[LoadedModel, Depends(get_model)],
@@ -228,6 +229,12 @@ async def identify(
     store: Annotated[PhotoStore, Depends(get_photo_store)],
 ) -> JSONResponse:
     lang = request_language(request)
+    address = request.client.host if request.client else "unknown"
+    wait = request.app.state.upload_limits.wait(address, device_key(request.headers.get("device-key")))
+    if wait:  # before a byte of the body is read
+        raise Problem(429, "too_many_uploads", f"Gửi quá nhiều ảnh trong thời gian ngắn; hãy gửi lại sau {wait} giây.",
+                      f"Too many uploads in a short time; send again in {wait} s.", retry_after_s=wait,
+                      headers={"Retry-After": str(wait)})  # fmt: skip
     files, fields = await read_multipart(request, max_files=settings.max_photos, max_file_bytes=settings.max_upload_bytes,
                                          max_field_bytes=settings.max_field_bytes)  # fmt: skip
     if not files:

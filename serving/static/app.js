@@ -128,6 +128,14 @@ function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// This phone's own random id: the server's per-device upload limit counts it (serving/ratelimit.py), so
+// farmers who share a carrier's address do not share a limit.
+function deviceKey() {
+  let key = localStorage.getItem("pestid.device");
+  if (!key) { key = randomKey(); localStorage.setItem("pestid.device", key); }
+  return key;
+}
+
 // A record changed: store it, then draw the card and the list again from what is stored.
 async function changed(record) {
   await DB.put(record);
@@ -539,6 +547,7 @@ function upload(record, onProgress) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/identify?lang=${record.lang}`);
     xhr.setRequestHeader("Idempotency-Key", record.key);
+    xhr.setRequestHeader("Device-Key", deviceKey());
     xhr.setRequestHeader("Accept-Language", record.lang);
     xhr.timeout = UPLOAD_TIMEOUT_MS;
     xhr.upload.onprogress = (e) => onProgress && e.lengthComputable && onProgress(e.loaded, e.total);

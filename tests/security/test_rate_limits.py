@@ -1,0 +1,31 @@
+"""Per-client upload limits: a flood meets 429 before its body is read, while other farmers still get 201.
+No client was ever refused before: 0 × 429 in every run of the tester's floods."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from pestid.serving.app import create_app
+from tests.security.test_inputs import _stored
+from tests.serving.conftest import jpeg, make_settings
+
+
+def _send(client: TestClient, seed: int, device: str | None = None):
+    headers = {"Device-Key": device} if device else {}
+    return client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(seed), "image/jpeg"))], headers=headers)
+
+
+def test_a_device_and_an_address_meet_their_limits_and_others_do_not(tiny_model, tmp_path):
+    settings = make_settings(tiny_model, tmp_path / "data", upload_rate_per_device="3/minute",
+                             upload_rate_per_address="5/minute")  # fmt: skip
+    app = create_app(settings)
+    with TestClient(app, client=("10.0.0.1", 40000)) as flooder:
+        assert [_send(flooder, k, "phone-aaaaaaaa").status_code for k in range(4)] == [201, 201, 201, 429]
+        refused = _send(flooder, 9, "phone-aaaaaaaa")
+        assert refused.json()["code"] == "too_many_uploads" and 0 < int(refused.headers["retry-after"]) <= 60
+        # another phone behind the same address: the address's looser limit still holds the flood
+        assert [_send(flooder, 10 + k, "phone-bbbbbbbb").status_code for k in range(3)] == [201, 201, 429]
+        assert _send(flooder, 20).status_code == 429  # no device key: the address limit alone
+        farmer = TestClient(app, client=("10.0.0.2", 40000))
+        assert _send(farmer, 30, "phone-cccccccc").status_code == 201  # someone else is served
+        assert _stored(flooder)[0] == 6
