@@ -30,6 +30,13 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
+def proxy_headers(trusted: str) -> dict[str, object]:
+    """X-Forwarded-For is believed only from the proxies named in ``PESTID_TRUSTED_PROXIES`` (none by default):
+    uvicorn's own default trusts 127.0.0.1, so any local client could forge its address and reset per-address
+    counts with each request."""
+    return {"proxy_headers": bool(trusted.strip()), "forwarded_allow_ips": trusted.strip() or None}
+
+
 def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -59,7 +66,7 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int
                         settings.ops_port, exc.strerror)  # fmt: skip
     config = uvicorn.Config("pestid.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", access_log=False, http=DeadlineProtocol, server_header=False,
-                            timeout_keep_alive=5)  # fmt: skip
+                            timeout_keep_alive=5, **proxy_headers(settings.trusted_proxies))  # fmt: skip
     if workers <= 1:
         uvicorn.Server(config).run()
         return

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     upload_rate_per_address: str = "120/minute;2000/hour"
     upload_rate_per_device: str = "20/minute;300/hour"
     rate_limit_storage: str = "memory://"
+    # Addresses (comma-separated, or CIDR) whose X-Forwarded-For is believed: the nginx in front, never clients.
+    trusted_proxies: str = ""
     uncertain_floor: float = 0.4
     reduced_decode: bool = True  # decode JPEGs at the smallest DCT scale the model needs (preprocess.draft_side)
     ort_threads: int = 0  # 0: the cores divided among the workers

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pestid.serving import accounts
 from pestid.serving.accounts import AccountError, add_user, check_password, reserve, settle
 from pestid.serving.app import create_app
+from tests.conftest import REPO, pestid_serve
 from tests.serving.conftest import make_settings, running
 
 PASSWORD = "correct horse battery"
@@ -130,3 +131,18 @@ def test_weak_passwords_are_refused(password):
 def test_a_passphrase_is_accepted():
     check_password(PASSWORD, "lan")
     check_password("mật khẩu dài", "lan")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_a_forged_forwarded_for_does_not_reset_the_address_count(tiny_model, tmp_path, trusted):
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so a local client could claim a new address
+    with each guess. `pestid serve` believes it only from PESTID_TRUSTED_PROXIES (the nginx in front)."""
+    command = [str(REPO / ".venv/bin/pestid"), "serve", "--model", str(tiny_model)]
+    with pestid_serve(command, tmp_path / "data", cwd=tmp_path, env={"PESTID_TRUSTED_PROXIES": trusted}) as url:
+        answers = [httpx.post(f"{url}/v1/auth/login", json={"username": f"nobody{k}", "password": "wrong guess"},
+                              headers={"X-Forwarded-For": f"203.0.113.{k}"}).status_code for k in range(21)]  # fmt: skip
+    if trusted:  # behind a trusted proxy each forwarded address is its own client: 21 addresses, 1 failure each
+        assert answers == [401] * 21
+    else:  # one real address, whatever it claims: the 21st waits
+        assert answers == [401] * 20 + [429]
