@@ -8,6 +8,8 @@ staged files and files that no row refers to.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import shutil
 import time
@@ -48,8 +50,9 @@ class PhotoStore:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
-    def preview(self, relative: str, longest: int) -> Path:
-        """A JPEG of the stored photo, its longer side at most ``longest``, made once and kept on disk.
+    def preview(self, relative: str, longest: int) -> Path | bytes:
+        """A JPEG of the stored photo, its longer side at most ``longest``, made once and kept on disk; its bytes
+        instead when the disk has no room to keep it (an officer still sees the photo).
 
         Browsers cannot show HEIC and a 12 MP original is slow to load: officers see these instead. They live
         beside the photo folder (``previews/``), not in it, so start-up never takes them for leftovers.
@@ -61,11 +64,17 @@ class PhotoStore:
 
         image = read_image(self.root / relative)
         image.thumbnail((longest, longest))
-        cached.parent.mkdir(parents=True, exist_ok=True)
+        encoded = io.BytesIO()
+        image.save(encoded, format="JPEG", quality=85)
         partial = cached.with_name(f".{uuid.uuid4().hex}.tmp")
         try:
-            image.save(partial, format="JPEG", quality=85)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(encoded.getvalue())
             os.replace(partial, cached)  # whole or not at all, even with two requests making it at once
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return encoded.getvalue()
         finally:
             partial.unlink(missing_ok=True)
         return cached

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from fastapi import Request
@@ -59,9 +60,21 @@ async def handle_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, "http_error", str(exc.detail), str(exc.detail), request_language(request))
 
 
+def disk_full(exc: BaseException) -> bool:
+    """The database or a file could not be written for want of space (SQLite, PostgreSQL or the OS says so)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    errno_ = getattr(exc, "errno", None) or getattr(getattr(exc, "orig", None), "errno", None)
+    return errno_ in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text or "no space left" in text
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    response = problem_response(500, "internal_error", "Lỗi máy chủ, vui lòng thử lại sau.",
-                                "Server error, please try again later.", request_language(request))  # fmt: skip
+    if disk_full(exc):  # sign-in, a verdict, anything that writes: a 507 to retry later, not a 500
+        response = problem_response(507, "storage_full", "Máy chủ hết chỗ lưu; chưa lưu được gì. Hãy thử lại sau.",
+                                    "The server is out of storage; nothing was saved. Try again later.",
+                                    request_language(request))  # fmt: skip
+    else:
+        response = problem_response(500, "internal_error", "Lỗi máy chủ, vui lòng thử lại sau.",
+                                    "Server error, please try again later.", request_language(request))  # fmt: skip
     # The server drops the connection after an unhandled error: say so, or the client's next request is reset.
     response.headers["Connection"] = "close"
     # This answer is made outside the middleware that adds the security headers (Starlette's outermost layer).

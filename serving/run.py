@@ -30,13 +30,6 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
-def proxy_headers(trusted: str) -> dict[str, object]:
-    """X-Forwarded-For is believed only from the proxies named in ``PESTID_TRUSTED_PROXIES`` (none by default):
-    uvicorn's own default trusts 127.0.0.1, so any local client could forge its address and reset per-address
-    counts with each request."""
-    return {"proxy_headers": bool(trusted.strip()), "forwarded_allow_ips": trusted.strip() or None}
-
-
 def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -64,9 +57,12 @@ def serve(*, model: str, host: str = "127.0.0.1", port: int = 8000, workers: int
         except OSError as exc:  # metrics are not worth refusing farmers for: say so and serve
             log.warning("no operations listener on %s:%d (%s); set PESTID_OPS_PORT", settings.ops_host,
                         settings.ops_port, exc.strerror)  # fmt: skip
+    # X-Forwarded-For is believed only from PESTID_TRUSTED_PROXIES (none by default): uvicorn's own default
+    # trusts 127.0.0.1, so a local client could forge its address and reset per-address counts with each request.
     config = uvicorn.Config("pestid.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", access_log=False, http=DeadlineProtocol, server_header=False,
-                            timeout_keep_alive=5, **proxy_headers(settings.trusted_proxies))  # fmt: skip
+                            timeout_keep_alive=5, proxy_headers=bool(settings.trusted_proxies.strip()),
+                            forwarded_allow_ips=settings.trusted_proxies.strip() or None)  # fmt: skip
     if workers <= 1:
         uvicorn.Server(config).run()
         return

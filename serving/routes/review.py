@@ -222,11 +222,14 @@ def submission_photo(submission_id: str, position: RowId, user: Officer, session
 
 @router.get("/submissions/{submission_id}/photos/{position}/{size}", responses={404: {}})
 def submission_preview(submission_id: str, position: RowId, size: Literal["thumbnail", "large"], user: Officer,
-                       sessions: Sessions, store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
+                       sessions: Sessions, store: Annotated[PhotoStore, Depends(get_photo_store)]) -> Response:  # fmt: skip
     """A JPEG preview of a stored photo (HEIC included), made on first request and cached on disk."""
     photo = _visible_photo(sessions, user, submission_id, position)
-    path = store.preview(photo.path, PREVIEW_SIZES[size])
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    preview = store.preview(photo.path, PREVIEW_SIZES[size])
+    headers = {"Cache-Control": "private, max-age=86400"}
+    if isinstance(preview, bytes):  # the disk had no room to keep it
+        return Response(preview, media_type="image/jpeg", headers=headers)
+    return FileResponse(preview, media_type="image/jpeg", headers=headers)
 
 
 class OutbreakFilter(BaseModel):

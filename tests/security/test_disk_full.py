@@ -72,3 +72,47 @@ def test_photos_are_refused_before_the_disk_is_full_and_readyz_says_so(tiny_mode
         signed = client.post("/v1/auth/login", json={"username": "lan", "password": "ruộng lúa xanh mướt 2026"})
         assert signed.status_code == 200  # the reserve is for the database: officers still sign in and review
         assert _stored(client)[0] == 1
+
+
+def test_a_full_database_disk_is_507_for_sign_in_and_verdicts_and_previews_are_still_served(tiny_model, tmp_path,
+                                                                                            monkeypatch):  # fmt: skip
+    """On SQLite a full disk made sign-in and verdicts 500, and previews 500 on every database."""
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy import event
+
+    password = "ruộng lúa xanh mướt 2026"
+    app = create_app(make_settings(tiny_model, tmp_path / "data"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with app.state.sessions() as session, session.begin():
+            add_user(session, "lan", password, "officer", "Phú Tân")
+        token = client.post("/v1/auth/login", json={"username": "lan", "password": password}).json()["token"]
+        officer = {"Authorization": f"Bearer {token}"}
+        sub = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(5), "image/jpeg"))],
+                          data={"district": "Phú Tân"}).json()["submission_id"]  # fmt: skip
+        engine = app.state.sessions.kw["bind"]
+        full = {"on": True}
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def no_room(conn, cursor, statement, parameters, context, executemany):
+            if full["on"] and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+                raise sqlite3.OperationalError("database or disk is full")
+
+        signed = client.post("/v1/auth/login", json={"username": "lan", "password": password})
+        verdict = client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": "rice_blast"}, headers=officer)
+        assert [signed.status_code, verdict.status_code] == [507, 507]
+        assert signed.json()["code"] == verdict.json()["code"] == "storage_full"
+        assert "content-security-policy" in verdict.headers
+
+        real_write = Path.write_bytes
+
+        def no_space(self: Path, data: bytes) -> int:
+            if self.name.endswith(".tmp"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(self, data)
+
+        monkeypatch.setattr(Path, "write_bytes", no_space)
+        preview = client.get(f"/v1/submissions/{sub}/photos/0/large", headers=officer)
+        assert preview.status_code == 200 and preview.content[:3] == b"\xff\xd8\xff"  # made, shown, not kept
+        full["on"] = False
