@@ -24,7 +24,7 @@ from pestid.serving.model import load_offline, load_served
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
 from pestid.serving.photos import PhotoStore
-from pestid.serving.ratelimit import UploadLimits
+from pestid.serving.ratelimit import FairSlots, InFlight, UploadLimits
 from pestid.serving.receipts import receipt_key
 from pestid.serving.routes import health, identify, model, pages, review, submissions
 from pestid.serving.routes.pages import STATIC
@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url="/openapi.json" if public else None)  # fmt: skip
     app.state.settings = settings
     app.state.model = None
-    app.state.decode_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # decoded photos held at once
+    # decoded photos held at once, one client at most half of them (a 62 MP HEIC has no reduced decode)
+    app.state.decode_slots = FairSlots(settings.threads_per_worker, per_client=settings.threads_per_worker // 2)
+    app.state.in_flight = InFlight(settings.uploads_at_once_per_address)
     app.state.hash_slots = threading.BoundedSemaphore(settings.threads_per_worker)  # argon2 verifications at once
     app.state.upload_limits = UploadLimits(settings.upload_rate_per_address, settings.upload_rate_per_device,
                                            settings.rate_limit_storage)  # fmt: skip

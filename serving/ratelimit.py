@@ -10,7 +10,11 @@ several replicas, count in nginx (``limit_req`` in ``deploy/``) or in a shared s
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from limits import RateLimitItem, parse_many, storage, strategies
 
@@ -41,6 +45,56 @@ def device_key(header: str | None) -> str | None:
     if header and len(header) <= DEVICE_KEY_MAX and header.isascii() and header.isprintable():
         return header
     return None
+
+
+class FairSlots:
+    """The decode slots, shared fairly: one client holds at most ``per_client`` of them at a time, so a client
+    sending huge photos (a 62 MP HEIC has no reduced decode) waits for its own turn while others decode."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.free = threading.BoundedSemaphore(total)
+        self.per_client = max(1, per_client)
+        self.held: Counter[str] = Counter()
+        self.turn = threading.Condition()
+
+    @contextmanager
+    def __call__(self, client: str) -> Iterator[None]:
+        with self.turn:
+            while self.held[client] >= self.per_client:
+                self.turn.wait()
+            self.held[client] += 1
+        try:
+            with self.free:
+                yield
+        finally:
+            with self.turn:
+                self.held[client] -= 1
+                if not self.held[client]:
+                    del self.held[client]
+                self.turn.notify_all()
+
+
+class InFlight:
+    """Uploads being handled now, per address (one worker's event loop, so no lock): past the cap, 429. Waiting
+    uploads hold worker threads, and one address must not hold them all."""
+
+    def __init__(self, per_address: int) -> None:
+        self.per_address = per_address
+        self.now: Counter[str] = Counter()
+
+    @contextmanager
+    def enter(self, address: str) -> Iterator[bool]:
+        """Yields whether this upload may go ahead."""
+        if self.now[address] >= self.per_address:
+            yield False
+            return
+        self.now[address] += 1
+        try:
+            yield True
+        finally:
+            self.now[address] -= 1
+            if not self.now[address]:
+                del self.now[address]
 
 
 # The environment a load benchmark gives `pestid serve`: it measures the service, not its per-client limits.

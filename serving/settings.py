@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     upload_rate_per_address: str = "120/minute;2000/hour"
     upload_rate_per_device: str = "20/minute;300/hour"
     rate_limit_storage: str = "memory://"
+    uploads_at_once_per_address: int = 8  # per worker: uploads one address may have in flight together
     # Addresses (comma-separated, or CIDR) whose X-Forwarded-For is believed: the nginx in front, never clients.
     trusted_proxies: str = ""
     uncertain_floor: float = 0.4

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
@@ -140,7 +140,7 @@ def digests(files: list[UploadedFile]) -> list[str]:
 
 def accept_photos(
     files: list[UploadedFile], hashes: list[str], max_pixels: int, prepare: Callable[[Image.Image], np.ndarray],
-    slots: threading.Semaphore, min_side: int | None = None,
+    slots: Callable[[], AbstractContextManager[None]], min_side: int | None = None,
 ) -> tuple[list[AcceptedPhoto], np.ndarray]:  # fmt: skip
     """Decode every photo (off the event loop) into the model's input; the first bad one refuses the submission.
 
@@ -153,7 +153,7 @@ def accept_photos(
             raise Problem(415, "wrong_content_type", f"Ảnh {index + 1} có kiểu {upload.content_type}, không phải ảnh.",
                           f"Photo {index + 1} has type {upload.content_type}, not an image.", photo=index)  # fmt: skip
         data = bytes(upload.data)
-        with slots:
+        with slots():  # this client's share of the decode slots (ratelimit.FairSlots)
             try:
                 image = decode_image(data, max_pixels=max_pixels, min_side=min_side)
             except ImageDecodeError as exc:
@@ -219,6 +219,23 @@ REPLAY = {"description": "A retry with the same key and request: the first answe
           "model": IdentifyResponse, "headers": {"Idempotent-Replayed": {"schema": {"type": "string"}}}}  # fmt: skip
 
 
+async def upload_turn(request: Request) -> AsyncIterator[str]:
+    """This client's turn to upload, before a byte of the body is read: within its rates (``UploadLimits``) and
+    its share of uploads in flight (``InFlight``). Yields the client's address."""
+    address = request.client.host if request.client else "unknown"
+    wait = request.app.state.upload_limits.wait(address, device_key(request.headers.get("device-key")))
+    if wait:
+        raise Problem(429, "too_many_uploads", f"Gửi quá nhiều ảnh trong thời gian ngắn; hãy gửi lại sau {wait} giây.",
+                      f"Too many uploads in a short time; send again in {wait} s.", retry_after_s=wait,
+                      headers={"Retry-After": str(wait)})  # fmt: skip
+    with request.app.state.in_flight.enter(address) as allowed:
+        if not allowed:
+            raise Problem(429, "too_many_at_once", "Đang gửi quá nhiều ảnh cùng lúc; hãy chờ ảnh trước gửi xong.",
+                          "Too many uploads at once; wait for the earlier ones to finish.", retry_after_s=2,
+                          headers={"Retry-After": "2"})  # fmt: skip
+        yield address
+
+
 @router.post("/identify", status_code=201, response_model=IdentifyResponse, openapi_extra={"requestBody": IDENTIFY_BODY},
              responses={200: REPLAY, **problems(400, 408, 413, 415, 422, 429, 503, 507)})  # fmt: skip
 async def identify(
@@ -227,14 +244,9 @@ async def identify(
     settings: Annotated[Settings, Depends(settings_dep)],
     sessions: Annotated[sessionmaker, Depends(get_sessions)],
     store: Annotated[PhotoStore, Depends(get_photo_store)],
+    address: Annotated[str, Depends(upload_turn)],
 ) -> JSONResponse:
     lang = request_language(request)
-    address = request.client.host if request.client else "unknown"
-    wait = request.app.state.upload_limits.wait(address, device_key(request.headers.get("device-key")))
-    if wait:  # before a byte of the body is read
-        raise Problem(429, "too_many_uploads", f"Gửi quá nhiều ảnh trong thời gian ngắn; hãy gửi lại sau {wait} giây.",
-                      f"Too many uploads in a short time; send again in {wait} s.", retry_after_s=wait,
-                      headers={"Retry-After": str(wait)})  # fmt: skip
     files, fields = await read_multipart(request, max_files=settings.max_photos, max_file_bytes=settings.max_upload_bytes,
                                          max_field_bytes=settings.max_field_bytes)  # fmt: skip
     if not files:
@@ -251,7 +263,7 @@ async def identify(
     batcher: MicroBatcher | None = request.app.state.batcher
     with batcher.expecting() if batcher else nullcontext():
         photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels,
-                                                 model.predictor.prepare, request.app.state.decode_slots,
+                                                 model.predictor.prepare, partial(request.app.state.decode_slots, address),
                                                  draft_side(model.predictor.contract.preprocess)
                                                  if settings.reduced_decode else None)  # fmt: skip
     probs = fuse(await batcher.probabilities(model.predictor, inputs) if batcher

@@ -29,3 +29,50 @@ def test_a_device_and_an_address_meet_their_limits_and_others_do_not(tiny_model,
         farmer = TestClient(app, client=("10.0.0.2", 40000))
         assert _send(farmer, 30, "phone-cccccccc").status_code == 201  # someone else is served
         assert _stored(flooder)[0] == 6
+
+
+def test_one_client_holds_at_most_its_share_of_the_decode_slots():
+    """Five 62 MP HEICs per request on 4 connections used to take every decode slot: a farmer's single photo
+    waited 5.3 s (p50 23 ms without them). A client now holds at most its share; others decode meanwhile."""
+    import threading
+
+    from pestid.serving.ratelimit import FairSlots
+
+    slots = FairSlots(total=2, per_client=1)
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def hold(client: str, started: threading.Event | None = None) -> None:
+        with slots(client):
+            order.append(client)
+            if started:
+                started.set()
+            release.wait(5)
+
+    first = threading.Thread(target=hold, args=("abuser", inside))
+    first.start()
+    inside.wait(5)
+    second = threading.Thread(target=hold, args=("abuser",))  # its own share is taken: it waits
+    second.start()
+    farmer = threading.Thread(target=hold, args=("farmer",))  # a slot is free for someone else
+    farmer.start()
+    deadline = threading.Event()
+    for _ in range(100):
+        if order == ["abuser", "farmer"]:
+            break
+        deadline.wait(0.02)
+    assert order == ["abuser", "farmer"]
+    release.set()
+    for t in (first, second, farmer):
+        t.join(5)
+    assert order == ["abuser", "farmer", "abuser"] and not slots.held
+
+
+def test_uploads_in_flight_per_address_are_capped():
+    from pestid.serving.ratelimit import InFlight
+
+    flights = InFlight(per_address=2)
+    with flights.enter("a") as one, flights.enter("a") as two, flights.enter("a") as three, flights.enter("b") as other:
+        assert (one, two, three, other) == (True, True, False, True)
+    with flights.enter("a") as again:
+        assert again and not flights.now["b"]
