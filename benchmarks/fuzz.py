@@ -200,6 +200,10 @@ def bad_requests(count: int, rng: random.Random) -> list[tuple[str, dict]]:
         "bad date": lambda: _multipart([(photo, "image/jpeg")], {"date": rng.choice([b"2026-13-40", b"yesterday"])}),
         "unknown field": lambda: _multipart([(photo, "image/jpeg")], {"colour": b"red"}),
         "no photos": lambda: _multipart([], {"commune": b"x"}),
+        "NUL in a field": lambda: _multipart([(photo, "image/jpeg")],
+                                             {rng.choice(["district", "commune", "note"]): "Phú Tân\x00".encode()}),
+        "unlisted district": lambda: _multipart([(photo, "image/jpeg")], {"district": "Phu\u200b Tan x".encode()}),
+        "padded photo": lambda: _multipart([(photo + bytes(rng.randint(1, 2_000_000)), "image/jpeg")]),
     }  # fmt: skip
     other: dict[str, object] = {
         "bad token": lambda: {"method": "GET", "url": "/v1/review/queue",
@@ -214,6 +218,19 @@ def bad_requests(count: int, rng: random.Random) -> list[tuple[str, dict]]:
                               "headers": {"Content-Type": "application/json"}},
         "wrong method": lambda: {"method": rng.choice(["PUT", "DELETE", "PATCH"]), "url": "/v1/identify"},
         "reused key": lambda: {"method": "POST", "url": "/v1/identify", "reused": True},
+        "non-ASCII receipt": lambda: {"method": "GET", "url": f"/v1/submissions/{uuid.uuid4().hex}",
+                                      "headers": {"Receipt": "biên nhận".encode()}},
+        "NUL in JSON": lambda: {"method": "POST", "url": "/v1/auth/login",
+                                "json": {"username": "lan\x00", "password": "x\x00"}},
+        "NUL in path or query": lambda: {"method": "GET", "url": rng.choice(["/v1/species?q=%00", "/v1/submissions/a%00b",
+                                         "/v1/review/queue?district=Ph%C3%BA%00", "/v1/species/rice%00blast"])},
+        "huge path integer": lambda: {"method": rng.choice(["GET", "POST"]), "url": rng.choice([
+            "/v1/review/undo/99999999999999999999999", "/v1/review/undo/2147483648",
+            "/v1/submissions/x/photos/9223372036854775808", "/v1/submissions/x/photos/2147483648/large"]),
+            "headers": {"Authorization": "Bearer nope"}},
+        "large JSON body": lambda: {"method": "POST", "url": "/v1/auth/login", "content": b'{"username": "'
+                                    + b"a" * rng.choice([70_000, 2_000_000]) + b'"}',
+                                    "headers": {"Content-Type": "application/json"}},
     }  # fmt: skip
     names = [*kinds, *other, "byte-flipped body"]
     out = []
@@ -311,14 +328,15 @@ def good_latency(url: str, n: int = 20) -> float:
     return float(np.percentile(times, 50))
 
 
-def fuzz(model: Path, work: Path, count: int) -> bool:
-    print(f"\n## fuzz: {count} bad requests + raw HTTP abuse, pestid serve --workers 2 (SQLite)")
+def fuzz(model: Path, work: Path, count: int, database_url: str | None = None) -> bool:
+    name = "PostgreSQL" if database_url else "SQLite"
+    print(f"\n## fuzz: {count} bad requests + raw HTTP abuse, pestid serve --workers 2 ({name})")
     rng = random.Random(0)
     requests = bad_requests(count, rng)
-    data = work / "fuzz"
-    with server(model, data) as (url, process):
+    data = work / f"fuzz-{name.lower()}"
+    with server(model, data, database_url=database_url) as (url, process):
         baseline = good_latency(url)
-        before, _, _ = stored(data)
+        before, _, _ = stored(data, database_url)
         start = time.perf_counter()
         statuses, hangs, created = asyncio.run(send_all(url, requests, 16, _multipart([(_jpeg(7), "image/jpeg")])))
         raw = raw_http_abuse(url, rng, 350)
@@ -328,7 +346,7 @@ def fuzz(model: Path, work: Path, count: int) -> bool:
             after_ok = after.status_code
             created.append(after.json().get("submission_id"))
         peaks = {pid: peak_mb(pid) for pid in workers_of(process)}
-    ids, photo_rows, files = stored(data)
+    ids, photo_rows, files = stored(data, database_url)
     new = ids - before
     total = sum(sum(c.values()) for c in statuses.values())
     five = {name: sum(n for code, n in c.items() if code >= 500) for name, c in statuses.items()}
@@ -476,7 +494,14 @@ def main() -> None:
     phases = args.only or ["fuzz", "load", "kill"]
     verdicts = {}
     if "fuzz" in phases:
-        verdicts["fuzz"] = fuzz(model, work, args.requests)
+        from tests.conftest import throwaway_postgres
+
+        verdicts["fuzz sqlite"] = fuzz(model, work, args.requests)
+        if args.postgres_url:
+            verdicts["fuzz postgresql"] = fuzz(model, work, args.requests, args.postgres_url)
+        else:
+            with throwaway_postgres() as url:
+                verdicts["fuzz postgresql"] = fuzz(model, work, args.requests, url)
     if "load" in phases:
         print(
             f"\n## load: {args.concurrency} concurrent uploads (1–2 photos, every fifth retried with its key), "

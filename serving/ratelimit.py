@@ -98,4 +98,8 @@ class InFlight:
 
 
 # The environment a load benchmark gives `pestid serve`: it measures the service, not its per-client limits.
-LOAD_TEST_ENV = {"PESTID_UPLOAD_RATE_PER_ADDRESS": "1000000/second", "PESTID_UPLOAD_RATE_PER_DEVICE": "1000000/second"}
+LOAD_TEST_ENV = {
+    "PESTID_UPLOAD_RATE_PER_ADDRESS": "1000000/second",
+    "PESTID_UPLOAD_RATE_PER_DEVICE": "1000000/second",
+    "PESTID_UPLOADS_AT_ONCE_PER_ADDRESS": "100000",
+}
