@@ -61,23 +61,25 @@ HANG_S = 30.0
 
 
 @contextmanager
-def server(model: Path, data: Path, *, workers: int = 2, database_url: str | None = None, fresh: bool = True):
-    """`pestid serve` in its own process group; yields (base URL, process)."""
+def server(model: Path, data: Path, *, workers: int = 2, database_url: str | None = None, fresh: bool = True,
+           limits: bool = False, checkout: Path = REPO):  # fmt: skip
+    """`pestid serve` in its own process group; yields (base URL, process). ``limits``: keep the per-client
+    upload limits as shipped (load tests lift them); ``checkout``: serve another checkout's code (a before)."""
     port, ops = serving_benchmark._free_port(), serving_benchmark._free_port()
     env = {
         **os.environ,
         "PESTID_DATA_DIR": str(data),
         "PESTID_LOG_JSON": "false",
         "PESTID_OPS_PORT": str(ops),
-        **LOAD_TEST_ENV,
+        **({} if limits else LOAD_TEST_ENV),
     }
     if database_url:
         env["PESTID_DATABASE_URL"] = database_url
     data.mkdir(parents=True, exist_ok=True)
     log = (data.parent / f"{data.name}-server.log").open("ab")
-    process = subprocess.Popen([str(REPO / ".venv/bin/pestid"), "serve", "--model", str(model), "--workers",
-                                str(workers), "--port", str(port)], env=env, cwd=REPO, stdout=log, stderr=log,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "pestid.cli", "serve", "--model", str(model),
+                                "--workers", str(workers), "--port", str(port)], env=env, cwd=checkout, stdout=log,
+                               stderr=log, start_new_session=True)  # fmt: skip
     try:
         serving_benchmark.wait_ready(f"http://127.0.0.1:{port}/readyz", process)
         yield f"http://127.0.0.1:{port}", process

@@ -27,8 +27,8 @@ class Settings(BaseSettings):
     storage_reserve_bytes: int = 1024**3
     # Photo uploads per client (serving/ratelimit.py; the limits library's notation): the address is looser, since
     # many farmers share a mobile carrier's address. memory:// counts per worker; redis://… shares the count.
-    upload_rate_per_address: str = "120/minute;2000/hour"
-    upload_rate_per_device: str = "20/minute;300/hour"
+    upload_rate_per_address: str = "60/minute;1000/hour"
+    upload_rate_per_device: str = "30/minute;300/hour"
     rate_limit_storage: str = "memory://"
     uploads_at_once_per_address: int = 8  # per worker: uploads one address may have in flight together
     # Addresses (comma-separated, or CIDR) whose X-Forwarded-For is believed: the nginx in front, never clients.
