@@ -237,6 +237,6 @@ def _box_end(data: bytes) -> int | None:
                 break
             size = int.from_bytes(data[pos + 8 : pos + 16], "big")
         if size < 8 or pos + size > n:
-            break
+            return None  # a box that says it is longer than the file: not what we can trim, kept whole
         pos += size
     return pos or None

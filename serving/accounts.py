@@ -95,11 +95,13 @@ def _keys(username: str, address: str) -> tuple[str, str]:
 def _reserve_one(session: Session, key: str, now: datetime) -> tuple[int, int, datetime | None, datetime | None]:
     """Count one attempt in flight on ``key``, atomically; (in flight, failures, first and last failure) after."""
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stale = LoginCounter.reserved_at < now - STALE_RESERVATION
+    # reserved_at is when the oldest attempt still in flight began: a worker killed mid-hash leaves its count, which
+    # expires STALE_RESERVATION after that, however many later attempts keep arriving (and are refused).
+    fresh = or_(LoginCounter.reserved_at < now - STALE_RESERVATION, LoginCounter.in_flight <= 0)
     statement = (insert(LoginCounter).values(key=key, in_flight=1, reserved_at=now, failures=0)
                  .on_conflict_do_update(index_elements=[LoginCounter.key],
-                                        set_={"in_flight": case((stale, 1), else_=LoginCounter.in_flight + 1),
-                                              "reserved_at": now})
+                                        set_={"in_flight": case((fresh, 1), else_=LoginCounter.in_flight + 1),
+                                              "reserved_at": case((fresh, now), else_=LoginCounter.reserved_at)})
                  .returning(LoginCounter.in_flight, LoginCounter.failures, LoginCounter.first_failure_at, LoginCounter.last_failure_at))  # fmt: skip
     in_flight, failures, first, last = session.execute(statement).one()
     return in_flight, failures, _aware(first) if first else None, _aware(last) if last else None

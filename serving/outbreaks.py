@@ -46,7 +46,9 @@ def outbreak_counts(
     ``scope``: the reader's districts; ``group``: organisms or groups by id or by a name in either language, with
     or without diacritics ("ray", "Các loài rầy", "planthoppers"): their reports and their members';
     ``district``: one district; ``weeks``: the last so many weeks up to ``today``. A submission that repeats an
-    approved one (``Submission.duplicate_of``) is the same report and is counted once.
+    approved one (``Submission.duplicate_of``) with the same organism in the same district is the same report and is
+    counted once; one approved as another organism (a shared photo beside new ones), or sent from another district,
+    is a report of its own.
     """
     catalogue = load_catalogue()
     query = select(Submission).where(Submission.status == ReviewStatus.approved)
@@ -56,12 +58,13 @@ def outbreak_counts(
         query = query.where(Submission.district == district)
     wanted = set(catalogue.resolve(group)) if group else None
     approved = list(session.scalars(query))
-    counted = {sub.id for sub in approved}
+    reported = {sub.id: (sub.final_label or sub.predicted_label, sub.district) for sub in approved}
     counts: Counter[tuple[date, str, str]] = Counter()
     for sub in approved:
-        if sub.duplicate_of in counted:
-            continue
         species = sub.final_label or sub.predicted_label
+        if sub.duplicate_of is not None and reported.get(sub.duplicate_of) == (species, sub.district):
+            continue  # the same photo of the same organism in the same district, approved before: one report
+
         if wanted is not None and wanted.isdisjoint([species, *(g.id for g in catalogue.ancestors(species))]):
             continue
         counts[(week_of(sub), (sub.district if by == "district" else sub.commune) or "—", species)] += 1
@@ -70,7 +73,8 @@ def outbreak_counts(
     for (monday, place, species), reports in sorted(counts.items()):
         if first is not None and monday < first:
             continue
-        before = [counts.get((monday - timedelta(weeks=k), place, species), 0) for k in range(1, RISE_BASELINE + 1)]
+        before = [counts.get((monday - timedelta(weeks=k), place, species), 0) for k in range(1, RISE_BASELINE + 1)
+                  if monday > date.min + timedelta(weeks=k)]  # fmt: skip
         rising = reports >= RISE_MIN and reports >= RISE_FACTOR * (sum(before) / RISE_BASELINE)
         org = catalogue.get(species)
         rows.append({"week": iso_week(monday), by: place, "species": species, "name_vi": org.name_vi,

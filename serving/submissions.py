@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pestid.hashing import from_hex, hamming, phash, sha256_bytes, to_hex
+from pestid.hashing import dihedral_variants, from_hex, hamming, phash, sha256_bytes, to_hex
 from pestid.imaging import image_end
 from pestid.serving.db import Photo, Submission, _id, retry_locked, writing
 from pestid.serving.photos import PhotoStore
@@ -107,24 +107,27 @@ def find_by_key(session: Session, key: str | None, fingerprint: str | None) -> S
 
 
 # A near-identical photo: at most this many of the perceptual hash's 64 bits differ (a re-saved, re-sized or
-# re-compressed copy differs by 0–2); looked for among the same district's photos of the last DUPLICATE_WINDOW.
+# re-compressed copy differs by 0–2), mirrored or turned included; looked for among the same district's latest
+# DUPLICATE_RECENT photos of the last DUPLICATE_WINDOW, so the cost per upload stays bounded as a district fills.
 NEAR_BITS = 4
 DUPLICATE_WINDOW = timedelta(days=30)
+DUPLICATE_RECENT = 5000
 
 
 def find_duplicate(session: Session, photos: list[AcceptedPhoto], district: str | None, now: datetime) -> str | None:
     """The earliest submission this one repeats: one with a byte-identical photo (sha256, anywhere, any time), or
-    with a near-identical one (perceptual hash) from the same district in the last 30 days. An officer still sees
-    both; outbreaks count them once (``outbreaks.outbreak_counts``)."""
+    with a near-identical one (perceptual hash, under any flip or quarter turn) among the same district's recent
+    photos. An officer still sees both; outbreaks count them once (``outbreaks.outbreak_counts``)."""
     same = select(Photo.submission_id).where(Photo.sha256.in_([p.sha256 for p in photos]))
     candidates = set(session.scalars(same))
     recent = (select(Photo.submission_id, Photo.phash).join(Submission, Submission.id == Photo.submission_id)
               .where(Submission.created_at >= now - DUPLICATE_WINDOW, Photo.phash.is_not(None),
-                     Submission.district == district if district else Submission.district.is_(None)))  # fmt: skip
+                     Submission.district == district if district else Submission.district.is_(None))
+              .order_by(Submission.created_at.desc()).limit(DUPLICATE_RECENT))  # fmt: skip
     rows = [(sid, h) for sid, h in session.execute(recent) if h]
     if rows:
         theirs = from_hex([h for _, h in rows])
-        ours = from_hex([p.phash for p in photos])
+        ours = dihedral_variants(from_hex([p.phash for p in photos])).ravel()  # 8 forms of each of ours
         near = (hamming(theirs[:, None], ours[None, :]) <= NEAR_BITS).any(axis=1)
         candidates.update(rows[i][0] for i in np.flatnonzero(near))
     if not candidates:
@@ -146,12 +149,13 @@ def store_submission(
     response = {**response, "submission_id": submission_id}
     try:
         staged.extend(store.stage(p.data) for p in photos)  # inside the try: a full disk midway leaves nothing
+        with sessions() as session:  # read before the write lock: the scan must not hold other writers up
+            repeats = find_duplicate(session, photos, observation.district, created)
 
         def transaction() -> None:
             # Short: the rows are written first (waiting for the write lock here, where a retry is safe),
             # then the staged files are moved into place and the transaction commits.
             with writing(sessions) as session:
-                repeats = find_duplicate(session, photos, observation.district, created)
                 row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label,
                                  confidence=confidence, model_version=model_version, response=response, lang=lang,
                                  status=ReviewStatus.pending_review, request_hash=fingerprint, duplicate_of=repeats,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import date
+from datetime import date, timedelta
 from functools import partial
 from typing import Annotated, Any
 
@@ -44,6 +44,7 @@ ACCEPTED_TYPES = ("image/", "application/octet-stream")
 # A stored photo's bytes are bounded by its pixels: an uncompressed RGBA image needs 4 a pixel, and 1 MB more
 # leaves room for the largest EXIF and colour profiles. Padding after the image is cut first (``image_end``).
 MAX_BYTES_PER_PIXEL = 4
+OLDEST_OBSERVATION = timedelta(days=365)  # a photo kept on a phone for months still counts; year 1 does not
 BYTES_SLACK = 1_000_000
 
 
@@ -93,6 +94,10 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
             observed_on = date.fromisoformat(fields["date"].strip())
         except ValueError:
             raise _bad_field("date", "dạng YYYY-MM-DD", "use YYYY-MM-DD") from None
+        today = date.today()
+        if not today - OLDEST_OBSERVATION <= observed_on <= today + timedelta(days=1):  # a day's slack for time zones
+            raise _bad_field("date", "không thể là ngày trong tương lai hoặc quá một năm trước",
+                             "it cannot be in the future or more than a year ago")  # fmt: skip
     stage = fields.get("crop_stage", "").strip() or None
     if stage is not None and stage not in CROP_STAGES:
         raise _bad_field(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pestid.catalogue import load_catalogue
-from pestid.errors import CatalogueError
+from pestid.errors import CatalogueError, ImageDecodeError
 from pestid.serving.accounts import district_scope, login, logout, reserve, settle
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
@@ -225,7 +225,11 @@ def submission_preview(submission_id: str, position: RowId, size: Literal["thumb
                        sessions: Sessions, store: Annotated[PhotoStore, Depends(get_photo_store)]) -> Response:  # fmt: skip
     """A JPEG preview of a stored photo (HEIC included), made on first request and cached on disk."""
     photo = _visible_photo(sessions, user, submission_id, position)
-    preview = store.preview(photo.path, PREVIEW_SIZES[size])
+    try:
+        preview = store.preview(photo.path, PREVIEW_SIZES[size])
+    except ImageDecodeError:  # stored, but no preview can be made of it: the original is still there
+        raise Problem(422, "unreadable_photo", "Không tạo được ảnh xem trước; hãy mở ảnh gốc.",
+                      "No preview can be made of this photo; open the original.") from None  # fmt: skip
     headers = {"Cache-Control": "private, max-age=86400"}
     if isinstance(preview, bytes):  # the disk had no room to keep it
         return Response(preview, media_type="image/jpeg", headers=headers)
@@ -240,6 +244,9 @@ class OutbreakFilter(BaseModel):
 
 
 def _outbreaks(user: User, sessions: sessionmaker, where: OutbreakFilter) -> list[dict[str, object]]:
+    if where.group and not load_catalogue().resolve(where.group):  # a typo is not "no outbreaks"
+        raise Problem(422, "unknown_group", f"Không có loài hay nhóm loài nào tên '{where.group}'.",
+                      f"No organism or group is called '{where.group}'.")  # fmt: skip
     with sessions() as session:
         return outbreak_counts(session, by=where.by, scope=district_scope(user), group=where.group,
                                district=where.district and (canonical_district(where.district) or where.district), weeks=where.weeks)  # fmt: skip

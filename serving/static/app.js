@@ -128,6 +128,12 @@ function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// Today on the phone's own calendar (YYYY-MM-DD): an early-morning photo in Vietnam is still yesterday in UTC.
+function localDay() {
+  const now = new Date();
+  return [now.getFullYear(), now.getMonth() + 1, now.getDate()].map((n) => String(n).padStart(2, "0")).join("-");
+}
+
 // This phone's own random id: the server's per-device upload limit counts it (serving/ratelimit.py), so
 // farmers who share a carrier's address do not share a limit.
 function deviceKey() {
@@ -400,7 +406,9 @@ async function render() {
   if (turn !== rendering) return;
   if (shown) shown = stored.find((r) => r.id === shown.id && !r.deleting) || null;
   renderCard();
-  const records = stored.filter((r) => !r.deleting).sort((a, b) => (a.created < b.created ? 1 : -1));
+  // newest news first: a verdict that just arrived or changed lifts its observation to the top
+  const latest = (r) => (r.heard && r.heard > r.created ? r.heard : r.created);
+  const records = stored.filter((r) => !r.deleting).sort((a, b) => (latest(a) < latest(b) ? 1 : -1));
   const t = TEXT[lang];
   thumbnails.forEach((u) => URL.revokeObjectURL(u));
   thumbnails = [];
@@ -631,18 +639,25 @@ async function ask(record) {
 }
 
 const ASK_EVERY_MS = 10 * 60 * 1000;
-const ASK_REVIEWED_MS = 24 * 3600 * 1000; // a verdict seldom changes (a senior settling a dispute): once a day
+// An officer may undo or change a verdict (a slip, a senior settling a dispute): a recent one is asked again like a
+// pending one (on start-up, on reconnecting, every 10 minutes); one older than two weeks is settled, asked daily.
+const ASK_SETTLED_MS = 24 * 3600 * 1000;
+const SETTLED_AFTER_MS = 14 * 24 * 3600 * 1000;
 async function refreshVerdicts(force) {
   for (const record of await DB.all()) {
     if (!["sent", "reviewed"].includes(record.state) || !record.receipt) continue;
     const known = record.server && record.server.vi && record.server.en;
     const since = Date.now() - (record.asked || 0);
-    if (known && record.state === "reviewed" ? since < ASK_REVIEWED_MS : !force && since < ASK_EVERY_MS) continue;
+    const settled = known && record.state === "reviewed" && Date.now() - Date.parse(record.created) > SETTLED_AFTER_MS;
+    if (settled ? since < ASK_SETTLED_MS : !force && since < ASK_EVERY_MS) continue;
     const server = await ask(record);
     if (server === undefined) return; // offline again: next time
     await update(record.id, (r) => {
       r.asked = Date.now();
-      if (server) Object.assign(r, { server, state: server.vi.verdict ? "reviewed" : "sent" });
+      if (!server) return;
+      const before = JSON.stringify((r.server && r.server.vi && r.server.vi.verdict) || null);
+      if (JSON.stringify(server.vi.verdict || null) !== before) r.heard = new Date().toISOString(); // news: on top
+      Object.assign(r, { server, state: server.vi.verdict ? "reviewed" : "sent" });
     });
   }
 }
@@ -676,10 +691,13 @@ async function submit(record) {
     if (record.state === "waiting" && record.error !== "cancelled") { // meanwhile, the phone's own answer
       record = (await identifyOnPhone(record).catch(() => null)) || record;
     }
-    reveal(record);
+    shown = record;
+    renderCard();
   } finally {
     $("progress-block").hidden = true;
     $("send").disabled = photos.length === 0;
+    // scrolled once the progress block above it is gone, or the card's first line ends up above the screen
+    if (shown === record) $("result").scrollIntoView({ behavior: "smooth", block: "start" });
     if (record.state === "waiting") sendLater();
     else flush(); // asks the server's state of the new observation, in both languages
   }
@@ -688,8 +706,9 @@ async function submit(record) {
 $("form").addEventListener("submit", async (event) => {
   event.preventDefault();
   if (photos.length === 0 || current !== null) return;
+  localStorage.setItem("pestid.place", JSON.stringify({ district: $("district").value, commune: $("commune").value }));
   const fields = { district: $("district").value, commune: $("commune").value.trim(),
-                   date: new Date().toISOString().slice(0, 10) };
+                   date: localDay() };
   if (location_) Object.assign(fields, { latitude: location_.latitude.toFixed(6), longitude: location_.longitude.toFixed(6) });
   const record = { id: randomKey(), key: randomKey(), created: new Date().toISOString(), lang, fields, state: "waiting",
                    photos: photos.map((p) => p.blob), names: photos.map((p) => p.name),
@@ -757,6 +776,10 @@ async function start() {
     const response = await fetch("/static/districts.json");
     districts = (await response.json()).districts;
     $("district").append(...districts.map((d) => new Option(d.name, d.name)));
+    let place = {}; // the farmer's field rarely moves: the last place sent is offered again
+    try { place = JSON.parse(localStorage.getItem("pestid.place") || "{}") || {}; } catch (err) { place = {}; }
+    if (districts.some((d) => d.name === place.district)) $("district").value = place.district;
+    if (typeof place.commune === "string" && !$("commune").value) $("commune").value = place.commune;
   } catch (err) { districts = []; }
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.addEventListener("message", (event) => event.data === "flush" && flush());

@@ -146,3 +146,18 @@ def test_a_forged_forwarded_for_does_not_reset_the_address_count(tiny_model, tmp
         assert answers == [401] * 21
     else:  # one real address, whatever it claims: the 21st waits
         assert answers == [401] * 20 + [429]
+
+
+def test_attempts_left_in_flight_by_a_killed_worker_expire_however_many_are_refused(service):
+    """A worker killed while hashing leaves its attempts counted; each refused retry used to refresh their age, so
+    the address stayed throttled for as long as the officer kept trying."""
+    sessions = service.app.state.sessions
+    start = datetime.now(UTC)
+    with sessions() as session, session.begin():
+        for _ in range(5):  # five sign-ins hashing when the worker died: reserved, never settled
+            assert reserve(session, "lan", "10.0.0.7", now=start) == 0
+    for minute in (0.5, 1.0, 1.5):  # the officer keeps trying, as told
+        with sessions() as session, session.begin():
+            assert reserve(session, "lan", "10.0.0.7", now=start + timedelta(minutes=minute)) > 0
+    with sessions() as session, session.begin():
+        assert reserve(session, "lan", "10.0.0.7", now=start + accounts.STALE_RESERVATION + timedelta(seconds=1)) == 0

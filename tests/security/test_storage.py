@@ -78,3 +78,18 @@ def test_bytes_inside_the_image_are_bounded_by_its_pixels(service):
     refused = service.post("/v1/identify", files=[("photos", ("p.jpg", stuffed, "image/jpeg"))])
     assert refused.status_code == 413 and refused.json()["code"] == "photo_larger_than_its_pixels"
     assert _stored(service) == (0, 0)
+
+
+def test_a_box_longer_than_the_file_is_kept_whole_not_cut_to_its_header(service):
+    """A HEIC whose mdat box claims more bytes than the file has was cut to its 370-byte header: stored
+    undecodable, its preview a 500."""
+    image = _encoded("HEIF")
+    pos = 0
+    while image[pos + 4 : pos + 8] != b"mdat":  # the top-level boxes up to mdat
+        pos += int.from_bytes(image[pos : pos + 4], "big")
+    lying = image[:pos] + (len(image) - pos + 1000).to_bytes(4, "big") + image[pos + 4 :]
+    sent = service.post("/v1/identify", files=[("photos", ("p.heic", lying, "image/heic"))])
+    if sent.status_code == 201:  # the decoder took it: then it is stored whole, and previewed or refused, not 500
+        assert _stored_bytes(service) == [lying]
+    else:
+        assert sent.status_code == 422

@@ -43,7 +43,8 @@ ONE_STATE = """() => { const card = document.getElementById("result");
 STORED = """() => new Promise(r => { const q = indexedDB.open("pestid"); q.onsuccess = () => {
     const g = q.result.transaction("observations").objectStore("observations").getAll();
     g.onsuccess = () => r(g.result.sort((a, b) => a.created < b.created ? -1 : 1).map(o => ({state: o.state,
-        deleting: Boolean(o.deleting), submission_id: o.submission_id || null, photos: o.photos.length}))); }; })"""  # fmt: skip
+        deleting: Boolean(o.deleting), submission_id: o.submission_id || null, photos: o.photos.length,
+        id: o.id}))); }; })"""  # fmt: skip
 
 
 def _one_state(page, state: str, timeout_s: float = 30.0) -> dict:
@@ -188,8 +189,8 @@ def _sent_ids(page, count: int) -> list[str]:
 
 
 def _row(page, index: int):
-    """The index-th observation sent (oldest first) in "my photos" (newest first)."""
-    return page.locator("#mine li").nth(page.locator("#mine li").count() - 1 - index)
+    """The row of the index-th observation sent (oldest first) in "my photos", wherever news has put it."""
+    return page.locator(f'#mine li[data-id="{page.evaluate(STORED)[index]["id"]}"]')
 
 
 def test_officer_verdicts_read_as_confirmed_or_corrected_with_the_officers_advice_in_each_language(browser, tmp_path):

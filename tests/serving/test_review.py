@@ -302,7 +302,8 @@ def _sent(client, data: bytes, **fields) -> str:
 
 def test_the_same_photo_twice_is_one_report_and_the_officer_sees_both(review_app):
     """A byte-identical photo (sha256) and a re-saved one (perceptual hash) repeat the first submission: both
-    stay in the queue, marked, and the outbreak table counts the three approvals once. Another photo is new."""
+    stay in the queue, marked, and the outbreak table counts the three approvals once. Another photo is new, and
+    so is a repeat that officers approve as another organism (a shared photo beside new ones)."""
     client, tokens = review_app()
     original = jpeg(11)
     first = _sent(client, original, district="Phú Tân")
@@ -320,6 +321,11 @@ def test_the_same_photo_twice_is_one_report_and_the_officer_sees_both(review_app
     rows = client.get("/v1/outbreaks", params={"district": "Phú Tân"}, headers=tokens["an"]).json()
     assert [(r["species"], r["reports"]) for r in rows] == [("brown_planthopper", 2)]  # the photo once, the other once
 
+    client.post(f"/v1/review/{again}", json={"action": "relabel", "label": "rice_blast"}, headers=tokens["an"])
+    rows = client.get("/v1/outbreaks", params={"district": "Phú Tân"}, headers=tokens["an"]).json()
+    assert sorted((r["species"], r["reports"]) for r in rows) == [("brown_planthopper", 2), ("rice_blast", 1)]
+    client.post(f"/v1/review/{again}", json={"action": "relabel", "label": "brown_planthopper"}, headers=tokens["an"])
+
     client.post(f"/v1/review/{first}", json={"action": "reject", "reason": "blurry"}, headers=tokens["an"])
     rows = client.get("/v1/outbreaks", params={"district": "Phú Tân"}, headers=tokens["an"]).json()
     assert [r["reports"] for r in rows] == [3]  # the first set aside: its repeats count (once each, as sent)
@@ -333,6 +339,8 @@ def test_outbreaks_filter_by_a_group_named_in_either_language(review_app, group)
         client.post(f"/v1/review/{sub}", json={"action": "relabel", "label": label}, headers=tokens["an"])
     rows = client.get("/v1/outbreaks", params={"group": group}, headers=tokens["an"]).json()
     assert sorted(r["species"] for r in rows) == ["brown_planthopper", "whitebacked_planthopper"]
+    typo = client.get("/v1/outbreaks", params={"group": "xyz"}, headers=tokens["an"])
+    assert typo.status_code == 422 and typo.json()["code"] == "unknown_group"  # a typo is not "no outbreaks"
 
 
 def test_times_carry_their_offset_and_a_correction_is_told_as_one(review_app):
