@@ -310,9 +310,12 @@ def test_the_same_photo_twice_is_one_report_and_the_officer_sees_both(review_app
     again = _sent(client, original, district="Phú Tân", note="gửi lại")  # another key, the same bytes
     resaved = _sent(client, jpeg_bytes(Image.open(io.BytesIO(original)), quality=60), district="Phú Tân")
     other = _sent(client, jpeg(12), district="Phú Tân")
+    mirrored = _sent(client, jpeg_bytes(Image.open(io.BytesIO(original)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+                     district="Phú Tân")  # fmt: skip
     elsewhere = _sent(client, jpeg_bytes(Image.open(io.BytesIO(original)), quality=70), district="Chợ Mới")
     queue = {item["id"]: item for item in client.get("/v1/review/queue", headers=tokens["chi"]).json()}
-    assert [queue[s]["duplicate_of"] for s in (first, again, resaved, other)] == [None, first, first, None]
+    assert [queue[s]["duplicate_of"] for s in (first, again, resaved, other, mirrored)] == [None, first, first,
+                                                                                             None, first]  # fmt: skip
     assert queue[elsewhere]["duplicate_of"] is None  # near-identical is looked for within a district only
     assert all(item["photo_count"] == 1 for item in queue.values())
 
