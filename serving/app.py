@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pestid.serving import problems
+from pestid.serving import STATIC, problems
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
@@ -27,7 +27,6 @@ from pestid.serving.photos import PhotoStore
 from pestid.serving.ratelimit import FairSlots, InFlight, UploadLimits
 from pestid.serving.receipts import receipt_key
 from pestid.serving.routes import health, identify, model, pages, review, submissions
-from pestid.serving.routes.pages import STATIC
 from pestid.serving.settings import Settings, get_settings
 from pestid.serving.submissions import referenced_paths
 

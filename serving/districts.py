@@ -13,7 +13,7 @@ import unicodedata
 from functools import lru_cache
 
 from pestid.catalogue import fold
-from pestid.serving.routes.pages import STATIC
+from pestid.serving import STATIC
 
 NEAREST_WITHIN_KM = 25  # as the farmer page's GPS button
 
