@@ -22,6 +22,8 @@ ALWAYS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(self), geolocation=(self), microphone=(), payment=()"),
+    # once a browser has reached the service over HTTPS it never falls back to HTTP (ignored over plain HTTP)
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 ]
 
 

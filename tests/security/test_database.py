@@ -49,7 +49,7 @@ def test_a_locked_database_is_retried_and_other_errors_are_not(monkeypatch):
 
 
 def test_an_upload_waits_for_another_writer_and_many_at_once_all_land(tiny_model, tmp_path):
-    settings = make_settings(tiny_model, tmp_path / "data")
+    settings = make_settings(tiny_model, tmp_path / "data", uploads_at_once_per_address=100)  # 24 at once, one address
     with TestClient(create_app(settings)) as client:
         other = sqlite3.connect(settings.data_dir / "pestid.db", isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock for a second

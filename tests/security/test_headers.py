@@ -52,6 +52,7 @@ def test_every_answer_carries_the_security_headers(service):
         assert answer.headers["x-content-type-options"] == "nosniff", name
         assert answer.headers["x-frame-options"] == "DENY", name
         assert answer.headers["referrer-policy"] == "no-referrer", name
+        assert answer.headers["strict-transport-security"].startswith("max-age=31536000"), name
         assert "server" not in answer.headers, name
     assert answers["created"].headers["cache-control"] == "no-store"
     assert answers["static"].headers["cache-control"] == "no-cache"

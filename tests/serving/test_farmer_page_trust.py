@@ -43,8 +43,8 @@ ONE_STATE = """() => { const card = document.getElementById("result");
 STORED = """() => new Promise(r => { const q = indexedDB.open("pestid"); q.onsuccess = () => {
     const g = q.result.transaction("observations").objectStore("observations").getAll();
     g.onsuccess = () => r(g.result.sort((a, b) => a.created < b.created ? -1 : 1).map(o => ({state: o.state,
-        deleting: Boolean(o.deleting), submission_id: o.submission_id || null, photos: o.photos.length,
-        id: o.id}))); }; })"""  # fmt: skip
+        deleting: Boolean(o.deleting), submission_id: o.submission_id || null, photos: o.photos.length}))); }; })"""  # fmt: skip
+IDS = STORED.replace("({state: o.state,", "({id: o.id, state: o.state,")  # the same, with the phone's own ids
 
 
 def _one_state(page, state: str, timeout_s: float = 30.0) -> dict:
@@ -190,7 +190,7 @@ def _sent_ids(page, count: int) -> list[str]:
 
 def _row(page, index: int):
     """The row of the index-th observation sent (oldest first) in "my photos", wherever news has put it."""
-    return page.locator(f'#mine li[data-id="{page.evaluate(STORED)[index]["id"]}"]')
+    return page.locator(f'#mine li[data-id="{page.evaluate(IDS)[index]["id"]}"]')
 
 
 def test_officer_verdicts_read_as_confirmed_or_corrected_with_the_officers_advice_in_each_language(browser, tmp_path):
