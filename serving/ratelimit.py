@@ -9,6 +9,7 @@ several replicas, count in nginx (``limit_req`` in ``deploy/``) or in a shared s
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -48,26 +49,37 @@ def device_key(header: str | None) -> str | None:
 
 
 class FairSlots:
-    """The decode slots, shared fairly: one client holds at most ``per_client`` of them at a time, so a client
-    sending huge photos (a 62 MP HEIC has no reduced decode) waits for its own turn while others decode."""
+    """The decode slots, handed out fairly: a freed slot goes to the waiting client holding the fewest slots, the
+    earliest of them first, and one client holds at most ``per_client`` at a time. A plain semaphore let a request
+    with five 62 MP HEICs take its slot back for each next photo before a farmer's waiting request woke up."""
 
     def __init__(self, total: int, per_client: int) -> None:
-        self.free = threading.BoundedSemaphore(total)
+        self.free = max(1, total)
         self.per_client = max(1, per_client)
         self.held: Counter[str] = Counter()
+        self.waiting: list[tuple[str, int]] = []
+        self.tickets = itertools.count()
         self.turn = threading.Condition()
+
+    def _next(self) -> tuple[str, int] | None:
+        allowed = [w for w in self.waiting if self.held[w[0]] < self.per_client]
+        return min(allowed, key=lambda w: (self.held[w[0]], w[1])) if allowed else None
 
     @contextmanager
     def __call__(self, client: str) -> Iterator[None]:
         with self.turn:
-            while self.held[client] >= self.per_client:
+            mine = (client, next(self.tickets))
+            self.waiting.append(mine)
+            while not (self.free > 0 and self._next() == mine):
                 self.turn.wait()
+            self.waiting.remove(mine)
+            self.free -= 1
             self.held[client] += 1
         try:
-            with self.free:
-                yield
+            yield
         finally:
             with self.turn:
+                self.free += 1
                 self.held[client] -= 1
                 if not self.held[client]:
                     del self.held[client]

@@ -76,3 +76,40 @@ def test_uploads_in_flight_per_address_are_capped():
         assert (one, two, three, other) == (True, True, False, True)
     with flights.enter("a") as again:
         assert again and not flights.now["b"]
+
+
+def test_a_freed_slot_goes_to_the_waiting_farmer_not_back_to_the_same_request():
+    """A request with five huge photos releases its slot after each and asks again at once: with a plain semaphore
+    it took the slot back before the farmer's waiting thread woke (measured: the farmer's p50 15× slower)."""
+    import threading
+
+    from pestid.serving.ratelimit import FairSlots
+
+    slots = FairSlots(total=1, per_client=1)
+    holding, go, order = threading.Event(), threading.Event(), []
+
+    def abuser() -> None:
+        for k in range(3):  # photo after photo, no pause between them
+            with slots("abuser"):
+                order.append(f"abuser{k}")
+                if k == 0:
+                    holding.set()
+                    go.wait(5)
+
+    def farmer() -> None:
+        with slots("farmer"):
+            order.append("farmer")
+
+    first = threading.Thread(target=abuser)
+    first.start()
+    holding.wait(5)
+    second = threading.Thread(target=farmer)
+    second.start()
+    for _ in range(100):  # the farmer is waiting for the slot
+        if slots.waiting:
+            break
+        threading.Event().wait(0.01)
+    go.set()
+    first.join(5)
+    second.join(5)
+    assert order[:2] == ["abuser0", "farmer"], order
