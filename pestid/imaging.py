@@ -30,6 +30,7 @@ DEFAULT_MAX_PIXELS = 64_000_000  # a 50 MP phone photo passes; bombs do not
 # Longer side over shorter side. A phone panorama is about 4:1; a 1×8000 strip is no photo of a pest, and
 # scaling its shorter side up to the model's input would make a 256×2,048,000 image from 117 bytes.
 MAX_ASPECT = 20
+REDUCED_DECODE = ("JPEG", "MPO")  # formats decoded at a reduced DCT scale; the others decode every pixel
 Image.init()
 FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF", "GIF") if f in Image.OPEN)
 
@@ -41,14 +42,16 @@ DECODE_COST = {"RGB": 3, "YCbCr": 3, "L": 4, "1": 4, "P": 8, "RGBA": 7, "LA": 9,
 Image.MAX_IMAGE_PIXELS = None
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None,
+                 max_pixels_full: int | None = None) -> Image.Image:  # fmt: skip
     """Decode image bytes to an upright RGB image, or raise ``ImageDecodeError``.
 
     The returned image's ``format`` is the file's format (``JPEG``, ``PNG``, ``HEIF``, …), and
     ``info["full_size"]`` its upright size in the file. With ``min_side``, a JPEG is decoded at the smallest
     DCT scale (1/2, 1/4, 1/8) whose shorter side still covers ``min_side``: a 12 MP phone photo bound for a
     256 px resize decodes at 1/4 in a fraction of the time. Other formats (HEIC has no reduced decode) decode in
-    full, then are averaged down by the same factor, so that resizing reads 4 to 64 times fewer pixels.
+    full, then are averaged down by the same factor, so that resizing reads 4 to 64 times fewer pixels; with
+    ``max_pixels_full``, such a format (no reduced decode) may have at most that many pixels.
     """
     if not data:
         raise ImageDecodeError("Tệp rỗng.", "The file is empty.", code="empty")
@@ -82,6 +85,14 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         raise ImageDecodeError(
             f"Ảnh quá lớn ({width}×{height} điểm ảnh, tối đa {max_pixels:,} điểm ảnh màu RGB).",
             f"The image is too large ({width}×{height} {image.mode} pixels; at most {max_pixels:,} RGB pixels).",
+            code="too_many_pixels",
+        )
+    if max_pixels_full and image.format not in REDUCED_DECODE and width * height > max_pixels_full:
+        raise ImageDecodeError(
+            f"Ảnh {image.format} quá lớn ({width}×{height}); hãy chọn ảnh tối đa {max_pixels_full // 1_000_000} "
+            "megapixel trong cài đặt máy ảnh, hoặc chụp JPEG.",
+            f"The {image.format} photo is too large ({width}×{height}); choose at most "
+            f"{max_pixels_full // 1_000_000} megapixels in the camera settings, or JPEG.",
             code="too_many_pixels",
         )
     try:

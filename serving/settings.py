@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 15 * 1024 * 1024  # per photo
     max_photos: int = 5
     max_pixels: int = 64_000_000
+    # HEIC, PNG, WebP… have no reduced decode: each pixel costs, so fewer are allowed (a 24 MP phone HEIC passes;
+    # five 62 MP HEICs a request starved every farmer's upload)
+    max_pixels_full_decode: int = 25_000_000
     max_field_bytes: int = 4096  # each metadata field
     # Kept free on the photo disk: below it new photos are 507 (before the disk is full for the database too),
     # /readyz says "storage_low" and an alert is logged.

@@ -145,7 +145,7 @@ def digests(files: list[UploadedFile]) -> list[str]:
 
 def accept_photos(
     files: list[UploadedFile], hashes: list[str], max_pixels: int, prepare: Callable[[Image.Image], np.ndarray],
-    slots: Callable[[], AbstractContextManager[None]], min_side: int | None = None,
+    slots: Callable[[], AbstractContextManager[None]], min_side: int | None = None, max_pixels_full: int | None = None,
 ) -> tuple[list[AcceptedPhoto], np.ndarray]:  # fmt: skip
     """Decode every photo (off the event loop) into the model's input; the first bad one refuses the submission.
 
@@ -160,7 +160,7 @@ def accept_photos(
         data = bytes(upload.data)
         with slots():  # this client's share of the decode slots (ratelimit.FairSlots)
             try:
-                image = decode_image(data, max_pixels=max_pixels, min_side=min_side)
+                image = decode_image(data, max_pixels=max_pixels, min_side=min_side, max_pixels_full=max_pixels_full)
             except ImageDecodeError as exc:
                 status = 413 if exc.code == "too_many_pixels" else 422
                 raise Problem(status, exc.code, f"Ảnh {index + 1}: {exc.message_vi}",
@@ -270,7 +270,8 @@ async def identify(
         photos, inputs = await run_in_threadpool(accept_photos, files, hashes, settings.max_pixels,
                                                  model.predictor.prepare, partial(request.app.state.decode_slots, address),
                                                  draft_side(model.predictor.contract.preprocess)
-                                                 if settings.reduced_decode else None)  # fmt: skip
+                                                 if settings.reduced_decode else None,
+                                                 settings.max_pixels_full_decode)  # fmt: skip
     probs = fuse(await batcher.probabilities(model.predictor, inputs) if batcher
                  else await run_in_threadpool(model.predictor.probabilities_of, inputs))  # fmt: skip
     contract = model.predictor.contract

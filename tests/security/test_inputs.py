@@ -193,3 +193,22 @@ def test_outbreaks_of_the_earliest_weeks_still_count():
                                observed_on=date(1, 1, 3)))  # fmt: skip  # stored before dates were bounded
     with sessions() as session:
         assert [r["reports"] for r in outbreak_counts(session)] == [1]
+
+
+def test_a_format_without_reduced_decode_has_a_lower_pixel_budget(tiny_model, tmp_path):
+    """Five 62 MP HEICs a request starved every farmer's upload: HEIC, PNG, WebP… decode every pixel, so they may
+    have at most PESTID_MAX_PIXELS_FULL_DECODE (25 M); a JPEG is decoded at a reduced scale and keeps 64 M."""
+    settings = make_settings(tiny_model, tmp_path / "data", max_pixels_full_decode=1_000_000)
+    with TestClient(create_app(settings)) as client:
+        big_png = client.post("/v1/identify", files=[("photos", ("a.png", _png(1100, 1000), "image/png"))])
+        assert big_png.status_code == 413 and big_png.json()["code"] == "too_many_pixels"
+        assert "megapixel" in big_png.json()["detail_en"]
+        buffer = io.BytesIO()
+        Image.new("RGB", (1100, 1000), (90, 140, 70)).save(buffer, format="JPEG")
+        assert (
+            client.post("/v1/identify", files=[("photos", ("a.jpg", buffer.getvalue(), "image/jpeg"))]).status_code
+            == 201
+        )
+        assert (
+            client.post("/v1/identify", files=[("photos", ("b.png", _png(900, 1000), "image/png"))]).status_code == 201
+        )
