@@ -99,6 +99,18 @@ def _abuser(url: str, stop: threading.Event, make: callable, statuses: Counter[i
                 statuses[0] += 1
 
 
+def _run_for(threads: list[threading.Thread], stop: threading.Event, seconds: float) -> float:
+    """Start the clients, let them run for ``seconds``, stop and join them; returns the wall time."""
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def padded_flood(model: Path, work: Path, seconds: float, checkout: Path, label: str) -> None:
     photo = _tiny_jpeg()
     body = photo + bytes(PADDED_TO - len(photo))
@@ -109,14 +121,7 @@ def padded_flood(model: Path, work: Path, seconds: float, checkout: Path, label:
                                                           abuse)) for _ in range(4)]  # fmt: skip
         farmer_bytes: list[int] = []
         threads.append(threading.Thread(target=_farmer, args=(url, stop, times, farmer, 2.0, farmer_bytes)))
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        time.sleep(seconds)
-        stop.set()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - start
+        wall = _run_for(threads, stop, seconds)
     stored = _stored_bytes(data) - sum(farmer_bytes)  # the abuser's, the farmers' photos being stored whole
     rate = stored / wall
     fill = TWO_GB / rate if rate else float("inf")
@@ -161,12 +166,7 @@ def heic_abuse(model: Path, work: Path, seconds: float, checkout: Path, label: s
         make = lambda: [("photos", (f"h{k}.heic", heic, "image/heic")) for k in range(5)]  # noqa: E731
         threads = [threading.Thread(target=_abuser, args=(url, stop, make, abuse)) for _ in range(4)]
         threads.append(threading.Thread(target=_farmer, args=(url, stop, during, farmer, 0.2)))
-        for t in threads:
-            t.start()
-        time.sleep(seconds)
-        stop.set()
-        for t in threads:
-            t.join()
+        _run_for(threads, stop, seconds)
     p50_alone, p50_during = statistics.median(alone), statistics.median(during) if during else float("inf")
     print(f"| {label} | {p50_alone:.0f} ms ({len(alone)}) | {p50_during:.0f} ms ({len(during)} done, "
           f"{dict(farmer)}) | {p50_during / p50_alone:.1f}× | {dict(abuse)} |")  # fmt: skip

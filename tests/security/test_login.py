@@ -29,15 +29,12 @@ def service(tiny_model, tmp_path):
         yield client
 
 
-def _login(client: TestClient, name: str, password: str):
-    return client.post("/v1/auth/login", json={"username": name, "password": password})
-
-
-def test_an_account_is_locked_after_five_failures_even_for_the_right_password(service, monkeypatch):
-    hashed = []
+def count_hashing(monkeypatch) -> list[int]:
+    """Counts argon2 work from now on: one entry per password hashed or verified."""
+    hashed: list[int] = []
     real = accounts._hasher
 
-    class Counting:  # counts argon2 work
+    class Counting:
         def hash(self, password: str) -> str:
             hashed.append(1)
             return real.hash(password)
@@ -47,6 +44,15 @@ def test_an_account_is_locked_after_five_failures_even_for_the_right_password(se
             return real.verify(digest, password)
 
     monkeypatch.setattr(accounts, "_hasher", Counting())
+    return hashed
+
+
+def _login(client: TestClient, name: str, password: str):
+    return client.post("/v1/auth/login", json={"username": name, "password": password})
+
+
+def test_an_account_is_locked_after_five_failures_even_for_the_right_password(service, monkeypatch):
+    hashed = count_hashing(monkeypatch)
     assert [_login(service, "lan", f"wrong {k}").status_code for k in range(5)] == [401] * 5
     locked = _login(service, "lan", PASSWORD)
     assert locked.status_code == 429 and locked.json()["code"] == "too_many_attempts"
@@ -82,23 +88,11 @@ def test_the_officers_own_address_signs_in_while_another_is_locked(service):
 def test_a_hundred_concurrent_guesses_hash_at_most_five(tiny_model, tmp_path, monkeypatch):
     """99 wrong passwords and the right one sent at once from one address: the count is taken atomically before
     hashing (it used to hash 77–84 of them, and let the right one in). The officer's known device still signs in."""
-    hashed = []
-    real = accounts._hasher
-
-    class Counting:
-        def hash(self, password: str) -> str:
-            hashed.append(1)
-            return real.hash(password)
-
-        def verify(self, digest: str, password: str) -> bool:
-            hashed.append(1)
-            return real.verify(digest, password)
-
     app = create_app(make_settings(tiny_model, tmp_path / "data"))
     with running(app) as url:
         with app.state.sessions() as session, session.begin():
             add_user(session, "lan", PASSWORD, "officer", "Phú Tân")
-        monkeypatch.setattr(accounts, "_hasher", Counting())
+        hashed = count_hashing(monkeypatch)
         passwords = [f"wrong guess {k}" for k in range(99)]
         passwords.insert(50, PASSWORD)
         with httpx.Client(base_url=url, timeout=60) as client, ThreadPoolExecutor(max_workers=100) as pool:
