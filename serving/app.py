@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +24,7 @@ from pestid.serving.memory import return_freed_memory
 from pestid.serving.model import load_offline, load_served
 from pestid.serving.model_refresh import watching
 from pestid.serving.observability import RequestContext, configure_logging, log
-from pestid.serving.photos import PhotoStore
+from pestid.serving.photos import PhotoStorage, PhotoStore
 from pestid.serving.ratelimit import FairSlots, InFlight, UploadLimits
 from pestid.serving.receipts import receipt_key
 from pestid.serving.routes import health, identify, model, pages, review, submissions
@@ -31,17 +32,29 @@ from pestid.serving.settings import Settings, get_settings
 from pestid.serving.submissions import referenced_paths
 
 
-def open_storage(settings: Settings, *, orphan_grace_s: float) -> tuple[Engine, sessionmaker, PhotoStore, int]:
+def open_photo_store(settings: Settings) -> PhotoStorage:
+    """The photo store ``PESTID_PHOTO_STORE`` names: a bucket (``s3://…``) or a local folder."""
+    if settings.photo_bucket:
+        from pestid.serving.photos_s3 import S3PhotoStore  # boto3 is loaded only by those who use it
+
+        return S3PhotoStore(settings.photo_bucket, endpoint_url=settings.s3_endpoint_url,
+                            window_days=settings.orphan_window_days)  # fmt: skip
+    return PhotoStore(settings.photo_dir)
+
+
+def open_storage(settings: Settings, *, orphan_grace_s: float) -> tuple[Engine, sessionmaker, PhotoStorage, int]:
     """The database at its newest schema and the photo store, with crash leftovers older than the grace removed.
 
     ``pestid serve`` calls it once with no grace before any worker starts, when nothing can be in flight;
-    each worker calls it again with the grace, because a restarted worker has siblings mid-commit.
+    each worker calls it again with the grace, because a restarted worker has siblings mid-commit. A bucket
+    always keeps the grace: other replicas' workers write there too, whatever this one knows.
     """
     engine = make_engine(settings.resolved_database_url)
     migrate(engine, lock=settings.data_dir / ".migrate.lock")
     sessions = session_factory(engine)
-    photos = PhotoStore(settings.photo_dir)
-    removed = photos.reconcile(referenced_paths(sessions), min_age_s=orphan_grace_s)
+    photos = open_photo_store(settings)
+    grace = max(orphan_grace_s, settings.orphan_grace_s) if settings.photo_bucket else orphan_grace_s
+    removed = photos.reconcile(partial(referenced_paths, sessions), min_age_s=grace)
     return engine, sessions, photos, removed
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from pestid.serving.accounts import user_for_token
 from pestid.serving.db import User
 from pestid.serving.model import LoadedModel, OfflineModel
-from pestid.serving.photos import PhotoStore
+from pestid.serving.photos import PhotoStorage
 from pestid.serving.problems import Problem
 from pestid.serving.settings import Settings, get_settings
 from pestid.vocabulary import RANK
@@ -47,7 +47,7 @@ def get_sessions(request: Request) -> sessionmaker:
     return request.app.state.sessions
 
 
-def get_photo_store(request: Request) -> PhotoStore:
+def get_photo_store(request: Request) -> PhotoStorage:
     return request.app.state.photos
 
 

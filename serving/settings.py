@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     offline_model: str | None = None  # the farmer page's INT8 copy; default: MODEL.int8.onnx beside the model
     mlflow_tracking_uri: str = "sqlite:///mlflow.db"
     data_dir: Path = Path("data/serving")
+    # Where photos and their previews live: a folder (default: DATA_DIR/photos, previews beside it), or
+    # s3://BUCKET/PREFIX in any S3-compatible store, with credentials as boto3 finds them (AWS_ACCESS_KEY_ID and
+    # AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws, an instance role).
+    photo_store: str | None = None
+    s3_endpoint_url: str | None = None  # e.g. http://127.0.0.1:8333 (SeaweedFS); none: AWS, or AWS_ENDPOINT_URL_S3
     database_url: str | None = None  # default: SQLite in data_dir
     max_upload_bytes: int = 15 * 1024 * 1024  # per photo
     max_photos: int = 5
@@ -26,7 +31,7 @@ class Settings(BaseSettings):
     max_pixels_full_decode: int = 25_000_000
     max_field_bytes: int = 4096  # each metadata field
     # Kept free on the photo disk: below it new photos are 507 (before the disk is full for the database too),
-    # /readyz says "storage_low" and an alert is logged.
+    # /readyz says "storage_low" and an alert is logged. A local photo folder only: a bucket has no disk of ours.
     storage_reserve_bytes: int = 1024**3
     # Photo uploads per client (serving/ratelimit.py; the limits library's notation): the address is looser, since
     # many farmers share a mobile carrier's address. memory:// counts per worker; redis://… shares the count.
@@ -51,6 +56,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     approvals_required: int = Field(default=1, ge=1, le=2)  # agreeing officers needed to approve a label
     orphan_grace_s: float = 600.0  # start-up removes crash leftovers older than this
+    orphan_window_days: int = Field(default=2, ge=1)  # a bucket's start-up lists only this many days back
     model_refresh_s: float = 30.0  # how often a models:/NAME@ALIAS reference is re-resolved; 0 = never
     # Operations (/metrics, /openapi.json) listen on their own address, not the public port;
     # public_operations=true also puts them and /docs on the public port (behind a trusted proxy only).
@@ -63,8 +69,14 @@ class Settings(BaseSettings):
     body_timeout_s: float = 600.0  # the whole body, however it trickles
 
     @property
+    def photo_bucket(self) -> str | None:
+        """The ``s3://…`` URL of the photo store, if it is an object store."""
+        return self.photo_store if self.photo_store and self.photo_store.startswith("s3://") else None
+
+    @property
     def photo_dir(self) -> Path:
-        return self.data_dir / "photos"
+        """The local photo folder (unused when the photos are in a bucket)."""
+        return Path(self.photo_store) if self.photo_store and not self.photo_bucket else self.data_dir / "photos"
 
     @property
     def resolved_database_url(self) -> str:

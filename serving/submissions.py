@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pestid.hashing import dihedral_variants, from_hex, hamming, phash, sha256_bytes, to_hex
 from pestid.imaging import image_end
 from pestid.serving.db import Photo, Submission, _id, retry_locked, writing
-from pestid.serving.photos import PhotoStore
+from pestid.serving.observability import log
+from pestid.serving.photos import PhotoStorage, PhotoStoreUnavailable, Staged, relative_path, submission_of
 from pestid.serving.problems import Problem
 from pestid.vocabulary import ReviewStatus
 
@@ -87,6 +88,12 @@ def request_hash(photo_digests: list[str], observation: Observation) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def store_unavailable() -> Problem:
+    return Problem(503, "storage_unavailable", "Máy chủ tạm thời không lưu được ảnh; ảnh chưa được lưu. Hãy gửi lại sau.",
+                   "The photo store cannot be reached just now; nothing was stored. Send again later.",
+                   headers={"Retry-After": "30"})  # fmt: skip
+
+
 def key_reused() -> Problem:
     return Problem(422, "idempotency_key_reused",
                    "Mã gửi (Idempotency-Key) này đã dùng cho một lần gửi khác; hãy tạo mã mới cho ảnh mới.",
@@ -138,17 +145,19 @@ def find_duplicate(session: Session, photos: list[AcceptedPhoto], district: str 
 
 
 def store_submission(
-    sessions: sessionmaker, store: PhotoStore, *, photos: list[AcceptedPhoto], observation: Observation,
+    sessions: sessionmaker, store: PhotoStorage, *, photos: list[AcceptedPhoto], observation: Observation,
     response: dict[str, Any], decision: str, label: str, confidence: float, model_version: str, lang: str,
     fingerprint: str,
 ) -> tuple[dict[str, Any], bool]:  # fmt: skip
     """Returns (the stored response, whether this call created it)."""
     submission_id, created = _id(), datetime.now(UTC)
-    staged: list[Path] = []
-    placed: list[Path] = []
+    staged: list[Staged] = []
+    placed: list[Staged] = []
     response = {**response, "submission_id": submission_id}
-    try:
-        staged.extend(store.stage(p.data) for p in photos)  # inside the try: a full disk midway leaves nothing
+    paths = [relative_path(created, submission_id, n, FORMATS.get(p.format, UNKNOWN_FORMAT)[0])
+             for n, p in enumerate(photos)]  # fmt: skip
+    try:  # staged inside the try: a full disk or an unreachable store midway leaves nothing
+        staged.extend(store.stage(p.data, path) for p, path in zip(photos, paths, strict=True))
         with sessions() as session:  # read before the write lock: the scan must not hold other writers up
             repeats = find_duplicate(session, photos, observation.district, created)
 
@@ -161,8 +170,6 @@ def store_submission(
                                  status=ReviewStatus.pending_review, request_hash=fingerprint, duplicate_of=repeats,
                                  **asdict(observation))  # fmt: skip
                 session.add(row)
-                paths = [f"{created:%Y/%m}/{submission_id}/{n}.{FORMATS.get(p.format, UNKNOWN_FORMAT)[0]}"
-                         for n, p in enumerate(photos)]  # fmt: skip
                 session.add_all(Photo(submission_id=submission_id, position=n, path=path, sha256=photo.sha256,
                                       content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,
                                       height=photo.height, phash=photo.phash) for n, (photo, path) in enumerate(zip(photos, paths, strict=True)))  # fmt: skip
@@ -180,6 +187,9 @@ def store_submission(
             return existing.response, False
     except OSError as exc:
         store.discard([*staged, *placed])
+        if isinstance(exc, PhotoStoreUnavailable):  # the operator hears why; the phone is told to send again
+            log.warning("photo_store_unavailable", extra={"fields": {"reason": str(exc)}})
+            raise store_unavailable() from None
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise Problem(507, "storage_full", "Máy chủ hết chỗ lưu ảnh; ảnh chưa được lưu. Hãy gửi lại sau.",
                           "The server has no room to store photos; nothing was stored. Send again later.") from None  # fmt: skip
@@ -189,6 +199,16 @@ def store_submission(
         raise
 
 
-def referenced_paths(sessions: sessionmaker) -> set[str]:
+REFERENCED_BATCH = 500  # submission ids in one IN (…): well under every database's limit on parameters
+
+
+def referenced_paths(sessions: sessionmaker, among: Collection[str]) -> set[str]:
+    """Of these photo paths, those a row refers to: asked by their submissions' ids (indexed), a batch at a time,
+    so a reconcile reads the rows of the photos it found, not every photo ever stored."""
+    submissions = sorted({submission_of(path) for path in among})
+    found: set[str] = set()
     with sessions() as session:
-        return set(session.scalars(select(Photo.path)))
+        for start in range(0, len(submissions), REFERENCED_BATCH):
+            batch = submissions[start : start + REFERENCED_BATCH]
+            found.update(session.scalars(select(Photo.path).where(Photo.submission_id.in_(batch))))
+    return found & set(among)

@@ -17,14 +17,14 @@ from pestid.catalogue import load_catalogue
 from pestid.errors import DatasetError, ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
-from pestid.serving.photos import PhotoStore
+from pestid.serving.photos import PhotoStorage
 from pestid.serving.submissions import AcceptedPhoto, Observation, find_by_key, store_submission
 
 MODEL_VERSION = "suspects"
 
 
 def load_suspects(
-    path: str | Path, sessions: sessionmaker, store: PhotoStore, *, limit: int | None = None
+    path: str | Path, sessions: sessionmaker, store: PhotoStorage, *, limit: int | None = None
 ) -> dict[str, int]:
     """Queue the suspects of a CSV (worst first); returns counts of queued, already queued and unreadable."""
     path = Path(path)

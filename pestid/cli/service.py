@@ -71,10 +71,10 @@ def review_load_suspects(
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
 ) -> None:
     """Đưa nhãn nghi sai vào hàng duyệt / queue suspect labels for officers to confirm or correct."""
-    from pestid.serving.photos import PhotoStore
+    from pestid.serving.app import open_photo_store
     from pestid.serving.settings import get_settings
     from pestid.serving.suspects_import import load_suspects
 
-    counts = load_suspects(suspects, _user_sessions(db), PhotoStore(get_settings().photo_dir), limit=limit)
+    counts = load_suspects(suspects, _user_sessions(db), open_photo_store(get_settings()), limit=limit)
     console.print(f"đã đưa vào hàng duyệt / queued {counts['queued']}, already queued {counts['already_queued']}, "
                   f"unreadable {counts['unreadable']}")  # fmt: skip

@@ -24,8 +24,10 @@ def readyz(request: Request) -> JSONResponse:
     if model is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     free, reserve = request.app.state.photos.free_bytes(), request.app.state.settings.storage_reserve_bytes
-    STORAGE_FREE.set(free)
-    if free < reserve:  # new photos would be refused: a balancer sends farmers to a replica with room
+    if free is not None:  # a local photo disk (a bucket has none of ours to fill)
+        STORAGE_FREE.set(free)
+    # below the reserve new photos would be refused: a balancer sends farmers to a replica with room
+    if free is not None and free < reserve:
         storage_low(free, reserve)
         return JSONResponse({"status": "storage_low", "free_bytes": free, "reserve_bytes": reserve}, status_code=503)
     body = {"status": "ready", "model_version": model.version, "precision": model.precision}

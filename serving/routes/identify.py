@@ -29,7 +29,7 @@ from pestid.serving.districts import canonical_district, districts, nearest_dist
 from pestid.serving.inputs import control_characters
 from pestid.serving.language import request_language
 from pestid.serving.model import LoadedModel
-from pestid.serving.photos import PhotoStore
+from pestid.serving.photos import PhotoStorage
 from pestid.serving.problems import Problem
 from pestid.serving.ratelimit import device_key
 from pestid.serving.receipts import receipt_for
@@ -129,9 +129,12 @@ def parse_observation(fields: dict[str, str], header_key: str | None) -> Observa
                        crop_stage=stage, note=fields.get("note", "").strip() or None, idempotency_key=key)  # fmt: skip
 
 
-def check_storage(store: PhotoStore, settings: Settings, incoming: int) -> None:
-    """507 before photos would eat into the disk's reserve, which the database, previews and logs need."""
+def check_storage(store: PhotoStorage, settings: Settings, incoming: int) -> None:
+    """507 before photos would eat into the disk's reserve, which the database, previews and logs need (a local
+    photo folder only: a bucket fills no disk of ours)."""
     free = store.free_bytes()
+    if free is None:
+        return
     obs.STORAGE_FREE.set(free)
     if free - incoming < settings.storage_reserve_bytes:
         obs.storage_low(free, settings.storage_reserve_bytes)
@@ -248,7 +251,7 @@ async def identify(
     model: Annotated[LoadedModel, Depends(get_model)],
     settings: Annotated[Settings, Depends(settings_dep)],
     sessions: Annotated[sessionmaker, Depends(get_sessions)],
-    store: Annotated[PhotoStore, Depends(get_photo_store)],
+    store: Annotated[PhotoStorage, Depends(get_photo_store)],
     address: Annotated[str, Depends(upload_turn)],
 ) -> JSONResponse:
     lang = request_language(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,11 +21,11 @@ from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, req
 from pestid.serving.districts import canonical_district
 from pestid.serving.inputs import INT32_MAX, RowId, Text
 from pestid.serving.outbreaks import outbreak_counts, to_csv
-from pestid.serving.photos import PhotoStore
+from pestid.serving.photos import PhotoStorage, PhotoStoreUnavailable
 from pestid.serving.problems import Problem
 from pestid.serving.review import Verdict, queue, record_verdict, undo
 from pestid.serving.settings import Settings
-from pestid.serving.submissions import media_type
+from pestid.serving.submissions import media_type, store_unavailable
 from pestid.vocabulary import Decision, RejectReason, ReviewStatus, Role
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -212,28 +213,38 @@ def _visible_photo(sessions: sessionmaker, user: User, submission_id: str, posit
     return photo
 
 
+def _sent(found: Path | bytes, kind: str, headers: dict[str, str]) -> Response:
+    """A stored photo or preview as the store gives it: a local file, or bytes from a bucket."""
+    if isinstance(found, bytes):
+        return Response(found, media_type=kind, headers=headers)
+    return FileResponse(found, media_type=kind, headers=headers)
+
+
 @router.get("/submissions/{submission_id}/photos/{position}")
 def submission_photo(submission_id: str, position: RowId, user: Officer, sessions: Sessions,
-                     store: Annotated[PhotoStore, Depends(get_photo_store)]) -> FileResponse:  # fmt: skip
+                     store: Annotated[PhotoStorage, Depends(get_photo_store)]) -> Response:  # fmt: skip
     photo = _visible_photo(sessions, user, submission_id, position)
-    return FileResponse(store.path(photo.path), media_type=media_type(photo.path),
-                        content_disposition_type="inline", filename=photo.path.rsplit("/", 1)[-1])  # fmt: skip
+    try:
+        found = store.original(photo.path)
+    except PhotoStoreUnavailable:
+        raise store_unavailable() from None
+    name = photo.path.rsplit("/", 1)[-1]  # <position>.<extension>: nothing to quote
+    return _sent(found, media_type(photo.path), {"Content-Disposition": f'inline; filename="{name}"'})
 
 
 @router.get("/submissions/{submission_id}/photos/{position}/{size}", responses={404: {}})
 def submission_preview(submission_id: str, position: RowId, size: Literal["thumbnail", "large"], user: Officer,
-                       sessions: Sessions, store: Annotated[PhotoStore, Depends(get_photo_store)]) -> Response:  # fmt: skip
-    """A JPEG preview of a stored photo (HEIC included), made on first request and cached on disk."""
+                       sessions: Sessions, store: Annotated[PhotoStorage, Depends(get_photo_store)]) -> Response:  # fmt: skip
+    """A JPEG preview of a stored photo (HEIC included), made on first request and kept in the store."""
     photo = _visible_photo(sessions, user, submission_id, position)
     try:
         preview = store.preview(photo.path, PREVIEW_SIZES[size])
     except ImageDecodeError:  # stored, but no preview can be made of it: the original is still there
         raise Problem(422, "unreadable_photo", "Không tạo được ảnh xem trước; hãy mở ảnh gốc.",
                       "No preview can be made of this photo; open the original.") from None  # fmt: skip
-    headers = {"Cache-Control": "private, max-age=86400"}
-    if isinstance(preview, bytes):  # the disk had no room to keep it
-        return Response(preview, media_type="image/jpeg", headers=headers)
-    return FileResponse(preview, media_type="image/jpeg", headers=headers)
+    except PhotoStoreUnavailable:
+        raise store_unavailable() from None
+    return _sent(preview, "image/jpeg", {"Cache-Control": "private, max-age=86400"})
 
 
 class OutbreakFilter(BaseModel):
