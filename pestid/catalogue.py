@@ -1,7 +1,9 @@
 """The species catalogue: every organism pestid can name, shipped as package data.
 
 Validated on load: unique ids, parents that exist and are groups, both languages
-present, vector relations that point at diseases.
+present (names, what a farmer sees, advice), a source for every entry, advice the
+project cannot vouch for that sends the farmer to the commune's officer, and vector
+relations that point at diseases.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pestid.errors import CatalogueError
 
@@ -31,9 +33,16 @@ class Category(StrEnum):
     natural_enemy = "natural_enemy"
     healthy = "healthy"
     out_of_scope = "out_of_scope"  # the trained "not a rice pest or disease" class
+    nematode = "nematode"
+    bird = "bird"
+    weed = "weed"
 
 
 DISEASE_CATEGORIES = {Category.fungus, Category.bacterium, Category.virus}
+# Advice the project cannot vouch for sends the farmer to this person, in these words (folded, so any spelling
+# of the diacritics counts), in each language.
+OFFICER_VI = "cán bộ bảo vệ thực vật xã"
+OFFICER_EN = "commune's plant-protection officer"
 
 
 class Organism(BaseModel):
@@ -46,17 +55,34 @@ class Organism(BaseModel):
     name_vi: str
     name_en: str
     scientific: str
+    signs_vi: str  # what a farmer sees in the field: the animal, the plant or the damage
+    signs_en: str
     advice_vi: str
     advice_en: str
+    # False: the project cannot vouch for the advice, which then tells the farmer to ask the commune's officer
+    advice_vouched: bool = False
+    source: str  # where the facts come from, by name ("IRRI Rice Knowledge Bank", "Cục Bảo vệ thực vật")
+    source_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     vector_of: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # what people also call it, in either language ("nhện" for the hunting spiders)
 
-    @field_validator("name_vi", "name_en", "scientific", "advice_vi", "advice_en")
+    @field_validator("name_vi", "name_en", "scientific", "signs_vi", "signs_en", "advice_vi", "advice_en", "source")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _unvouched_advice_names_the_officer(self) -> Organism:
+        if self.advice_vouched:
+            return self
+        if fold(OFFICER_VI) not in fold(self.advice_vi) or OFFICER_EN not in self.advice_en.replace("’", "'"):
+            raise ValueError(
+                f"the advice of '{self.id}' is not vouched for (advice_vouched: false), so it must send the farmer "
+                f"to the officer in both languages: '{OFFICER_VI}' in advice_vi and '{OFFICER_EN}' in advice_en"
+            )
+        return self
 
     @property
     def is_natural_enemy(self) -> bool:

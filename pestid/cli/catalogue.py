@@ -36,7 +36,10 @@ def catalogue_show(organism_id: str) -> None:
         ("id", o.id), ("khoa học / scientific", o.scientific), ("nhóm / category", o.category.value),
         ("nhóm cha / parent", f"{parent.name_vi} / {parent.name_en}" if parent else "—"),
         ("truyền bệnh / vector of", ", ".join(o.vector_of) or "—"),
+        ("dấu hiệu", o.signs_vi), ("signs", o.signs_en),
         ("khuyến cáo", o.advice_vi), ("advice", o.advice_en),
+        ("đã kiểm chứng / vouched", "có / yes" if o.advice_vouched else "không: hỏi cán bộ xã / no: ask the commune"),
+        ("nguồn / source", o.source + (f" ({o.source_url})" if o.source_url else "")),
     ):  # fmt: skip
         table.add_row(key, value)
     out.print(table)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pestid.catalogue import Category, load_catalogue, parse_catalogue
+from pestid.catalogue import OFFICER_EN, OFFICER_VI, Category, fold, load_catalogue, parse_catalogue
 from pestid.cli import app
 from pestid.errors import CatalogueError
 
@@ -61,8 +61,12 @@ ENTRY = """
     name_vi: Rầy
     name_en: hopper
     scientific: X y
+    signs_vi: Con rầy nhỏ ở gốc lúa.
+    signs_en: A small hopper at the base of the plant.
     advice_vi: Không phun.
     advice_en: {advice_en}
+    advice_vouched: true
+    source: IRRI Rice Knowledge Bank
 """
 
 
@@ -175,3 +179,37 @@ def test_search_puts_species_before_their_group():
     found = load_catalogue().search("ray")
     kinds = [o.kind for o in found]
     assert "group" in kinds and kinds.index("group") > max(i for i, k in enumerate(kinds) if k == "organism")
+
+
+def test_every_entry_has_both_languages_signs_advice_and_a_source():
+    for org in load_catalogue():
+        for text in (org.name_vi, org.name_en, org.signs_vi, org.signs_en, org.advice_vi, org.advice_en, org.source):
+            assert text.strip(), org.id
+        assert org.signs_vi != org.signs_en and org.advice_vi != org.advice_en, org.id  # two languages, not one twice
+        assert fold(org.advice_vi) != org.advice_vi.casefold(), org.id  # Vietnamese carries its diacritics
+
+
+def test_unvouched_advice_sends_the_farmer_to_the_commune_officer_in_both_languages():
+    unvouched = [org for org in load_catalogue() if not org.advice_vouched]
+    assert len(unvouched) > 40  # most advice is general practice an officer should confirm
+    for org in unvouched:
+        assert fold(OFFICER_VI) in fold(org.advice_vi), org.id
+        assert OFFICER_EN in org.advice_en, org.id
+
+
+def test_unvouched_advice_that_does_not_name_the_officer_is_refused():
+    entry = ENTRY.format(id="a", advice_en="Spray.").replace("    advice_vouched: true\n", "")
+    with pytest.raises(CatalogueError, match="commune's plant-protection officer"):
+        parse_catalogue("organisms:" + entry)
+    officer = entry.replace("Không phun.", "Hỏi cán bộ bảo vệ thực vật xã.").replace(
+        "Spray.", "Ask your commune's plant-protection officer."
+    )
+    assert not parse_catalogue("organisms:" + officer).get("a").advice_vouched
+
+
+@pytest.mark.parametrize("missing", ["signs_vi", "signs_en", "source"])
+def test_an_entry_without_signs_or_a_source_is_refused(missing):
+    entry = "".join(line + "\n" for line in ENTRY.format(id="a", advice_en="x").splitlines()
+                    if not line.strip().startswith(f"{missing}:"))  # fmt: skip
+    with pytest.raises(CatalogueError, match=missing):
+        parse_catalogue("organisms:" + entry)
