@@ -187,6 +187,14 @@ class Catalogue:
     def children_of(self, group_id: str) -> list[Organism]:
         return [o for o in self if o.parent == group_id]
 
+    def counts_by_category(self) -> dict[Category, tuple[int, int]]:
+        """Per category, in the catalogue's order of categories: how many organisms and how many groups."""
+        counts = {category: (0, 0) for category in Category}
+        for org in self:
+            organisms, groups = counts[org.category]
+            counts[org.category] = (organisms, groups + 1) if org.kind == "group" else (organisms + 1, groups)
+        return counts
+
     def search(self, text: str) -> list[Organism]:
         """Organisms whose id, any name or alias contains ``text``, ranked as people look: an exact name first, then
         a name starting with the text, then one with a word starting with it, then any other match; species before

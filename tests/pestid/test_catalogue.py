@@ -84,7 +84,8 @@ def test_catalogue_matches_the_ids_written_in_domain_md():
 def test_vectors_point_at_the_diseases_they_carry():
     cat = load_catalogue()
     assert set(cat.get("brown_planthopper").vector_of) == {"grassy_stunt", "ragged_stunt"}
-    assert cat.get("green_leafhopper").vector_of == ("tungro",)
+    assert cat.get("green_leafhopper").vector_of == ("tungro", "yellow_dwarf")
+    assert set(cat.get("zigzag_leafhopper").vector_of) == {"tungro", "orange_leaf"}
     assert cat.get("whitebacked_planthopper").vector_of == ("black_streaked_dwarf",)
 
 
@@ -181,6 +182,17 @@ def test_search_puts_species_before_their_group():
     assert "group" in kinds and kinds.index("group") > max(i for i, k in enumerate(kinds) if k == "organism")
 
 
+def test_catalogue_covers_at_least_a_hundred_harmful_organisms_and_groups():
+    counts = load_catalogue().counts_by_category()
+    assert sum(organisms + groups for organisms, groups in counts.values()) >= 100
+    for category in ("insect", "mite", "fungus", "bacterium", "virus", "nematode", "mollusc", "rodent", "bird", "weed"):
+        assert counts[Category(category)][0] >= 1, category  # every kind of harmful organism farmers meet
+    cat = load_catalogue()
+    named = "grassy_stunt ragged_stunt tungro yellow_dwarf orange_leaf root_knot_nematode white_tip_nematode"
+    for oid in [*named.split(), "ufra_nematode", "barnyard_grass", "weedy_rice", "sprangletop", "tree_sparrow"]:
+        assert oid in cat, oid
+
+
 def test_every_entry_has_both_languages_signs_advice_and_a_source():
     for org in load_catalogue():
         for text in (org.name_vi, org.name_en, org.signs_vi, org.signs_en, org.advice_vi, org.advice_en, org.source):
@@ -213,3 +225,22 @@ def test_an_entry_without_signs_or_a_source_is_refused(missing):
                     if not line.strip().startswith(f"{missing}:"))  # fmt: skip
     with pytest.raises(CatalogueError, match=missing):
         parse_catalogue("organisms:" + entry)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("ray nau", "brown_planthopper"),
+        ("chuot", "lesser_rice_field_rat"),
+        ("chuot dong", "rice_field_rat"),
+        ("oc buou vang", "golden_apple_snail"),
+        ("co long vuc", "barnyard_grass"),
+        ("lua co", "weedy_rice"),
+        ("tuyen trung", "root_knot_nematode"),
+        ("chim", "scaly_breasted_munia"),
+        ("lun vang", "yellow_dwarf"),
+        ("Meloidogyne", "root_knot_nematode"),
+    ],
+)
+def test_officers_find_new_entries_without_diacritics(query, expected):
+    assert expected in [o.id for o in load_catalogue().search(query)], query
