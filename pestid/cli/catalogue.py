@@ -43,3 +43,17 @@ def catalogue_show(organism_id: str) -> None:
     ):  # fmt: skip
         table.add_row(key, value)
     out.print(table)
+
+
+@catalogue_app.command("stats")
+def catalogue_stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Số mục theo loại / entries by category: organisms, groups, both, and a total."""
+    counts = load_catalogue().counts_by_category()
+    if as_json:
+        print_json({c.value: {"organisms": o, "groups": g, "entries": o + g} for c, (o, g) in counts.items()})
+        return
+    print("loại / category\tloài / organisms\tnhóm / groups\tcộng / entries")
+    for category, (organisms, groups) in counts.items():
+        print(f"{category.value}\t{organisms}\t{groups}\t{organisms + groups}")
+    organisms, groups = (sum(column) for column in zip(*counts.values(), strict=True))
+    print(f"total\t{organisms}\t{groups}\t{organisms + groups}")

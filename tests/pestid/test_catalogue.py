@@ -244,3 +244,13 @@ def test_an_entry_without_signs_or_a_source_is_refused(missing):
 )
 def test_officers_find_new_entries_without_diacritics(query, expected):
     assert expected in [o.id for o in load_catalogue().search(query)], query
+
+
+def test_cli_counts_entries_by_category_with_a_total():
+    result = CliRunner().invoke(app, ["catalogue", "stats"])
+    assert result.exit_code == 0, result.output
+    counts = load_catalogue().counts_by_category()
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}
+    for category, (organisms, groups) in counts.items():
+        assert rows[category.value][:3] == [str(organisms), str(groups), str(organisms + groups)], category
+    assert rows["total"][2] == str(len(load_catalogue()))
