@@ -187,6 +187,13 @@ class Catalogue:
     def children_of(self, group_id: str) -> list[Organism]:
         return [o for o in self if o.parent == group_id]
 
+    def known_to(self, labels: list[str] | tuple[str, ...]) -> set[str]:
+        """The ids a model with these labels can name: each label, and every group holding one of them at any
+        depth (the caterpillars are known to a model that knows the yellow stem borer). Labels the catalogue
+        lacks are left out."""
+        known = {label for label in labels if label in self._by_id}
+        return known | {group.id for label in known for group in self.ancestors(label)}
+
     def counts_by_category(self) -> dict[Category, tuple[int, int]]:
         """Per category, in the catalogue's order of categories: how many organisms and how many groups."""
         counts = {category: (0, 0) for category in Category}

@@ -24,12 +24,23 @@ class CatalogueEntry(BaseModel):
     natural_enemy: bool = False
     advice_vi: str
     advice_en: str
+    # Added within v1 (issue 24): what a farmer sees, whether the project vouches for the advice (when not, the
+    # advice sends the farmer to the commune's officer), where the facts come from, and whether the served model
+    # can name it: itself a label, or a group holding one (false while no model is loaded).
+    signs_vi: str = ""
+    signs_en: str = ""
+    advice_vouched: bool = False
+    source: str = ""
+    source_url: str | None = None
+    known: bool = False
 
     @classmethod
-    def of(cls, org: Organism) -> CatalogueEntry:
+    def of(cls, org: Organism, *, known: bool = False) -> CatalogueEntry:
         view = org.view()
         del view["probability"]
-        return cls(**view, kind=org.kind)
+        return cls(**view, kind=org.kind, signs_vi=org.signs_vi, signs_en=org.signs_en,
+                   advice_vouched=org.advice_vouched, source=org.source, source_url=org.source_url,
+                   known=known)  # fmt: skip
 
 
 class Named(BaseModel):

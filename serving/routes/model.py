@@ -16,6 +16,8 @@ from pestid.serving.problems import Problem
 from pestid.serving.schemas import CatalogueEntry, ModelInfo, OfflineManifest, problems
 
 router = APIRouter(prefix="/v1", tags=["model"])
+# What the phone's offline answer never shows, kept out of the manifest it downloads and stores
+OFFLINE_LEAVES_OUT = {"signs_vi", "signs_en", "source", "source_url"}
 
 
 @router.get("/model", response_model=ModelInfo)
@@ -27,21 +29,30 @@ def model_info(model: Annotated[LoadedModel, Depends(get_model)]) -> ModelInfo:
                      temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
 
 
+def served_ids(request: Request) -> set[str]:
+    """The ids the served model can name (its labels and the groups above them); none while no model is loaded.
+    Read per request, so a model swapped in while serving counts at once. Not ``get_model``: the catalogue
+    answers without a model, as it always has."""
+    model: LoadedModel | None = getattr(request.app.state, "model", None)
+    return load_catalogue().known_to(model.predictor.contract.labels) if model is not None else set()
+
+
 @router.get("/species", response_model=list[CatalogueEntry], responses=problems(422))
-def species_list(q: str = "") -> list[CatalogueEntry]:
-    """The catalogue, searchable by Vietnamese, English or scientific name."""
+def species_list(known: Annotated[set[str], Depends(served_ids)], q: str = "") -> list[CatalogueEntry]:
+    """The catalogue, searchable by Vietnamese, English or scientific name; each entry says whether the served
+    model knows it."""
     catalogue = load_catalogue()
     found = catalogue.search(q) if q else list(catalogue)
-    return [CatalogueEntry.of(org) for org in found]
+    return [CatalogueEntry.of(org, known=org.id in known) for org in found]
 
 
 @router.get("/species/{organism_id}", response_model=CatalogueEntry, responses=problems(404, 422))
-def species_detail(organism_id: str) -> CatalogueEntry:
+def species_detail(organism_id: str, known: Annotated[set[str], Depends(served_ids)]) -> CatalogueEntry:
     try:
         org = load_catalogue().get(organism_id)
     except CatalogueError as exc:
         raise Problem(404, "unknown_species", exc.message_vi, exc.message_en) from None
-    return CatalogueEntry.of(org)
+    return CatalogueEntry.of(org, known=org.id in known)
 
 
 @router.get("/offline/manifest", response_model=OfflineManifest, responses=problems(404))
@@ -59,7 +70,8 @@ def offline_manifest(request: Request, offline: Annotated[OfflineModel, Depends(
                   "temperature": contract.temperature, "threshold": contract.threshold,
                   "class_thresholds": contract.class_thresholds, "group_thresholds": contract.group_thresholds},
         uncertain_floor=request.app.state.settings.uncertain_floor, messages=MESSAGES,
-        catalogue={org.id: {**CatalogueEntry.of(org).model_dump(), "in_scope": org.in_scope, "kind": org.kind}
+        catalogue={org.id: {**CatalogueEntry.of(org, known=True).model_dump(exclude=OFFLINE_LEAVES_OUT),
+                            "in_scope": org.in_scope, "kind": org.kind}
                    for org in map(catalogue.get, sorted(ids))},
     )  # fmt: skip
 

@@ -246,6 +246,13 @@ def test_officers_find_new_entries_without_diacritics(query, expected):
     assert expected in [o.id for o in load_catalogue().search(query)], query
 
 
+def test_a_group_is_known_to_a_model_that_knows_any_of_its_members():
+    cat = load_catalogue()
+    known = cat.known_to(["yellow_stem_borer", "rice_blast", "no_such_label"])
+    assert {"yellow_stem_borer", "stem_borers", "caterpillars", "rice_blast", "fungal_leaf_spots"} == known
+    assert cat.known_to([]) == set()
+
+
 def test_cli_counts_entries_by_category_with_a_total():
     result = CliRunner().invoke(app, ["catalogue", "stats"])
     assert result.exit_code == 0, result.output
