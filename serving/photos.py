@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +62,10 @@ class PhotoStorage(Protocol):
 
     def reconcile(self, referenced: Referenced, *, min_age_s: float = 600.0) -> int:
         """Delete crash leftovers older than ``min_age_s``; returns how many."""
+        ...
+
+    def stored(self, prefix: str = "") -> Iterator[str]:
+        """The relative paths of the stored photos under ``prefix`` (``2026/12/``), previews and staging left out."""
         ...
 
 
@@ -152,6 +156,13 @@ class PhotoStore:
         finally:
             partial.unlink(missing_ok=True)
         return cached
+
+    def stored(self, prefix: str = "") -> Iterator[str]:
+        start = self.root / prefix if prefix.endswith("/") or not prefix else (self.root / prefix).parent
+        for path in start.rglob("*") if start.is_dir() else ():
+            relative = path.relative_to(self.root).as_posix()
+            if path.is_file() and path.parent != self.tmp and relative.startswith(prefix):
+                yield relative
 
     @staticmethod
     def discard(paths: Iterable[Path]) -> None:

@@ -110,6 +110,10 @@ class S3PhotoStore:
         self._delete(gone)
         return len(gone)
 
+    def stored(self, prefix: str = "") -> Iterator[str]:
+        for item in self._listed(self.photos + prefix):
+            yield item["Key"].removeprefix(self.photos)
+
     def _listed(self, prefix: str) -> Iterator[dict[str, Any]]:
         with self._calling("listing", prefix):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

@@ -1,18 +1,25 @@
-"""Approved submissions as a dataset version: what ``pestid data from-reviews`` calls."""
+"""Approved submissions as a dataset version: what ``pestid data from-reviews`` calls.
+
+The photos are read through the photo store, wherever it keeps them. Training reads files: a photo on a local
+disk is used where it lies; one in a bucket is downloaded once into a local folder (checked against the digest its
+row records) and kept there, so the manifest's paths point at files and a second export downloads nothing again.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from sqlalchemy import select
 
 from pestid.errors import ImageDecodeError
 from pestid.grouping import GroupingConfig, threshold_for
+from pestid.hashing import sha256_bytes
 from pestid.importers import describe_image
 from pestid.manifest import Manifest, Row, read_manifest, write_manifest
 from pestid.serving.db import Photo, Submission, open_database
-from pestid.serving.photos import PhotoStore
+from pestid.serving.photos import PhotoStorage
 from pestid.splits import extend_frozen, group_and_split
 from pestid.vocabulary import ReviewStatus
 
@@ -20,22 +27,42 @@ SOURCE = "reviews"
 TOKEN_PATTERN = r"^review:(?P<review_token>[0-9a-f]{32})/"  # photos of one submission are one observation
 
 
-def approved_rows(database_url: str, photo_dir: Path, *, root: Path) -> tuple[list[Row], list[dict[str, str]]]:
+def local_file(store: PhotoStorage, photo: Photo, folder: Path) -> Path:
+    """A file holding the stored photo: the store's own where it keeps files, else a checked copy in ``folder``."""
+    found = store.original(photo.path)
+    if isinstance(found, Path):
+        return found
+    copy = folder / photo.path
+    if copy.is_file() and sha256_bytes(copy.read_bytes()) == photo.sha256:
+        return copy
+    if sha256_bytes(found) != photo.sha256:
+        raise OSError(f"the stored bytes do not match the digest recorded when {photo.path} was accepted")
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    partial = copy.with_name(f".{uuid.uuid4().hex}.tmp")
+    partial.write_bytes(found)
+    os.replace(partial, copy)  # whole or not at all
+    return copy
+
+
+def approved_rows(
+    database_url: str, store: PhotoStorage, *, root: Path, folder: Path
+) -> tuple[list[Row], list[dict[str, str]]]:
     """Rows for every photo of every approved submission, paths relative to ``root``; unreadable photos listed.
-    Only reads: the database is not migrated, and the photos are described as the importer describes any."""
-    sessions, store = open_database(database_url, migrate_schema=False), PhotoStore(photo_dir)
+    Only reads the database (it is not migrated); photos from a bucket are kept in ``folder``, and each is
+    described as the importer describes any."""
+    sessions = open_database(database_url, migrate_schema=False)
     rows, skipped = [], []
     with sessions() as session:
         found = session.execute(select(Submission, Photo).join(Photo, Photo.submission_id == Submission.id)
                                 .where(Submission.status == ReviewStatus.approved)
                                 .order_by(Submission.id, Photo.position))  # fmt: skip
         for sub, photo in found:
-            path = store.path(photo.path)
             try:
+                path = local_file(store, photo, folder)
                 described = describe_image(path.read_bytes())
             except (ImageDecodeError, OSError) as exc:
-                reason = exc.message_en if isinstance(exc, ImageDecodeError) else f"cannot read the file: {exc}"
-                skipped.append({"path": str(path), "code": getattr(exc, "code", "unreadable"), "reason": reason})
+                reason = exc.message_en if isinstance(exc, ImageDecodeError) else f"cannot read the photo: {exc}"
+                skipped.append({"path": photo.path, "code": getattr(exc, "code", "unreadable"), "reason": reason})
                 continue
             rows.append(Row(path=os.path.relpath(path.resolve(), root.resolve()), label=sub.final_label or "",
                             **described, source=SOURCE, source_label=sub.predicted_label,
@@ -43,14 +70,22 @@ def approved_rows(database_url: str, photo_dir: Path, *, root: Path) -> tuple[li
     return rows, skipped
 
 
+def photos_folder(out: str | Path) -> Path:
+    """Where photos from a bucket are kept for training: beside the manifest, named after it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.photos")
+
+
 def manifest_from_reviews(
-    database_url: str, photo_dir: str | Path, out: str | Path, *, base: str | Path | None = None,
-    threshold: int | None = None, seed: int = 0,
+    database_url: str, store: PhotoStorage, out: str | Path, *, base: str | Path | None = None,
+    folder: Path | None = None, threshold: int | None = None, seed: int = 0,
 ) -> dict[str, int]:  # fmt: skip
-    """Approved review photos as a dataset version, merged into ``base`` with its test split frozen."""
+    """Approved review photos as a dataset version, merged into ``base`` with its test split frozen. Photos the store
+    does not keep as files go to ``folder`` (default: ``photos_folder(out)``)."""
+    folder = folder or photos_folder(out)
     base_manifest = read_manifest(base) if base else None
-    root = base_manifest.root if base_manifest else Path(photo_dir)
-    new_rows, skipped = approved_rows(database_url, Path(photo_dir), root=root)
+    root = base_manifest.root if base_manifest else Path(out).parent
+    new_rows, skipped = approved_rows(database_url, store, root=root, folder=folder)
     if base_manifest is None:
         base_manifest = Manifest((), root, (), {})
     patterns = [p for p in (base_manifest.meta.get("token_pattern"), TOKEN_PATTERN) if p]

@@ -309,3 +309,47 @@ def seaweedfs():
             yield server
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+
+@dataclasses.dataclass
+class Bucket:
+    """A test's own prefix in the session's bucket, and an operator's view of it."""
+
+    server: S3Server
+    prefix: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.server.bucket}/{self.prefix}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process using the bucket needs in its environment: boto3's credentials, and pestid's settings."""
+        return {"AWS_ACCESS_KEY_ID": self.server.access_key, "AWS_SECRET_ACCESS_KEY": self.server.secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                "PESTID_PHOTO_STORE": self.url, "PESTID_S3_ENDPOINT_URL": self.server.endpoint_url}  # fmt: skip
+
+    def keys(self, under: str = "") -> list[str]:
+        """Every key under the prefix (and ``under``), without the prefix: the whole bucket, as an operator lists."""
+        pages = self.server.client().get_paginator("list_objects_v2").paginate(
+            Bucket=self.server.bucket, Prefix=f"{self.prefix}/{under}")  # fmt: skip
+        keys = (item["Key"] for page in pages for item in page.get("Contents", []))
+        return sorted(key.removeprefix(f"{self.prefix}/") for key in keys)
+
+    def read(self, key: str) -> bytes:
+        return self.server.client().get_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{key}")["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        self.server.client().put_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{key}", Body=data)
+
+
+@pytest.fixture
+def bucket(seaweedfs, monkeypatch) -> Bucket:
+    """A prefix no other test uses, with the service's credentials where boto3 looks for them (this process)."""
+    import uuid
+
+    made = Bucket(seaweedfs, f"t-{uuid.uuid4().hex[:12]}")
+    for name, value in made.env.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return made

@@ -75,7 +75,9 @@ def test_reviews_become_a_dataset_a_better_model_is_promoted_and_served(base_dat
             assert reviewed.json()["status"] == "approved" and reviewed.json()["final_label"] == label
 
         manifest = tmp_path / "v2.csv"
-        report = manifest_from_reviews(settings.resolved_database_url, settings.photo_dir, manifest, base=sample_split)
+        report = manifest_from_reviews(
+            settings.resolved_database_url, client.app.state.photos, manifest, base=sample_split
+        )
         assert report["new"] == 6 and report["added"] + report["left_out_near_test"] == 6
         base_test = {r.path for r in read_manifest(sample_split).split("test")}
         assert {r.path for r in read_manifest(manifest).split("test")} == base_test  # the benchmark stays frozen

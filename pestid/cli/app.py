@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from pestid.serving.photos import PhotoStorage
 
 app = typer.Typer(help="pestid: nhận diện sâu bệnh hại lúa / rice pest and disease identification.",
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
@@ -23,3 +26,18 @@ out = Console(soft_wrap=True)  # stdout, for results; progress and messages go t
 
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+PHOTOS_HELP = "Photo store: a folder or s3://BUCKET/PREFIX (default: PESTID_PHOTO_STORE, else the serving folder)."
+DOWNLOAD_HELP = "Where photos from a bucket are kept for training (default: MANIFEST.photos/ beside the manifest)."
+
+
+def serving_stores(db: str | None, photos: str | None) -> tuple[str, PhotoStorage]:
+    """The serving database's URL and its photo store, as ``pestid serve`` would open them, each overridable."""
+    from pestid.serving.app import open_photo_store
+    from pestid.serving.settings import get_settings
+
+    settings = get_settings()
+    if photos is not None:
+        settings = settings.model_copy(update={"photo_store": photos})
+    return db or settings.resolved_database_url, open_photo_store(settings)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pestid.cli.app import data_app, out, print_json
+from pestid.cli.app import DOWNLOAD_HELP, PHOTOS_HELP, data_app, out, print_json, serving_stores
 from pestid.progress import console
 
 
@@ -115,17 +115,17 @@ def data_from_reviews(
     out_path: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
     base: Annotated[Path | None, typer.Option(help="A base manifest whose test split stays frozen.")] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
-    photos: Annotated[Path | None, typer.Option(help="Photo folder (default: the serving photo folder).")] = None,
+    photos: Annotated[str | None, typer.Option(help=PHOTOS_HELP)] = None,
+    download_to: Annotated[Path | None, typer.Option(help=DOWNLOAD_HELP)] = None,
     threshold: Annotated[int | None, typer.Option(help="Near-duplicate Hamming threshold.")] = None,
     seed: int = 0,
 ) -> None:
     """Tạo dữ liệu từ ảnh đã duyệt / a dataset version from approved submissions."""
     from pestid.serving.review_export import manifest_from_reviews
-    from pestid.serving.settings import get_settings
 
-    settings = get_settings()
-    report = manifest_from_reviews(db or settings.resolved_database_url, photos or settings.photo_dir, out_path,
-                                   base=base, threshold=threshold, seed=seed)  # fmt: skip
+    database_url, store = serving_stores(db, photos)
+    report = manifest_from_reviews(database_url, store, out_path, base=base, folder=download_to, threshold=threshold,
+                                   seed=seed)  # fmt: skip
     console.print(f"{report['added']} ảnh duyệt được thêm / approved photos added, "
                   f"{report['left_out_near_test']} left out (near-duplicates of the frozen test split), "
                   f"{report['unreadable']} unreadable → {out_path}")  # fmt: skip

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pestid.cli.app import app, out, print_json
+from pestid.cli.app import DOWNLOAD_HELP, PHOTOS_HELP, app, out, print_json, serving_stores
 from pestid.progress import console
 
 if TYPE_CHECKING:
@@ -178,17 +178,16 @@ def retrain(
     out_manifest: Annotated[Path, typer.Option("--out", help="The new dataset version's manifest.")],
     base: Annotated[Path | None, typer.Option(help="Base manifest; its test split stays frozen.")] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the serving database.")] = None,
-    photos: Annotated[Path | None, typer.Option(help="The serving photo folder.")] = None,
+    photos: Annotated[str | None, typer.Option(help=PHOTOS_HELP)] = None,
+    download_to: Annotated[Path | None, typer.Option(help=DOWNLOAD_HELP)] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
 ) -> None:
     """Huấn luyện lại / approved reviews → dataset → train → challenger → gate → champion."""
     from pestid.serving.review_export import manifest_from_reviews
-    from pestid.serving.settings import get_settings
     from pestid.training.retrain import retrain as run_retrain
 
-    settings = get_settings()
-    report = manifest_from_reviews(db or settings.resolved_database_url, photos or settings.photo_dir, out_manifest,
-                                   base=base)  # fmt: skip
+    database_url, store = serving_stores(db, photos)
+    report = manifest_from_reviews(database_url, store, out_manifest, base=base, folder=download_to)
     console.print(f"dataset {out_manifest}: {report}")
     result = run_retrain(config, out_manifest, overrides=overrides)
     out.print(result.decision.summary())

@@ -6,9 +6,7 @@ their district; a retry stores one object; a receipt works on another replica.""
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -21,45 +19,11 @@ from pestid.serving.db import Photo, Submission
 from pestid.serving.photos import day_prefixes
 from pestid.serving.photos_s3 import S3PhotoStore
 from pestid.serving.submissions import referenced_paths
-from tests.conftest import S3Server, free_port, heic_bytes, photo
+from tests.conftest import Bucket, free_port, heic_bytes, photo
 from tests.serving.conftest import jpeg, make_settings
 
 pytestmark = pytest.mark.server
 PASSWORD = "ruộng lúa xanh mướt 2026"
-
-
-@dataclass
-class Bucket:
-    """This test's own prefix in the session's bucket, and an operator's view of it."""
-
-    server: S3Server
-    prefix: str
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.server.bucket}/{self.prefix}"
-
-    def keys(self, under: str = "") -> list[str]:
-        """Every key under the prefix (and ``under``), without the prefix: the whole bucket, as an operator lists."""
-        pages = self.server.client().get_paginator("list_objects_v2").paginate(
-            Bucket=self.server.bucket, Prefix=f"{self.prefix}/{under}")  # fmt: skip
-        keys = (item["Key"] for page in pages for item in page.get("Contents", []))
-        return sorted(key.removeprefix(f"{self.prefix}/") for key in keys)
-
-    def read(self, key: str) -> bytes:
-        return self.server.client().get_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{key}")["Body"].read()
-
-    def put(self, key: str, data: bytes) -> None:
-        self.server.client().put_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{key}", Body=data)
-
-
-@pytest.fixture
-def bucket(seaweedfs, monkeypatch) -> Bucket:
-    """The service's credentials where boto3 looks for them, and a prefix no other test uses."""
-    for name, value in {"AWS_ACCESS_KEY_ID": seaweedfs.access_key, "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
-    return Bucket(seaweedfs, f"t-{uuid.uuid4().hex[:12]}")
 
 
 def _settings(bucket: Bucket, model, data_dir, **extra):
@@ -218,3 +182,41 @@ def test_a_receipt_and_a_photo_work_from_another_replica(bucket, tiny_model, tmp
         lan = _officer(second, "lan", "Phú Tân")
         seen = second.get(f"/v1/submissions/{answer['submission_id']}/photos/0", headers=lan)
         assert seen.status_code == 200 and seen.content == sent
+
+
+def test_approved_photos_in_a_bucket_become_a_dataset_version_of_local_files(bucket, tiny_model, tmp_path, monkeypatch):
+    """`pestid data from-reviews` read photos from the serving folder, so with a bucket every photo was "unreadable".
+    It reads them through the store now: each approved one is downloaded once, checked against its row's digest."""
+    from typer.testing import CliRunner
+
+    from pestid.cli import app
+    from pestid.manifest import read_manifest
+    from pestid.serving.settings import get_settings
+
+    settings = _settings(bucket, tiny_model, tmp_path / "data")
+    approved, pending = jpeg(15, "brown_planthopper"), jpeg(16)
+    with TestClient(create_app(settings)) as client:
+        first = _send(client, approved, district="Phú Tân").json()["submission_id"]
+        _send(client, pending, district="Phú Tân")
+        lan = _officer(client, "lan", "Phú Tân")
+        verdict = client.post(f"/v1/review/{first}", json={"action": "relabel", "label": "rice_bug"}, headers=lan)
+        assert verdict.json()["status"] == "approved"
+    for name, value in bucket.env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    out = tmp_path / "v2.csv"
+    command = ["data", "from-reviews", "--out", str(out), "--db", settings.resolved_database_url]
+    try:
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert "1 ảnh duyệt được thêm" in result.output and "0 unreadable" in result.output
+        manifest = read_manifest(out)
+        (row,) = manifest.rows
+        kept = manifest.image_path(row)
+        assert row.label == "rice_bug" and kept.read_bytes() == approved
+        assert kept.is_relative_to(tmp_path / "v2.photos")  # beside the manifest, named after it
+        before = kept.stat().st_mtime_ns
+        assert CliRunner().invoke(app, command).exit_code == 0
+        assert kept.stat().st_mtime_ns == before  # kept, not downloaded again
+    finally:
+        get_settings.cache_clear()
