@@ -81,6 +81,10 @@ class Submission(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # the earliest submission with the same or a near-identical photo (submissions.find_duplicate): one report
     duplicate_of: Mapped[str | None] = mapped_column(String(32), index=True)
+    # what an identified answer named (a species or a group; null otherwise), and, for an answer drawn for a blind
+    # audit, the chance it had of being drawn (null: not an audit item). Migration 0009; see serving/audits.py.
+    answer: Mapped[str | None] = mapped_column(String(64), index=True)
+    audit_rate: Mapped[float | None] = mapped_column(Float)
     photos: Mapped[list[Photo]] = relationship(back_populates="submission", cascade="all, delete-orphan",
                                                order_by="Photo.position")  # fmt: skip
 

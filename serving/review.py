@@ -103,19 +103,25 @@ def queue(
     session: Session, *, status: str = ReviewStatus.pending_review, district: str | None = None,
     species: list[str] | None = None, decision: str | None = None, since: date | None = None,
     until: date | None = None, limit: int = 50, offset: int = 0, scope: ColumnElement[bool] | None = None,
+    audit: bool | None = None,
 ) -> tuple[list[Submission], int]:  # fmt: skip
     """One page of the queue and how many it holds in all, sorted and paged by the database (an index on status
     and time), so a flood of uploads cannot push a report off the pages. Most useful first: located reports (a
     district or coordinates) before those with no place, then uncertain and not-recognised answers, then rare
-    classes, then the oldest. ``species``: predicted ids (``Catalogue.resolve`` turns a name into them);
-    ``scope``: the submissions the reader may see (``accounts.district_scope``)."""
+    classes, then the oldest. Audit items (``serving/audits.py``) rank with the unsure answers, and never by their
+    class: their place in the queue says nothing of the model's answer. ``species``: predicted ids
+    (``Catalogue.resolve`` turns a name into them); audit items are left out, since a filter by the model's answer
+    would tell it. ``scope``: the submissions the reader may see (``accounts.district_scope``); ``audit``: only
+    audit items (True) or none (False)."""
     where = [Submission.status == status]
     if scope is not None:
         where.append(scope)
     if district:
         where.append(Submission.district == district)
     if species is not None:
-        where.append(Submission.predicted_label.in_(species))
+        where.extend([Submission.predicted_label.in_(species), Submission.audit_rate.is_(None)])
+    if audit is not None:
+        where.append(Submission.audit_rate.is_not(None) if audit else Submission.audit_rate.is_(None))
     if decision:
         where.append(Submission.decision == decision)
     if since:
@@ -126,8 +132,10 @@ def queue(
     approved = (select(Submission.final_label.label("label"), func.count().label("n"))
                 .where(Submission.status == ReviewStatus.approved).group_by(Submission.final_label).subquery())  # fmt: skip
     unlocated = and_(Submission.district.is_(None), Submission.latitude.is_(None))
+    audited = Submission.audit_rate.is_not(None)
     query = (select(Submission).outerjoin(approved, approved.c.label == Submission.predicted_label).where(*where)
-             .order_by(case((unlocated, 1), else_=0), case((Submission.decision == Decision.identified, 1), else_=0),
-                       func.coalesce(approved.c.n, 0), Submission.created_at, Submission.id)
+             .order_by(case((unlocated, 1), else_=0),
+                       case((and_(Submission.decision == Decision.identified, Submission.audit_rate.is_(None)), 1), else_=0),
+                       case((audited, 0), else_=func.coalesce(approved.c.n, 0)), Submission.created_at, Submission.id)
              .offset(offset).limit(limit))  # fmt: skip
     return list(session.scalars(query)), total

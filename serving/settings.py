@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     workers: int = 1
     log_json: bool = True
     approvals_required: int = Field(default=1, ge=1, le=2)  # agreeing officers needed to approve a label
+    # The audit sample (serving/audits.py): this share of identified answers goes to the officers blind; a
+    # (class, district) cell with fewer than audit_min_per_cell audits in 30 days is drawn at audit_boost until it
+    # has them. 0 turns audits off.
+    audit_share: float = Field(default=0.05, ge=0, le=1)
+    audit_min_per_cell: int = Field(default=3, ge=0)
+    audit_boost: float = Field(default=0.5, ge=0, le=1)
+    # How often each worker recomputes delivered precision and drift for /metrics and the alert log; 0: never.
+    field_refresh_s: float = 60.0
     orphan_grace_s: float = 600.0  # start-up removes crash leftovers older than this
     orphan_window_days: int = Field(default=2, ge=1)  # a bucket's start-up lists only this many days back
     model_refresh_s: float = 30.0  # how often a models:/NAME@ALIAS reference is re-resolved; 0 = never

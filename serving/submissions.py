@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -147,9 +147,11 @@ def find_duplicate(session: Session, photos: list[AcceptedPhoto], district: str 
 def store_submission(
     sessions: sessionmaker, store: PhotoStorage, *, photos: list[AcceptedPhoto], observation: Observation,
     response: dict[str, Any], decision: str, label: str, confidence: float, model_version: str, lang: str,
-    fingerprint: str,
+    fingerprint: str, marks: Callable[[Session, str, datetime], dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-    """Returns (the stored response, whether this call created it)."""
+    """Returns (the stored response, whether this call created it). ``marks`` gives more columns of the new row
+    (``audits.audit_marks``: the answer, and whether it is drawn for an audit), read before the write lock; a
+    repeated photo is not drawn for an audit (the first one was)."""
     submission_id, created = _id(), datetime.now(UTC)
     staged: list[Staged] = []
     placed: list[Staged] = []
@@ -160,6 +162,9 @@ def store_submission(
         staged.extend(store.stage(p.data, path) for p, path in zip(photos, paths, strict=True))
         with sessions() as session:  # read before the write lock: the scan must not hold other writers up
             repeats = find_duplicate(session, photos, observation.district, created)
+            extra = marks(session, submission_id, created) if marks is not None else {}
+            if repeats is not None:
+                extra.pop("audit_rate", None)
 
         def transaction() -> None:
             # Short: the rows are written first (waiting for the write lock here, where a retry is safe),
@@ -168,7 +173,7 @@ def store_submission(
                 row = Submission(id=submission_id, created_at=created, decision=decision, predicted_label=label,
                                  confidence=confidence, model_version=model_version, response=response, lang=lang,
                                  status=ReviewStatus.pending_review, request_hash=fingerprint, duplicate_of=repeats,
-                                 **asdict(observation))  # fmt: skip
+                                 **asdict(observation), **extra)  # fmt: skip
                 session.add(row)
                 session.add_all(Photo(submission_id=submission_id, position=n, path=path, sha256=photo.sha256,
                                       content_type=photo.content_type, size_bytes=len(photo.data), width=photo.width,

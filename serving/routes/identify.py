@@ -22,6 +22,7 @@ from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
 from pestid.preprocess import draft_side
 from pestid.serving import observability as obs
+from pestid.serving.audits import audit_marks
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import Submission
 from pestid.serving.deps import get_model, get_photo_store, get_sessions, settings_dep
@@ -280,11 +281,13 @@ async def identify(
     contract = model.predictor.contract
     outcome = decide_by(contract, probs, catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)
     body = build_response(outcome, model, lang, len(photos))
+    marks = audit_marks(getattr(request.app.state, "audit_plan", None), answer=outcome.answer.id if outcome.answer else None,
+                        district=observation.district)  # fmt: skip
     stored, created = await run_in_threadpool(
         lambda: store_submission(sessions, store, photos=photos, observation=observation, response=body,
                                  decision=outcome.decision, label=outcome.ranked[0].id,
                                  confidence=outcome.ranked[0].probability, model_version=model.version, lang=lang,
-                                 fingerprint=fingerprint)
+                                 fingerprint=fingerprint, marks=marks)
     )  # fmt: skip
     obs.DECISIONS.labels(outcome.decision).inc()
     obs.PREDICTED.labels(outcome.ranked[0].id).inc()

@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError, ImageDecodeError
 from pestid.serving.accounts import district_scope, login, logout, reserve, settle
+from pestid.serving.audits import blind_to
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.districts import canonical_district
 from pestid.serving.inputs import INT32_MAX, RowId, Text
 from pestid.serving.outbreaks import outbreak_counts, to_csv
 from pestid.serving.photos import PhotoStorage, PhotoStoreUnavailable
+from pestid.serving.precision import judge
 from pestid.serving.problems import Problem
 from pestid.serving.review import Verdict, queue, record_verdict, undo
 from pestid.serving.settings import Settings
@@ -55,7 +57,10 @@ def _named(label: str | None, probability: float | None = None) -> dict[str, Any
     return named if probability is None else {**named, "probability": round(probability, 4)}
 
 
-def _summary(sub: Submission, reader: User) -> dict[str, Any]:
+def _summary(sub: Submission, reader: User, *, blind: bool = False) -> dict[str, Any]:
+    """A submission as officers read it. ``blind`` (an open audit item the reader has not judged, see
+    ``audits.blind_to``): nothing of the model's answer is sent (its label, names, confidence and guesses are null
+    or empty), and ``audit`` says so; once the reader has judged it, ``audit.answer`` is what the farmer was told."""
     guesses = [(a["id"], a["probability"]) for a in sub.response.get("alternatives", []) if "id" in a]
     top = [(sub.predicted_label, sub.confidence), *[g for g in guesses if g[0] != sub.predicted_label]][:3]
     summary = {"id": sub.id, "created_at": sub.created_at.isoformat(), "status": sub.status, "decision": sub.decision,
@@ -71,7 +76,17 @@ def _summary(sub: Submission, reader: User) -> dict[str, Any]:
     if sub.district is None and reader.role == Role.officer:
         # every district's officers see the unlocated: where the farmer stood and what they wrote stay with seniors
         summary.update(latitude=None, longitude=None, note=None)
+    summary["audit"] = (
+        None if sub.audit_rate is None else {"blind": blind, "answer": None if blind else _named(sub.answer)}
+    )
+    if blind:
+        summary.update(predicted_label=None, predicted=None, confidence=None, top=[])
     return summary
+
+
+def _summaries(session: Session, subs: list[Submission], reader: User) -> list[dict[str, Any]]:
+    blind = blind_to(session, reader, subs)
+    return [_summary(s, reader, blind=s.id in blind) for s in subs]
 
 
 def _visible(session: Session, user: User, submission_id: str) -> Submission | None:
@@ -121,18 +136,22 @@ def review_queue(
     user: Officer, sessions: Sessions, status: Literal[ReviewStatus.pending_review, ReviewStatus.disputed] = ReviewStatus.pending_review,
     district: str | None = None, species: str | None = None, decision: str | None = None,
     since: date | None = None, until: date | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0, audit: bool | None = None,
 ) -> JSONResponse:  # fmt: skip
     """One page of the queue; ``X-Total-Count`` says how many match. ``species`` is an id or a name in either
-    language, with or without diacritics."""
+    language, with or without diacritics. ``audit``: only blind audit items (true) or none (false)."""
     ids = load_catalogue().resolve(species) if species else None
     with sessions() as session:
         rows, total = queue(session, status=status, district=district and (canonical_district(district) or district), species=ids, decision=decision, since=since,
-                            until=until, limit=limit, offset=offset, scope=district_scope(user))  # fmt: skip
-        return JSONResponse([_summary(s, user) for s in rows], headers={"X-Total-Count": str(total)})
+                            until=until, limit=limit, offset=offset, scope=district_scope(user), audit=audit)  # fmt: skip
+        return JSONResponse(_summaries(session, rows, user), headers={"X-Total-Count": str(total)})
 
 
-def _verdict(body: VerdictIn, sub: Submission) -> Verdict:
+def _verdict(body: VerdictIn, sub: Submission, *, blind: bool = False) -> Verdict:
+    if body.action == "confirm" and blind:
+        # a blind audit: the officer has not seen the model's answer, so there is nothing to confirm
+        raise Problem(422, "audit_needs_species", "Ảnh kiểm tra mù: hãy chọn loài bạn thấy (phím r) hoặc loại ảnh.",
+                      "A blind check: name the species you see (relabel) or reject the photo.")  # fmt: skip
     if body.action == "reject":
         if body.reason is None:
             raise Problem(422, "reason_required", "Hãy chọn lý do loại ảnh.",
@@ -158,11 +177,16 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
         if sub.status == ReviewStatus.disputed and user.role == Role.officer:
             raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
                           "This submission is disputed: a senior officer must settle it.")  # fmt: skip
+        verdict = _verdict(body, sub, blind=bool(blind_to(session, user, [sub])))
         try:
-            entry = record_verdict(session, sub, user, _verdict(body, sub), required=settings.approvals_required)
+            entry = record_verdict(session, sub, user, verdict, required=settings.approvals_required)
         except CatalogueError as exc:
             raise Problem(422, "unknown_label", exc.message_vi, exc.message_en) from None
-        return {"audit_id": entry.id, **_summary(sub, user)}
+        summary = {"audit_id": entry.id, **_summary(sub, user)}
+        if summary["audit"] is not None and sub.answer:  # revealed now: was the farmer's answer what the officer saw?
+            status = ReviewStatus.approved if verdict.kind == "label" else ReviewStatus.rejected
+            summary["audit"]["agreed"] = judge(sub.answer, status, verdict.label, verdict.reason)
+        return summary
 
 
 @router.post("/review/undo/{audit_id}")
@@ -183,7 +207,7 @@ def undo_action(audit_id: RowId, user: Officer, sessions: Sessions,
             raise Problem(
                 409, "nothing_to_undo", "Thao tác này đã được hoàn tác.", "This action was already undone."
             ) from None
-        return {"audit_id": done.id, **_summary(target, user)}
+        return {"audit_id": done.id, **_summaries(session, [target], user)[0]}
 
 
 @router.get("/audit")

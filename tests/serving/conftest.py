@@ -22,7 +22,9 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def make_settings(model: Path, data_dir: Path, **extra: object) -> Settings:
-    return Settings(model=str(model), data_dir=data_dir, log_json=False, **extra)
+    """Settings for a test's app. No audit sample unless the test asks (``audit_share=``): an audit item is blind
+    and cannot be confirmed, and whether an answer is drawn depends on its random submission id."""
+    return Settings(model=str(model), data_dir=data_dir, log_json=False, **{"audit_share": 0.0, **extra})
 
 
 @pytest.fixture
