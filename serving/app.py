@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pestid.serving import STATIC, problems
+from pestid.serving import STATIC, field_truth, problems
+from pestid.serving.audits import AuditPlan
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
@@ -27,7 +28,7 @@ from pestid.serving.observability import RequestContext, configure_logging, log
 from pestid.serving.photos import PhotoStorage, PhotoStore
 from pestid.serving.ratelimit import FairSlots, InFlight, UploadLimits
 from pestid.serving.receipts import receipt_key
-from pestid.serving.routes import health, identify, model, pages, review, submissions
+from pestid.serving.routes import field, health, identify, model, pages, review, submissions
 from pestid.serving.settings import Settings, get_settings
 from pestid.serving.submissions import referenced_paths
 
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine, app.state.sessions, app.state.photos, removed = open_storage(settings,
                                                                              orphan_grace_s=settings.orphan_grace_s)  # fmt: skip
         app.state.receipt_key = receipt_key(app.state.sessions)
+        app.state.audit_plan = AuditPlan(key=app.state.receipt_key, share=settings.audit_share,
+                                         min_per_cell=settings.audit_min_per_cell, boost=settings.audit_boost)  # fmt: skip
         app.state.model = load_served(settings)
         app.state.offline = load_offline(settings.offline_model, app.state.model)
         log.info("ready", extra={"fields": {"model_version": app.state.model.version, "orphans_removed": removed,
@@ -75,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.batcher = (MicroBatcher(max_wait_s=settings.batch_wait_ms / 1000, max_batch=settings.max_batch)
                              if settings.max_batch > 1 else None)  # fmt: skip
         interval = settings.model_refresh_s if settings.model.startswith("models:/") else 0
-        async with watching(app, interval):
+        async with watching(app, interval), field_truth.watching(app, settings.field_refresh_s):
             yield
         if app.state.batcher is not None:
             app.state.batcher.close()
@@ -104,7 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.handle_validation)
     app.add_exception_handler(StarletteHTTPException, problems.handle_http)
     app.add_exception_handler(Exception, problems.handle_unexpected)
-    for router in (identify.router, submissions.router, model.router, review.router, health.router, pages.router):
+    for router in (identify.router, submissions.router, model.router, review.router, field.router, health.router,
+                   pages.router):  # fmt: skip
         app.include_router(router)
     if public:
         app.include_router(health.metrics_router)

@@ -35,6 +35,19 @@ BATCH_SIZE = Histogram("pestid_inference_batch_photos", "Photos in one model run
                        buckets=(1, 2, 4, 8, 16, 32, 64))  # fmt: skip
 
 STORAGE_FREE = Gauge("pestid_storage_free_bytes", "Free bytes on the photo disk", multiprocess_mode="min")
+# Field truth (serving/field_truth.py): every worker computes the same figures from the database; the latest wins.
+AUDIT_PRECISION = Gauge("pestid_audit_precision", "Delivered precision from blind audits, with its 95 % Wilson interval "
+                        "(by class and district for the served model, by model version over all)",
+                        ["by", "key", "bound"], multiprocess_mode="mostrecent")  # fmt: skip
+AUDITS = Gauge("pestid_audits", "Decided blind audits", ["by", "key"], multiprocess_mode="mostrecent")
+BELOW_PROMISE = Gauge("pestid_precision_below_promise", "1 when a class's 95 % interval lies wholly below the "
+                      "model's target precision", ["label"], multiprocess_mode="mostrecent")  # fmt: skip
+DRIFT_FLAGGED = Gauge("pestid_drift_flagged", "1 when a district's answers moved from the model's reference this "
+                      "ISO week or the last", ["district"], multiprocess_mode="mostrecent")  # fmt: skip
+DRIFT_NOT_SURE = Gauge("pestid_drift_not_sure_share", "Share of not-sure answers in a district's latest week",
+                       ["district"], multiprocess_mode="mostrecent")  # fmt: skip
+DRIFT_DISTANCE = Gauge("pestid_drift_class_distance", "Total-variation distance of a district's latest week's "
+                       "answered classes from the reference", ["district"], multiprocess_mode="mostrecent")  # fmt: skip
 
 log = logging.getLogger("pestid.serving")
 _last_storage_alert = 0.0

@@ -25,6 +25,8 @@ ENDPOINTS = [  # (method, path, lowest role allowed)
     ("GET", "/v1/submissions/SUB/photos/0", "officer"),
     ("GET", "/v1/outbreaks", "officer"),
     ("GET", "/v1/outbreaks.csv", "officer"),
+    ("GET", "/v1/precision", "officer"),
+    ("GET", "/v1/drift", "officer"),
     ("GET", "/v1/audit", "senior"),
     ("POST", "/v1/admin/reload", "admin"),
 ]

@@ -1,0 +1,260 @@
+"""Issue 24, field truth: the audit sample (its share and stratification), blindness through the API, the precision
+estimate with its Wilson interval, and the alert when audits contradict a class's promise."""
+
+import itertools
+import logging
+import random
+import secrets
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pestid.catalogue import load_catalogue
+from pestid.serving import field_truth
+from pestid.serving.accounts import add_user
+from pestid.serving.app import create_app
+from pestid.serving.audits import AuditPlan
+from pestid.serving.db import Submission
+from pestid.serving.estimates import weighted_precision, wilson
+from pestid.serving.observability import metrics_text
+from tests.onnx_models import linear_model
+from tests.serving.conftest import jpeg, make_settings
+
+PASSWORD = "correct horse battery"
+SEEDS = itertools.count(3000)
+
+
+@pytest.fixture(scope="module")
+def promising_model(tmp_path_factory):
+    """The tiny model, promising 95 % precision for every identified answer (its contract's target)."""
+    return linear_model(tmp_path_factory.mktemp("promise") / "model.onnx", target_precision=0.95)
+
+
+@pytest.fixture
+def audit_app(promising_model, tmp_path):
+    """An app auditing every identified answer (share 1), with officers in Phú Tân, a senior and their tokens."""
+    clients = []
+
+    def build(**settings):
+        app = create_app(make_settings(promising_model, tmp_path / f"data{len(clients)}",
+                                       **{"audit_share": 1.0, "field_refresh_s": 0, **settings}))  # fmt: skip
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        with app.state.sessions() as session, session.begin():
+            for name, role, district in (("an", "officer", "Phú Tân"), ("binh", "officer", "Phú Tân"),
+                                         ("chi", "senior", None)):  # fmt: skip
+                add_user(session, name, PASSWORD, role, district)
+        tokens = {name: {"Authorization": "Bearer " + client.post("/v1/auth/login", json={
+            "username": name, "password": PASSWORD}).json()["token"]} for name in ("an", "binh", "chi")}  # fmt: skip
+        return client, tokens
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+Cell = tuple[str, str]  # (class, district)
+
+
+def _simulate(plan: AuditPlan, cells: dict[Cell, int], rng: random.Random) -> dict[Cell, list[float]]:
+    """Identified answers arriving in random order within one 30-day window; the rates of those drawn, per cell."""
+    stream = [cell for cell, n in cells.items() for _ in range(n)]
+    rng.shuffle(stream)
+    drawn: dict[Cell, list[float]] = {cell: [] for cell in cells}
+    for cell in stream:
+        rate = plan.choose(secrets.token_hex(16), len(drawn[cell]))
+        if rate is not None:
+            drawn[cell].append(rate)
+    return drawn
+
+
+def test_audit_sample_share_and_stratification_on_many_synthetic_answers():
+    """60,000 identified answers over 10 common and 200 rare (class, district) cells: the common cells are audited
+    at the share (5 %), every rare cell gets audits at the boosted rate until it holds 3, and the draw is fixed by
+    the key and the id but unrelated between keys."""
+    rng = random.Random(24)
+    plan = AuditPlan(key=b"k" * 32, share=0.05, min_per_cell=3, boost=0.5)
+    common = {(f"class{c}", f"district{d}"): 5_800 for c in range(2) for d in range(5)}
+    rare = {(f"rare{c}", f"district{d}"): 10 for c in range(20) for d in range(10)}
+    drawn = _simulate(plan, {**common, **rare}, rng)
+
+    common_answers = sum(common.values())
+    beyond_floor = sum(len(drawn[c]) - 3 for c in common)  # past each cell's first 3, the share alone draws
+    share = beyond_floor / (common_answers - sum(6 for _ in common))  # ~6 answers each to reach the first 3
+    assert abs(share - 0.05) < 4 * (0.05 * 0.95 / common_answers) ** 0.5 + 0.002, share
+    assert all(len(drawn[c]) >= 3 for c in common)
+    # a rare cell of 10 answers expects about 3.3 audits (half of its answers until it holds 3, then 5 %)
+    per_rare = [len(drawn[c]) for c in rare]
+    assert sum(1 for n in per_rare if n > 0) / len(per_rare) >= 0.98
+    assert 2.9 < sum(per_rare) / len(per_rare) < 3.6, sum(per_rare) / len(per_rare)
+    # overall far less than auditing rare cells at 50 % forever, and far more for rare cells than 5 % would give
+    assert sum(per_rare) / sum(rare.values()) > 0.25 and beyond_floor / common_answers < 0.06
+
+    ids = [secrets.token_hex(16) for _ in range(4000)]
+    again = AuditPlan(key=b"k" * 32, share=0.05, min_per_cell=3, boost=0.5)
+    assert [plan.choose(i, 10) for i in ids] == [again.choose(i, 10) for i in ids]  # deterministic
+    other = AuditPlan(key=b"x" * 32, share=0.5, min_per_cell=3, boost=0.5)
+    same = AuditPlan(key=b"k" * 32, share=0.5, min_per_cell=3, boost=0.5)
+    agree = Counter((same.choose(i, 10) is None, other.choose(i, 10) is None) for i in ids)
+    assert abs(agree[(True, True)] / len(ids) - 0.25) < 0.04  # another key: independent draws (unpredictable)
+    assert AuditPlan(key=b"k" * 32, share=0.0).choose(ids[0], 0) is None  # share 0: audits off
+
+
+def test_audit_sample_weights_keep_a_class_estimate_unbiased():
+    """Rare cells are audited more often; weighing each audit by 1 / its rate gives the precision over all answers."""
+    rng = random.Random(7)
+    plan = AuditPlan(key=b"w" * 32, share=0.05, min_per_cell=3, boost=0.5)
+    cells = {("snail", "common"): 20_000, **{("snail", f"rare{d}"): 8 for d in range(300)}}
+    precision = {("snail", "common"): 0.95, **{c: 0.5 for c in cells if c[1] != "common"}}
+    drawn = _simulate(plan, cells, rng)
+    cases = [(rng.random() < precision[c], 1 / rate) for c, rates in drawn.items() for rate in rates]
+    truth = sum(n * precision[c] for c, n in cells.items()) / sum(cells.values())  # 0.902
+    weighted = weighted_precision(cases)
+    unweighted = sum(ok for ok, _ in cases) / len(cases)
+    assert weighted is not None and weighted.low <= truth <= weighted.high
+    assert abs(weighted.precision - truth) < 0.02 and unweighted < truth - 0.1  # the rare cells' audits would tilt it
+
+
+def test_audit_sample_wilson_interval_on_known_cases():
+    """Newcombe (1998), Table I: the Wilson score intervals of 81/263, 15/148, 0/20 and 1/29."""
+    for (k, n), (low, high) in {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605), (0, 20): (0.0, 0.1611),
+                                (1, 29): (0.0061, 0.1718)}.items():  # fmt: skip
+        got = wilson(k, n)
+        assert got == pytest.approx((low, high), abs=5e-5), (k, n, got)
+    equal = weighted_precision([(True, 20.0)] * 81 + [(False, 20.0)] * 182)  # one rate: the plain interval
+    assert equal is not None and (equal.low, equal.high) == pytest.approx(wilson(81, 263))
+    assert equal.effective == pytest.approx(263)
+
+
+def _identify(client, district="Phú Tân") -> dict:
+    sent = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(next(SEEDS)), "image/jpeg"))],
+                       data={"district": district})  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    return sent.json()
+
+
+def test_audit_sample_item_is_blind_until_the_officers_verdict(audit_app):
+    client, tokens = audit_app(approvals_required=2)
+    answer = _identify(client)
+    assert answer["decision"] == "identified" and answer["status"] == "answered"  # the farmer's answer is unchanged
+    species = answer["species"]["id"]
+    org = load_catalogue().get(species)
+    listed = client.get("/v1/review/queue", headers=tokens["an"])
+    item = next(i for i in listed.json() if i["id"] == answer["submission_id"])
+    assert item["audit"] == {"blind": True, "answer": None}
+    assert item["predicted_label"] is item["predicted"] is item["confidence"] is None and item["top"] == []
+    for leak in (species, org.name_vi, org.name_en, org.scientific, str(answer["species"]["probability"])):
+        assert leak not in listed.text, leak  # nothing of the model's answer in the whole reply
+    by_species = client.get("/v1/review/queue", params={"species": species}, headers=tokens["an"]).json()
+    assert answer["submission_id"] not in [i["id"] for i in by_species]  # a filter by the answer would tell it
+    assert [i["id"] for i in client.get("/v1/review/queue", params={"audit": "true"}, headers=tokens["an"]).json()] == [
+        answer["submission_id"]
+    ]
+    refused = client.post(f"/v1/review/{answer['submission_id']}", json={"action": "confirm"}, headers=tokens["an"])
+    assert refused.status_code == 422 and refused.json()["code"] == "audit_needs_species"
+
+    judged = client.post(f"/v1/review/{answer['submission_id']}", json={"action": "relabel", "label": species},
+                         headers=tokens["an"]).json()  # fmt: skip
+    assert judged["audit"]["blind"] is False and judged["audit"]["answer"]["id"] == species  # revealed after
+    assert judged["audit"]["agreed"] is True and judged["predicted_label"] == species
+    # the second officer (two approvals required) is still blind: the first one's verdict does not unblind them
+    second = client.get("/v1/review/queue", headers=tokens["binh"]).json()
+    assert next(i for i in second if i["id"] == answer["submission_id"])["audit"]["blind"] is True
+    mine = client.get("/v1/review/queue", headers=tokens["an"]).json()
+    assert next(i for i in mine if i["id"] == answer["submission_id"])["audit"]["answer"]["id"] == species
+    other = client.post(f"/v1/review/{answer['submission_id']}", json={"action": "relabel", "label": "brown_planthopper"},
+                        headers=tokens["binh"]).json()  # fmt: skip
+    assert other["audit"]["agreed"] is False and other["status"] == "disputed"
+
+
+def _audits(app, answer: str, rights: list[bool], *, district="Phú Tân", version: str, rate=0.05) -> list[str]:
+    """Audit items for ``answer`` stored as identify would; returns their ids."""
+    ids = []
+    with app.state.sessions() as session, session.begin():
+        for k, _ in enumerate(rights):
+            sid = f"{answer[:8]}{district[:3]}{k:04d}{next(SEEDS)}"
+            session.add(Submission(id=sid, created_at=datetime.now(UTC) - timedelta(hours=k), decision="identified",
+                                   predicted_label=answer, answer=answer, audit_rate=rate, confidence=0.97,
+                                   model_version=version, response={}, district=district, lang="vi",
+                                   status="pending_review"))  # fmt: skip
+            ids.append(sid)
+    return ids
+
+
+def _judged(client, token, answer, rights, *, wrong_label="brown_planthopper", **where) -> None:
+    """Audit items for ``answer`` judged by the officer with ``token``: right where ``rights`` says, else named
+    ``wrong_label``."""
+    for sid, right in zip(_audits(client.app, answer, rights, **where), rights, strict=True):
+        body = {"action": "relabel", "label": answer if right else wrong_label}
+        assert client.post(f"/v1/review/{sid}", json=body, headers=token).status_code == 200
+
+
+def test_audit_sample_precision_per_class_district_and_version_with_wilson_intervals(audit_app):
+    client, tokens = audit_app()
+    version = client.get("/v1/model").json()["version"]
+    _judged(client, tokens["chi"], "golden_apple_snail", [True] * 18 + [False] * 2, version=version)
+    _judged(client, tokens["chi"], "golden_apple_snail", [True] * 4, district="Châu Đốc", version=version)
+    _judged(client, tokens["chi"], "golden_apple_snail", [True, False], version="pestid@sha256:older")
+    report = client.get("/v1/precision", headers=tokens["chi"]).json()
+    assert report["model_version"] == version and report["promised"] == 0.95
+    (snail,) = report["classes"]
+    assert snail["id"] == "golden_apple_snail" and snail["name_vi"] == "Ốc bươu vàng"
+    assert (snail["audits"], snail["correct"]) == (24, 22)
+    assert (snail["low"], snail["high"]) == pytest.approx(wilson(22, 24), abs=1e-4)
+    districts = {row["district"]: row for row in report["districts"]}
+    assert districts["Phú Tân"]["precision"] == 0.9
+    assert (districts["Phú Tân"]["low"], districts["Phú Tân"]["high"]) == pytest.approx(wilson(18, 20), abs=1e-4)
+    assert districts["Châu Đốc"]["audits"] == 4
+    versions = {row["model_version"]: row for row in report["versions"]}
+    assert versions["pestid@sha256:older"]["audits"] == 2 and versions[version]["audits"] == 24
+    # the Phú Tân officer's figures are Phú Tân's only (and the unlocated), never another district's
+    mine = client.get("/v1/precision", headers=tokens["an"]).json()
+    assert [row["district"] for row in mine["districts"]] == ["Phú Tân"] and mine["classes"][0]["audits"] == 20
+    # a blurry photo says nothing of the answer; "not a harmful organism" says it was wrong
+    (blurry, not_harmful) = _audits(client.app, "golden_apple_snail", [False, False], version=version)
+    client.post(f"/v1/review/{blurry}", json={"action": "reject", "reason": "blurry"}, headers=tokens["chi"])
+    client.post(f"/v1/review/{not_harmful}", json={"action": "reject", "reason": "not_harmful"}, headers=tokens["chi"])
+    after = client.get("/v1/precision", headers=tokens["chi"]).json()["classes"][0]
+    assert (after["audits"], after["correct"]) == (25, 22)
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_audit_sample_alert_fires_when_audits_contradict_a_class(audit_app):
+    """Blind audits find the snail answers wrong 6 times in 12: the interval's upper end (0.75) lies below the 0.95
+    promise. The API marks the class, /metrics says so, and the alert is logged; the planthopper, right every time,
+    raises nothing."""
+    client, tokens = audit_app()
+    version = client.get("/v1/model").json()["version"]
+    _judged(client, tokens["chi"], "golden_apple_snail", [True, False] * 6, version=version)
+    _judged(client, tokens["chi"], "brown_planthopper", [True] * 12, version=version, wrong_label="golden_apple_snail")
+    report = client.get("/v1/precision", headers=tokens["chi"]).json()
+    assert report["alerts"] == ["golden_apple_snail"]
+    rows = {row["id"]: row for row in report["classes"]}
+    assert rows["golden_apple_snail"]["alert"] and rows["golden_apple_snail"]["high"] < 0.95
+    assert not rows["brown_planthopper"]["alert"]
+
+    lines = _Lines()
+    logging.getLogger("pestid.serving").addHandler(lines)
+    field_truth._last_alert.clear()
+    try:
+        field_truth.refresh(client.app)
+    finally:
+        logging.getLogger("pestid.serving").removeHandler(lines)
+    alerts = [r for r in lines.records if r.getMessage() == "precision_below_promise"]
+    assert [r.fields["label"] for r in alerts] == ["golden_apple_snail"]  # type: ignore[attr-defined]
+    assert alerts[0].fields["promised"] == 0.95 and alerts[0].fields["high"] < 0.95  # type: ignore[attr-defined]
+    text = metrics_text().decode()
+    assert 'pestid_precision_below_promise{label="golden_apple_snail"} 1.0' in text
+    assert 'pestid_precision_below_promise{label="brown_planthopper"} 0.0' in text
+    assert 'pestid_audit_precision{bound="high",by="class",key="golden_apple_snail"}' in text
