@@ -33,6 +33,21 @@ const TEXT = {
     week_short: "T{week}", week_long: "tuần {week}, {year}", week_axis: "Tuần ({years})", chart_label: "Số báo cáo mỗi tuần",
     no_outbreaks: "Chưa có báo cáo nào được duyệt.", network: "Không kết nối được máy chủ. Hãy thử lại.",
     server_error: "Máy chủ báo lỗi. Hãy thử lại.", signed_out: "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
+    blind_row: "🔍 kiểm tra mù", blind: "Kiểm tra mù: hãy chọn loài bạn thấy (phím r) hoặc loại ảnh (phím x). Câu trả lời của mô hình sẽ hiện sau khi bạn quyết định.",
+    blind_no_confirm: "Ảnh kiểm tra mù: không có gì để xác nhận. Hãy chọn loài bạn thấy (phím r).",
+    revealed: "Mô hình đã trả lời nông dân: {name}.", agreed: "Khớp với nhận định của bạn.", disagreed: "Khác với nhận định của bạn.",
+    precision_heading: "Độ chính xác thực tế (kiểm tra mù)", drift_heading: "Câu trả lời thay đổi theo huyện và tuần",
+    precision_summary: "Mô hình đang dùng: {version} · cam kết độ chính xác {promised} · khoảng tin cậy 95 % (Wilson)",
+    no_audits: "Chưa có ảnh kiểm tra mù nào được duyệt.", below_promise: "⚠ dưới mức cam kết",
+    alert_line: "⚠ Độ chính xác thấp hơn cam kết: {names}. Hãy xem lại các ảnh của những loài này.",
+    by: { class: "loài", district: "huyện", version: "phiên bản" },
+    pcol: { by: "theo", name: "tên", audits: "số ảnh kiểm tra", precision: "độ chính xác", interval: "khoảng 95 %", promise: "cam kết" },
+    dcol: { week: "tuần", district: "huyện", answers: "số câu trả lời", not_sure: "tỉ lệ chưa chắc (tham chiếu)",
+      classes: "độ lệch các loài", look: "nên xem gì" },
+    drift_hint: "So với bộ ảnh kiểm tra của mô hình, hoặc với 4 tuần trước của huyện. Dòng tô màu: câu trả lời đã thay đổi rõ.",
+    no_drift: "Chưa có câu trả lời nào trong các tuần gần đây.", look_unsure: "nhiều ảnh mô hình chưa chắc: hãy duyệt và gán nhãn",
+    look_sure: "ít ảnh chưa chắc hơn thường lệ: kiểm tra các câu trả lời", look_rising: "tăng: {names} — hãy chụp và xác nhận",
+    look_falling: "giảm: {names}", reference_weeks: "4 tuần trước",
   },
   en: {
     title: "Photo review — plant protection officers", heading: "Photo review", switch: "Tiếng Việt",
@@ -68,6 +83,21 @@ const TEXT = {
     week_axis: "Week ({years})", chart_label: "Reports per week", no_outbreaks: "No approved reports yet.",
     network: "Cannot reach the server. Try again.", server_error: "The server reported an error. Try again.",
     signed_out: "Your sign-in has expired. Sign in again.",
+    blind_row: "🔍 blind check", blind: "Blind check: name the species you see (key r) or reject the photo (key x). The model's answer shows once you have decided.",
+    blind_no_confirm: "A blind check: there is nothing to confirm. Name the species you see (key r).",
+    revealed: "The model told the farmer: {name}.", agreed: "It matches your verdict.", disagreed: "It differs from your verdict.",
+    precision_heading: "Delivered precision (blind checks)", drift_heading: "Answers shifting by district and week",
+    precision_summary: "Served model: {version} · promised precision {promised} · 95 % intervals (Wilson)",
+    no_audits: "No blind check has been decided yet.", below_promise: "⚠ below the promise",
+    alert_line: "⚠ Precision below the promise: {names}. Look again at the photos of these.",
+    by: { class: "species", district: "district", version: "version" },
+    pcol: { by: "by", name: "name", audits: "checks", precision: "precision", interval: "95 % interval", promise: "promised" },
+    dcol: { week: "week", district: "district", answers: "answers", not_sure: "not sure (reference)",
+      classes: "species shift", look: "where to look" },
+    drift_hint: "Against the model's test photos, or the district's 4 weeks before. Shaded rows: the answers clearly moved.",
+    no_drift: "No answers in recent weeks.", look_unsure: "many photos the model is not sure of: review and label them",
+    look_sure: "fewer unsure answers than usual: check the answers", look_rising: "up: {names} — photograph and confirm them",
+    look_falling: "down: {names}", reference_weeks: "4 weeks before",
   },
 };
 const LOCALE = { vi: "vi-VN", en: "en-GB" };
@@ -148,10 +178,11 @@ function renderRows() {
   $("queue-total").textContent = fill(t.total, { shown: items.length, total });
   $("queue").replaceChildren(...items.map((item, index) => {
     const count = item.photo_count ?? (item.previews || []).length;
-    const facts = [t.decision[item.decision] || item.decision, `${Math.round(item.confidence * 100)}%`,
+    const blind = isBlind(item);
+    const facts = [...(blind ? [] : [t.decision[item.decision] || item.decision, `${Math.round(item.confidence * 100)}%`]),
                    item.district || item.commune || "—", localTime(item.created_at, false)];
     const li = el("li", { class: index === current ? "active" : "", tabindex: "0", title: item.predicted ? item.predicted.scientific : "" },
-      el("span", { class: "name" }, nameOf(item.predicted)), el("span", { class: "facts" }, facts.join(" · ")),
+      el("span", { class: "name" }, blind ? t.blind_row : nameOf(item.predicted)), el("span", { class: "facts" }, facts.join(" · ")),
       el("span", { class: "badge", title: fill(t.photos_label, { n: count }) }, fill(t.photos, { n: count })));
     if (item.duplicate_of) li.append(el("span", { class: "badge duplicate", title: fill(t.duplicate_of, { id: item.duplicate_of }) }, t.duplicate));
     li.dataset.id = item.id;  // rows are reachable with Tab; Enter or Space opens one
@@ -174,7 +205,8 @@ function describe(item) {
     $("note").hidden = true;
     return;
   }
-  $("decision").textContent = fill(t.model_said, { decision: t.decision[item.decision] || item.decision });
+  // a blind check: nothing of the model's answer (the server sends none until the officer has decided)
+  $("decision").textContent = isBlind(item) ? t.blind : fill(t.model_said, { decision: t.decision[item.decision] || item.decision });
   $("guesses").replaceChildren(...item.top.map((guess) => {
     const meter = el("span", { class: "meter" }, el("span", {}));
     meter.firstChild.style.width = `${Math.round(guess.probability * 100)}%`;  // set from script: the CSP allows no style=""
@@ -262,8 +294,10 @@ async function act(body) {
     lastAudit = result.audit_id;
     const status = TEXT[lang].status[result.status] || result.status;
     say(result.final ? fill(TEXT[lang].saved_as, { status, name: nameOf(result.final) }) : fill(TEXT[lang].saved, { status }));
+    reveal(result.audit);
     await loadQueue();
     await loadOutbreaks();
+    await loadField();
   } catch (err) { say(err.message); } finally { busy = false; }
 }
 
@@ -273,8 +307,10 @@ async function undoLast() {
     const result = await api(`/v1/review/undo/${lastAudit}`, { method: "POST" });
     lastAudit = null;
     say(fill(TEXT[lang].undone, { status: TEXT[lang].status[result.status] || result.status }));
+    reveal(null);
     await loadQueue();
     await loadOutbreaks();
+    await loadField();
   } catch (err) { say(err.message); }
 }
 
@@ -545,7 +581,7 @@ document.addEventListener("keydown", (event) => {
   }
   if (event.key === "j") { current = Math.min(current + 1, items.length - 1); renderQueue(); }
   else if (event.key === "k") { current = Math.max(current - 1, 0); renderQueue(); }
-  else if (event.key === "c") { if (ready(event)) act({ action: "confirm" }); }
+  else if (event.key === "c") { if (isBlind(items[current])) say(TEXT[lang].blind_no_confirm); else if (ready(event)) act({ action: "confirm" }); }
   else if (event.key === "x") { if (items[current]) startReject(); }
   else if (event.key === "r") { if (items[current]) { event.preventDefault(); openRelabel(); } }
   else if (event.key === "u") undoLast();
@@ -581,7 +617,7 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n-aria]").forEach((node) => node.setAttribute("aria-label", text(node.dataset.i18nAria)));
   $("lang").textContent = t.switch;
   $("lang").lang = lang === "vi" ? "en" : "vi";
-  for (const id of ["status", "login-error", "o-error"]) $(id).textContent = "";  // said in the other language
+  for (const id of ["status", "login-error", "o-error", "reveal"]) $(id).textContent = "";  // said in the other language
   $("login-error").hidden = true;
   $("o-error").hidden = true;
   if (me) $("who").textContent = `${me.username} (${t.role[me.role] || me.role})`;
@@ -593,6 +629,7 @@ function applyLanguage() {
   if (rejecting) startReject();
   renderResults();
   renderOutbreaks();
+  renderField();
 }
 
 $("lang").addEventListener("click", () => {
@@ -610,6 +647,7 @@ async function start() {
   $("signout").hidden = false;
   try { await loadQueue(); } catch (err) { say(err.message); }
   await loadOutbreaks();
+  await loadField();
 }
 
 $("login").addEventListener("submit", async (event) => {
