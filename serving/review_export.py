@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -78,10 +79,12 @@ def photos_folder(out: str | Path) -> Path:
 
 def manifest_from_reviews(
     database_url: str, store: PhotoStorage, out: str | Path, *, base: str | Path | None = None,
-    folder: Path | None = None, threshold: int | None = None, seed: int = 0,
-) -> dict[str, int]:  # fmt: skip
+    folder: Path | None = None, threshold: int | None = None, seed: int = 0, new_class_originals: int = 20,
+    new_class_test: float = 0.25,
+) -> dict[str, Any]:  # fmt: skip
     """Approved review photos as a dataset version, merged into ``base`` with its test split frozen. Photos the store
-    does not keep as files go to ``folder`` (default: ``photos_folder(out)``)."""
+    does not keep as files go to ``folder`` (default: ``photos_folder(out)``). A label ``base`` lacks becomes a
+    class at ``new_class_originals`` approved originals, and waits until then (``pestid.splits.extend_frozen``)."""
     folder = folder or photos_folder(out)
     base_manifest = read_manifest(base) if base else None
     root = base_manifest.root if base_manifest else Path(out).parent
@@ -94,7 +97,8 @@ def manifest_from_reviews(
         token_pattern="|".join(f"(?:{p})" for p in patterns),
     )
     if base:
-        result, report = extend_frozen(base_manifest, new_rows, config=config, seed=seed)
+        result, report = extend_frozen(base_manifest, new_rows, config=config, seed=seed,
+                                       new_class_originals=new_class_originals, new_class_test=new_class_test)  # fmt: skip
     else:
         result, _ = group_and_split(base_manifest.with_rows(new_rows), config=config, seed=seed)
         report = {"base": 0, "new": len(new_rows), "added": len(new_rows), "left_out_near_test": 0}

@@ -102,6 +102,20 @@ class GateConfig(_Section):
     recall_tolerance: float = 0.05  # the largest allowed drop in any class's recall
     class_recall_tolerance: dict[str, float] = {}  # tighter (or looser) limits for pests that matter most
     min_support: float = 5  # classes with fewer test originals are reported but not gated
+    # A challenger whose label set grew (officers taught it a class): each class both models know may lose at most
+    # this much F1 per original on the old test split (the champion's classes), besides the checks above; and each
+    # new class needs F1 per original of at least new_class_f1 on its own test originals (at least min_support).
+    class_f1_tolerance: float = 0.05
+    new_class_f1: float = 0.5
+
+
+class ReviewsConfig(_Section):
+    """How ``pestid retrain`` turns approved reviews into a dataset version (``pestid.splits.extend_frozen``)."""
+
+    # A label the model lacks becomes a class once officers approved this many of its originals; until then its
+    # photos are left out, listed as waiting in the manifest and the retrain report.
+    new_class_originals: int = Field(default=20, ge=1)
+    new_class_test: float = Field(default=0.25, gt=0, lt=1)  # a new class's originals kept for its own test split
 
 
 class TrainConfig(_Section):
@@ -126,6 +140,7 @@ class TrainConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -41,3 +41,12 @@ def serving_stores(db: str | None, photos: str | None) -> tuple[str, PhotoStorag
     if photos is not None:
         settings = settings.model_copy(update={"photo_store": photos})
     return db or settings.resolved_database_url, open_photo_store(settings)
+
+
+def new_classes_line(report: dict[str, Any], needed: int) -> None:
+    """What officers' labels did to the label set: the classes they added, and those still waiting."""
+    for label, originals in report.get("new_classes", {}).items():
+        out.print(f"lớp mới / new class {label}: {originals} approved originals (at least {needed})")
+    for label, originals in report.get("waiting", {}).items():
+        out.print(f"chờ thêm ảnh / waiting {label}: {originals} approved originals of {needed}; its photos are left "
+                  "out until then")  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pestid.cli.app import DOWNLOAD_HELP, PHOTOS_HELP, data_app, out, print_json, serving_stores
+from pestid.cli.app import DOWNLOAD_HELP, PHOTOS_HELP, data_app, new_classes_line, out, print_json, serving_stores
 from pestid.progress import console
 
 
@@ -119,16 +119,19 @@ def data_from_reviews(
     download_to: Annotated[Path | None, typer.Option(help=DOWNLOAD_HELP)] = None,
     threshold: Annotated[int | None, typer.Option(help="Near-duplicate Hamming threshold.")] = None,
     seed: int = 0,
-) -> None:
+    new_class_originals: Annotated[int, typer.Option(help="Approved originals a label the base lacks needs to "
+                                                          "become a class; below it, its photos wait.")] = 20,
+) -> None:  # fmt: skip
     """Tạo dữ liệu từ ảnh đã duyệt / a dataset version from approved submissions."""
     from pestid.serving.review_export import manifest_from_reviews
 
     database_url, store = serving_stores(db, photos)
     report = manifest_from_reviews(database_url, store, out_path, base=base, folder=download_to, threshold=threshold,
-                                   seed=seed)  # fmt: skip
+                                   seed=seed, new_class_originals=new_class_originals)  # fmt: skip
     console.print(f"{report['added']} ảnh duyệt được thêm / approved photos added, "
                   f"{report['left_out_near_test']} left out (near-duplicates of the frozen test split), "
                   f"{report['unreadable']} unreadable → {out_path}")  # fmt: skip
+    new_classes_line(report, new_class_originals)
 
 
 @data_app.command("check")

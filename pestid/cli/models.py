@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pestid.cli.app import DOWNLOAD_HELP, PHOTOS_HELP, app, out, print_json, serving_stores
+from pestid.cli.app import DOWNLOAD_HELP, PHOTOS_HELP, app, new_classes_line, out, print_json, serving_stores
 from pestid.progress import console
 
 if TYPE_CHECKING:
@@ -184,11 +184,16 @@ def retrain(
 ) -> None:
     """Huấn luyện lại / approved reviews → dataset → train → challenger → gate → champion."""
     from pestid.serving.review_export import manifest_from_reviews
+    from pestid.training.config import resolve_config
     from pestid.training.retrain import retrain as run_retrain
 
+    reviews = resolve_config(config, overrides).reviews
     database_url, store = serving_stores(db, photos)
-    report = manifest_from_reviews(database_url, store, out_manifest, base=base, folder=download_to)
+    report = manifest_from_reviews(database_url, store, out_manifest, base=base, folder=download_to,
+                                   new_class_originals=reviews.new_class_originals,
+                                   new_class_test=reviews.new_class_test)  # fmt: skip
     console.print(f"dataset {out_manifest}: {report}")
+    new_classes_line(report, reviews.new_class_originals)
     result = run_retrain(config, out_manifest, overrides=overrides)
     out.print(result.decision.summary())
     if not result.decision.passed:
