@@ -65,11 +65,15 @@ def predict_rows(predictor: Predictor, paths: list[Path]) -> tuple[np.ndarray, l
 
 def evaluate_model(
     model_path: str | Path, manifest_path: str | Path, *, split: str = "test", out_dir: str | Path | None = None,
-    ood_images: int = 50,
+    ood_images: int = 50, known_only: bool = False,
 ) -> tuple[EvaluationReport, list[Path]]:  # fmt: skip
+    """``known_only``: leave out the rows whose label the model does not know (a class added since it was trained,
+    when a champion is judged beside a challenger that knows more), instead of refusing them."""
     predictor = Predictor(model_path)
     manifest = read_manifest(manifest_path)
     rows = manifest.split(split)
+    if known_only:
+        rows = [r for r in rows if r.label in predictor.labels]
     if not rows:
         raise DatasetError(f"Tập '{split}' của {manifest_path} trống.", f"Split '{split}' of {manifest_path} is empty.")
     unknown = sorted({r.label for r in rows} - set(predictor.labels))

@@ -8,32 +8,54 @@ even the low end of that interval loses no more than the tolerance (it is not
 worse beyond the tolerance, given the noise of a finite test set). No class's
 recall may drop by more than its tolerance; classes with fewer than
 ``min_support`` test originals are reported, not gated. Every check gives a reason.
+
+A challenger whose label set grew (officers taught it a class, ``pestid.splits.extend_frozen``) is judged in two
+parts (``judge_grown``): on the old test split (the test originals of the champion's classes, where both models
+answer in one index space and a new class's answer is simply wrong) it must pass every check above and lose no
+class's F1 beyond ``class_f1_tolerance``; and each new class must reach ``new_class_f1`` on its own test originals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pestid.training.config import GateConfig
-from pestid.training.metrics import bootstrap_interval, macro_f1
+from pestid.training.metrics import bootstrap_interval, confusion, group_weights, macro_f1, per_class
 from pestid.training.report import EvaluationReport, Rows
 
 
 @dataclass(frozen=True)
 class GateFigures:
-    """What the gate compares, per original: macro-F1, each class's recall and support, and the test rows."""
+    """What the gate compares, per original: macro-F1, each class's recall and support, the test rows, and each
+    class's F1."""
 
     macro_f1: float
     per_class: dict[str, tuple[float, float]]  # name -> (recall, support)
     rows: Rows | None = None
+    f1: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, report: EvaluationReport) -> GateFigures:
+    def of(cls, report: EvaluationReport, *, classes: Sequence[str] | None = None) -> GateFigures:
+        """The report's figures; with ``classes``, only its test rows of those classes, recomputed with labels and
+        answers in ``classes``' order (an answer outside them, a class the other model lacks, is wrong)."""
         original = report.per_original
-        return cls(original.macro_f1 or 0.0, {n: (c.recall, c.support) for n, c in original.per_class.items()},
-                   report.rows)  # fmt: skip
+        if classes is None:
+            return cls(original.macro_f1 or 0.0, {n: (c.recall, c.support) for n, c in original.per_class.items()},
+                       report.rows, {n: c.f1 for n, c in original.per_class.items()})  # fmt: skip
+        names, index, rows = list(original.per_class), {n: i for i, n in enumerate(classes)}, report.rows
+        keep = [k for k, y in enumerate(rows.label) if names[y] in index]
+        labels = np.array([index[names[rows.label[k]]] for k in keep], dtype=np.int64)
+        predicted = np.array([index.get(names[rows.predicted[k]], len(classes)) for k in keep], dtype=np.int64)
+        groups = [rows.group[k] for k in keep]
+        weights = group_weights(groups)
+        stats = per_class(confusion(labels, predicted, len(classes) + 1, weights))
+        return cls(macro_f1(labels, predicted, len(classes) + 1, weights),
+                   {n: (float(stats["recall"][i]), float(stats["support"][i])) for i, n in enumerate(classes)},
+                   Rows(group=groups, label=labels.tolist(), predicted=predicted.tolist()),
+                   {n: float(stats["f1"][i]) for i, n in enumerate(classes)})  # fmt: skip
 
 
 @dataclass
@@ -111,3 +133,42 @@ def judge(challenger: GateFigures, champion: GateFigures | None, config: GateCon
         checks.append(recall_check(name, ours, recall, tolerance))
     return GateDecision(all(ok for ok, _ in checks), [reason for _, reason in checks],
                         {"macro_f1": challenger.macro_f1}, {"macro_f1": champion.macro_f1})  # fmt: skip
+
+
+def f1_check(name: str, challenger: float, champion: float, tolerance: float) -> tuple[bool, str]:
+    drop = champion - challenger
+    ok = drop <= tolerance
+    return (ok, f"F1 of {name} {challenger:.3f} vs {champion:.3f} on the old test split (drop {drop:+.3f}, allowed "
+                f"{tolerance:.3f}): {'ok' if ok else 'too large'}")  # fmt: skip
+
+
+def new_class_check(name: str, f1: float, support: float, config: GateConfig) -> tuple[bool, str]:
+    """A class the champion lacks: judged on its own test originals, against its floor."""
+    if support < config.min_support:
+        return (False, f"new class {name}: {support:g} test originals, below {config.min_support:g}: too few to "
+                       "judge it (approve more of its photos)")  # fmt: skip
+    ok = f1 >= config.new_class_f1
+    return (ok, f"new class {name}: F1 per original {f1:.3f} on its {support:g} test originals (floor "
+                f"{config.new_class_f1:.2f}): {'ok' if ok else 'too low'}")  # fmt: skip
+
+
+def judge_grown(
+    challenger: GateFigures, champion: GateFigures, new: Mapping[str, tuple[float, float]], config: GateConfig
+) -> GateDecision:
+    """A challenger that knows more classes than the champion. ``challenger`` and ``champion``: both on the old test
+    split (``GateFigures.of(report, classes=champion's labels)``); ``new``: each new class's (F1 per original,
+    test originals) on the challenger's whole test split. Every check of ``judge`` holds on the old split, no
+    shared class loses more F1 than ``class_f1_tolerance``, and each new class reaches its floor."""
+    decision = judge(challenger, champion, config)
+    checks = []
+    for name, (_, support) in champion.per_class.items():
+        if support < config.min_support:
+            checks.append((True, f"F1 of {name}: {int(support)} test originals, below {config.min_support}; not gated"))
+            continue
+        checks.append(
+            f1_check(name, challenger.f1.get(name, 0.0), champion.f1.get(name, 0.0), config.class_f1_tolerance)
+        )
+    checks += [new_class_check(name, f1, support, config) for name, (f1, support) in sorted(new.items())]
+    decision.reasons.extend(reason for _, reason in checks)
+    decision.passed = decision.passed and all(ok for ok, _ in checks)
+    return decision

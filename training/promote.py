@@ -14,12 +14,32 @@ from pestid import registry
 from pestid.registry import CHALLENGER, CHAMPION
 from pestid.training.config import GateConfig
 from pestid.training.evaluate import evaluate_model
-from pestid.training.gate import GateDecision, GateFigures, judge
+from pestid.training.gate import GateDecision, GateFigures, judge, judge_grown
+from pestid.training.report import EvaluationReport
 
 
-def _evaluate(name: str, version: str, manifest: str | Path, split: str) -> GateFigures:
-    report, _ = evaluate_model(registry.download_onnx(name, version), manifest, split=split)
-    return GateFigures.of(report)
+def _evaluate(
+    name: str, version: str, manifest: str | Path, split: str, *, known_only: bool = False
+) -> EvaluationReport:
+    report, _ = evaluate_model(registry.download_onnx(name, version), manifest, split=split, known_only=known_only)
+    return report
+
+
+def compare(challenger: EvaluationReport, champion: EvaluationReport | None, gate: GateConfig) -> GateDecision:
+    """The gate's decision on two reports of one test split; ``champion``'s made with ``known_only`` (a challenger
+    whose label set grew is judged by ``judge_grown``, the old classes on their own test originals)."""
+    if champion is None:
+        return judge(GateFigures.of(challenger), None, gate)
+    old = list(champion.per_original.per_class)
+    new = [n for n in challenger.per_original.per_class if n not in old]
+    if not new:
+        return judge(GateFigures.of(challenger), GateFigures.of(champion), gate)
+    everything = challenger.per_original.per_class
+    decision = judge_grown(GateFigures.of(challenger, classes=old), GateFigures.of(champion, classes=old),
+                           {n: (everything[n].f1, everything[n].support) for n in new}, gate)  # fmt: skip
+    decision.reasons.insert(0, f"the label set grew by {', '.join(new)}: the {len(old)} classes both know are "
+                               "judged on their own test originals, each new class on its own")  # fmt: skip
+    return decision
 
 
 def promote(
@@ -38,8 +58,8 @@ def promote(
     if champion is not None and champion.version == challenger.version:
         return GateDecision(False, [f"version {challenger.version} is already the champion"])
     ours = _evaluate(model_name, challenger.version, manifest, split)
-    theirs = _evaluate(model_name, champion.version, manifest, split) if champion is not None else None
-    decision = judge(ours, theirs, gate)
+    theirs = _evaluate(model_name, champion.version, manifest, split, known_only=True) if champion is not None else None
+    decision = compare(ours, theirs, gate)
     decision.reasons.insert(0, f"challenger {model_name}/{challenger.version} vs champion "
                                f"{model_name}/{champion.version if champion else '—'} on split '{split}' of {manifest}")  # fmt: skip
     if decision.passed:

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from pestid.training.config import GateConfig
-from pestid.training.gate import GateFigures, judge
+from pestid.training.gate import GateFigures, judge, judge_grown
 from pestid.training.report import Rows
 
 
@@ -56,3 +57,38 @@ def test_gate_knows_noise_an_equal_model_passes_a_clearly_worse_one_does_not():
     assert equal.passed and "95 % interval of the difference" in equal.reasons[0]
     refused = judge(_paired(worse, labels, groups), _paired(champion, labels, groups), config)
     assert not refused.passed and "too large" in refused.reasons[0]
+
+
+def _grown_report(labels, predicted, names=("a", "b", "rice_bug")):
+    """An evaluation report holding only what the gate reads: the classes' names (in order) and the test rows."""
+    from pestid.training.report import ClassFigures, EvaluationReport, GroupFigures
+
+    per_class = {n: ClassFigures(precision=0, recall=0, f1=0, support=0) for n in names}
+    rows = Rows(group=[str(k) for k in range(len(labels))], label=labels, predicted=predicted)
+    return EvaluationReport.model_construct(
+        per_original=GroupFigures(groups=len(labels), per_class=per_class), rows=rows
+    )
+
+
+def test_new_class_answers_on_old_photos_are_wrong_and_its_own_photos_leave_the_old_split():
+    # a, a, b, b from the old test split; two rice bugs, the new class's own test originals
+    report = _grown_report([0, 0, 1, 1, 2, 2], [0, 2, 1, 1, 2, 0])
+    old = GateFigures.of(report, classes=["a", "b"])
+    assert old.rows.label == [0, 0, 1, 1] and old.rows.predicted == [0, 2, 1, 1]  # 2: an answer the champion lacks
+    assert old.per_class["a"] == (0.5, 2.0) and old.per_class["b"] == (1.0, 2.0)
+    assert old.f1["a"] == pytest.approx(2 / 3) and old.macro_f1 == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_new_class_gate_holds_old_classes_and_the_new_class_to_its_floor():
+    champion = GateFigures(0.9, {"a": (0.9, 10), "b": (0.9, 10)}, f1={"a": 0.9, "b": 0.9})
+    same = GateFigures(0.9, {"a": (0.9, 10), "b": (0.9, 10)}, f1={"a": 0.9, "b": 0.88})
+    config = GateConfig(new_class_f1=0.5, min_support=5)
+    passed = judge_grown(same, champion, {"rice_bug": (0.8, 6)}, config)
+    assert passed.passed and any(r.startswith("new class rice_bug: F1 per original 0.800") for r in passed.reasons)
+    low = judge_grown(same, champion, {"rice_bug": (0.4, 6)}, config)
+    assert not low.passed and any("rice_bug" in r and "too low" in r for r in low.reasons)
+    unjudged = judge_grown(same, champion, {"rice_bug": (1.0, 3)}, config)
+    assert not unjudged.passed and any("too few to judge" in r for r in unjudged.reasons)
+    worse_b = GateFigures(0.9, {"a": (0.9, 10), "b": (0.9, 10)}, f1={"a": 0.9, "b": 0.7})  # b's precision fell
+    regressed = judge_grown(worse_b, champion, {"rice_bug": (0.8, 6)}, config)
+    assert not regressed.passed and any(r.startswith("F1 of b") and "too large" in r for r in regressed.reasons)
