@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event, text
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -24,6 +24,7 @@ from sqlalchemy.types import TypeDecorator
 from pestid.vocabulary import ReviewStatus
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x70657374  # "pest": the PostgreSQL advisory lock replicas take turns on while migrating
 T = TypeVar("T")
 
 
@@ -204,7 +205,10 @@ def migrate(engine: Engine, *, lock: Path | None = None) -> None:
     """Bring the schema to the newest Alembic revision.
 
     With ``lock``, workers starting together take turns (an exclusive file lock),
-    so only the first one migrates and the others find the schema at head.
+    so only the first one migrates and the others find the schema at head. A file lock
+    holds on one host only: on PostgreSQL, replicas on several hosts take turns on an
+    advisory lock held until the migration commits (without it, replicas started together
+    on an empty database failed on each other's CREATE TABLE).
     """
     import fcntl
     from contextlib import nullcontext
@@ -220,6 +224,8 @@ def migrate(engine: Engine, *, lock: Path | None = None) -> None:
         if handle is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

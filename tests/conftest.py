@@ -170,6 +170,20 @@ def throwaway_postgres() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def new_database(postgres_url: str) -> str:
+    """A new, empty database on the server of ``postgres_url``: a test of its own on the session's server."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     try:

@@ -59,3 +59,22 @@ def test_nul_bytes_and_huge_integers_are_refused_before_postgresql_sees_them(tin
         ]
         assert [a.status_code for a in answers] == [422, 422, 422, 422, 422, 422, 422], [a.text for a in answers]
         assert client.post("/v1/identify", files=files, data={"district": "Chợ Mới"}).status_code == 201
+
+
+def test_replicas_starting_together_on_an_empty_database_take_turns_migrating(postgres_url, tmp_path):
+    """Each host's file lock serialises its own workers only; replicas on several hosts started together on a fresh
+    PostgreSQL used to fail on each other's CREATE TABLE (2 of 4 here). They take turns on an advisory lock now."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, new_database
+
+    url = new_database(postgres_url)
+    start = ("import sys, pathlib; from pestid.serving.db import make_engine, migrate; "
+             "migrate(make_engine(sys.argv[1]), lock=pathlib.Path(sys.argv[2]) / '.migrate.lock')")  # fmt: skip
+    replicas = [subprocess.Popen([sys.executable, "-c", start, url, str(tmp_path / f"host-{k}")], cwd=REPO,
+                                 stderr=subprocess.PIPE, text=True) for k in range(4)]  # fmt: skip
+    outcomes = [(p.communicate(timeout=120)[1], p.returncode) for p in replicas]
+    assert [error[-500:] for error, code in outcomes if code != 0] == []
+    with create_engine(url).connect() as connection:
+        assert connection.execute(text("select count(*) from alembic_version")).scalar() == 1
