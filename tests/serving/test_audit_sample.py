@@ -258,3 +258,60 @@ def test_audit_sample_alert_fires_when_audits_contradict_a_class(audit_app):
     assert 'pestid_precision_below_promise{label="golden_apple_snail"} 1.0' in text
     assert 'pestid_precision_below_promise{label="brown_planthopper"} 0.0' in text
     assert 'pestid_audit_precision{bound="high",by="class",key="golden_apple_snail"}' in text
+
+
+def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
+    """Migration 0009 reads the answer each stored identified submission was told (a species or a group) from its
+    stored response; not-sure answers have none, and nothing stored before is an audit item."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from pestid.serving.db import MIGRATIONS, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0008")
+        for sid, decision, species in (("a", "identified", "planthoppers"), ("b", "uncertain", None),
+                                       ("c", "identified", "golden_apple_snail")):  # fmt: skip
+            response = '{"species": ' + (f'{{"id": "{species}"}}' if species else "null") + "}"
+            connection.execute(text("insert into submissions (id, created_at, status, decision, predicted_label, "
+                                    "confidence, model_version, response, lang) values (:id, '2026-11-02 09:00:00', "
+                                    "'pending_review', :decision, 'brown_planthopper', 0.9, 'v', :response, 'vi')"),
+                               {"id": sid, "decision": decision, "response": response})  # fmt: skip
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        rows = connection.execute(text("select id, answer, audit_rate from submissions order by id")).all()
+    assert [tuple(r) for r in rows] == [
+        ("a", "planthoppers", None),
+        ("b", None, None),
+        ("c", "golden_apple_snail", None),
+    ]
+
+
+@pytest.mark.server
+def test_audit_sample_blind_review_precision_and_drift_on_postgresql(promising_model, tmp_path, postgres_url):
+    """The same path on PostgreSQL: migration 0009, an audit drawn at identify, blind in the queue, revealed after
+    the verdict, counted in /v1/precision, /v1/drift and the refresh behind /metrics."""
+    settings = make_settings(promising_model, tmp_path / "data", database_url=postgres_url, audit_share=1.0,
+                             field_refresh_s=0)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        with client.app.state.sessions() as session, session.begin():
+            add_user(session, "pg", PASSWORD, "officer", "Chợ Mới")
+        token = {"Authorization": "Bearer " + client.post("/v1/auth/login", json={
+            "username": "pg", "password": PASSWORD}).json()["token"]}  # fmt: skip
+        sent = _identify(client, district="Chợ Mới")
+        (item,) = client.get("/v1/review/queue", headers=token).json()
+        assert item["audit"] == {"blind": True, "answer": None} and item["predicted_label"] is None
+        judged = client.post(f"/v1/review/{sent['submission_id']}", json={"action": "relabel", "label": "rice_bug"},
+                             headers=token).json()  # fmt: skip
+        assert judged["audit"]["answer"]["id"] == sent["species"]["id"] and judged["audit"]["agreed"] is False
+        (row,) = client.get("/v1/precision", headers=token).json()["classes"]
+        assert (row["id"], row["audits"], row["correct"]) == (sent["species"]["id"], 1, 0)
+        assert client.get("/v1/drift", headers=token).json()["rows"][0]["answers"] == 1
+        report, _ = field_truth.refresh(client.app)
+        assert report["classes"][0]["audits"] == 1
