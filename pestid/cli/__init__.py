@@ -1,7 +1,7 @@
 """The one CLI. Each command calls one public function with the same arguments.
 
 Commands live by subject: ``catalogue.py``, ``data.py``, ``models.py`` (train, evaluate, export,
-predict, promote, retrain) and ``service.py`` (serve, users).
+predict, promote, retrain) and ``service.py`` (serve, users, review, backup, restore).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""pestid serve and pestid users …."""
+"""pestid serve, pestid users …, pestid backup and pestid restore."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pestid.cli.app import app, review_app, users_app
+from pestid.cli.app import PHOTOS_HELP, app, review_app, serving_stores, users_app
 from pestid.progress import console
 
 
@@ -78,3 +79,49 @@ def review_load_suspects(
     counts = load_suspects(suspects, _user_sessions(db), open_photo_store(get_settings()), limit=limit)
     console.print(f"đã đưa vào hàng duyệt / queued {counts['queued']}, already queued {counts['already_queued']}, "
                   f"unreadable {counts['unreadable']}")  # fmt: skip
+
+
+# ---- backups ------------------------------------------------------------------------------
+
+
+@app.command()
+def backup(
+    out_dir: Annotated[Path, typer.Option("--out", help="A new folder for the backup.")],
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
+    photos: Annotated[str | None, typer.Option(help=PHOTOS_HELP)] = None,
+) -> None:
+    """Sao lưu / back up the database and its photos, with a manifest of counts and checksums."""
+    from pestid.progress import progress_bar
+    from pestid.serving.backup import backup as run_backup
+
+    database_url, store = serving_stores(db, photos)
+    with progress_bar("sao lưu ảnh / photos") as update:
+        manifest = run_backup(database_url, store, out_dir, progress=update)
+    rows = manifest["rows"]
+    console.print(f"đã sao lưu / backed up {rows.get('submissions', 0)} submissions, {manifest['photos']['count']} "
+                  f"photos ({manifest['photos']['bytes'] / 1e6:.1f} MB), {rows.get('reviews', 0)} reviews, "
+                  f"{rows.get('audit_log', 0)} audit entries → {out_dir}")  # fmt: skip
+    if manifest["photos"]["damaged"]:
+        for problem in manifest["photos"]["damaged"]:
+            console.print(f"[red]thiếu hoặc hỏng / missing or damaged:[/] {problem}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def restore(
+    folder: Annotated[Path, typer.Argument(help="A folder written by 'pestid backup'.")],
+    db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
+    photos: Annotated[str | None, typer.Option(help=PHOTOS_HELP)] = None,
+    force: Annotated[bool, typer.Option(help="Restore over a database and photo store that hold data.")] = False,
+) -> None:
+    """Khôi phục / restore a backup into an empty database and photo store (stop the service first)."""
+    from pestid.progress import progress_bar
+    from pestid.serving.backup import restore as run_restore
+
+    database_url, store = serving_stores(db, photos)
+    with progress_bar("khôi phục ảnh / photos") as update:
+        report = run_restore(folder, database_url, store, force=force, progress=update)
+    rows = report["rows"]
+    console.print(f"đã khôi phục / restored {rows.get('submissions', 0)} submissions, {report['photos']} photos, "
+                  f"{rows.get('reviews', 0)} reviews, {rows.get('audit_log', 0)} audit entries; counts match "
+                  "the backup's manifest")  # fmt: skip
