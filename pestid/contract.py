@@ -27,6 +27,9 @@ class ModelContract(BaseModel):
     threshold: float = Field(0.0, ge=0, le=1)  # below it: not "identified" (the class's own, where it has one)
     class_thresholds: dict[str, float] = {}  # per label: the target precision held for each answer a farmer gets
     group_thresholds: dict[str, float] = {}  # per catalogue group: the same, for answers at the group's level
+    # The model's second output, ``novelty``, is how far a photo's features lie from every class it was taught
+    # (training.novelty); above this, the photo is "not one I know" and is not recognised. None: no such output.
+    novelty_threshold: float | None = None
     target_precision: float | None = None  # what each class's "identified" answers are held to
     expected_precision: float | None = None  # overall, at these thresholds, on the originals they were chosen on
     dataset_version: str = ""

@@ -11,6 +11,10 @@
   candidates, no advice, and an officer checks.
 - ``not_recognised``: below that, or whenever the top answer is the trained out-of-scope class (``not_rice``:
   a cow, a maize leaf, a screenshot), at any confidence. It never carries advice.
+- ``not_recognised`` as **unfamiliar**: whenever the photo's novelty (the model's second output: how far its
+  features lie from every class it was taught, ``training.novelty``) is above the contract's threshold. A rice bug,
+  when no class is the rice bug, is not answered as its nearest look-alike with that one's advice; an officer
+  looks at it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ MESSAGES: dict[str, dict[str, str]] = {
                   "en": "Not sure — a plant-protection officer will check this photo."},
     "not_recognised": {"vi": "Không nhận ra. Hãy chụp lại gần hơn, rõ nét, hoặc chờ cán bộ kiểm tra.",
                        "en": "Not recognised. Take a closer, sharper photo, or wait for an officer to check."},
+    "unfamiliar": {"vi": "Không giống loài nào pestid đã học. Đừng phun thuốc vội — cán bộ bảo vệ thực vật sẽ xem ảnh này.",
+                   "en": "Not like any organism pestid has learnt. Do not spray yet — a plant-protection officer "
+                         "will look at this photo."},
 }  # fmt: skip
 
 
@@ -71,6 +78,7 @@ class Outcome:
     do_not_spray: bool = False
     messages: dict[str, str] = field(default_factory=dict)
     level: Level | None = None  # for an identified answer: is it a species or a group
+    unfamiliar: bool = False  # not recognised because the photo is unlike every class the model was taught
 
     @property
     def answer(self) -> Ranked | None:
@@ -83,6 +91,11 @@ class Outcome:
 def fuse(probabilities: np.ndarray) -> np.ndarray:
     """Photos of one observation: the mean of their calibrated probabilities."""
     return np.asarray(probabilities, dtype=np.float64).reshape(-1, probabilities.shape[-1]).mean(axis=0)
+
+
+def fuse_novelty(novelty: np.ndarray | None) -> float | None:
+    """Photos of one observation: the mean of their novelty scores (None for a model without them)."""
+    return None if novelty is None or len(novelty) == 0 else float(np.mean(np.asarray(novelty, dtype=np.float64)))
 
 
 def group_masses(probs: np.ndarray, labels: Sequence[str], catalogue: Catalogue) -> dict[str, tuple[float, int, int]]:
@@ -112,17 +125,17 @@ def sure_group(probs: np.ndarray, labels: Sequence[str], *, catalogue: Catalogue
 
 
 def decide_by(contract: ModelContract, probs: np.ndarray, *, catalogue: Catalogue, uncertain_floor: float = 0.4,
-              top: int = 3) -> Outcome:  # fmt: skip
+              top: int = 3, novelty: float | None = None) -> Outcome:  # fmt: skip
     """``decide`` with the thresholds a model's contract carries."""
     return decide(probs, contract.labels, threshold=contract.threshold, class_thresholds=contract.class_thresholds,
                   group_thresholds=contract.group_thresholds, catalogue=catalogue, uncertain_floor=uncertain_floor,
-                  top=top)  # fmt: skip
+                  top=top, novelty=novelty, novelty_threshold=contract.novelty_threshold)  # fmt: skip
 
 
 def decide(
     probs: np.ndarray, labels: Sequence[str], *, threshold: float, catalogue: Catalogue,
     class_thresholds: Mapping[str, float] | None = None, group_thresholds: Mapping[str, float] | None = None,
-    uncertain_floor: float = 0.4, top: int = 3,
+    uncertain_floor: float = 0.4, top: int = 3, novelty: float | None = None, novelty_threshold: float | None = None,
 ) -> Outcome:  # fmt: skip
     order = np.argsort(-probs, kind="stable")
     best = Ranked(labels[order[0]], float(probs[order[0]]))
@@ -130,6 +143,9 @@ def decide(
     ranked = ranked[:top]
     if not catalogue.get(best.id).in_scope:
         return Outcome(Decision.not_recognised, ranked, needs_review=True, messages=dict(MESSAGES["out_of_scope"]))
+    if novelty is not None and novelty_threshold is not None and novelty > novelty_threshold:
+        return Outcome(Decision.not_recognised, ranked, needs_review=True, messages=dict(MESSAGES["unfamiliar"]),
+                       unfamiliar=True)  # fmt: skip
     enemy = catalogue.get(best.id).category is Category.natural_enemy
     if best.probability >= (class_thresholds or {}).get(best.id, threshold):
         org = catalogue.get(best.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -73,10 +74,18 @@ class Predictor:
 
     def logits_of(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a (N, 3, size, size) batch of prepared inputs: every view in one run, then averaged."""
+        return self.outputs_of(batch)[0]
+
+    def outputs_of(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and, where the model has that output, novelty (``contract.novelty_threshold``) for a batch of
+        prepared inputs: every view in one run, each output averaged over the views."""
         views = tta_views(batch, self.contract.tta)
         stacked = views[0] if len(views) == 1 else np.concatenate(views)
-        logits = np.asarray(self.session.run(None, {self.input_name: stacked})[0])
-        return logits.reshape(len(views), len(batch), -1).mean(axis=0)
+        outputs = self.session.run(None, {self.input_name: stacked})
+        logits = np.asarray(outputs[0]).reshape(len(views), len(batch), -1).mean(axis=0)
+        if len(outputs) < 2 or self.contract.novelty_threshold is None:
+            return logits, None
+        return logits, np.asarray(outputs[1], dtype=np.float64).reshape(len(views), len(batch)).mean(axis=0)
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Calibrated (temperature-scaled) class probabilities, one row per image."""
@@ -85,6 +94,27 @@ class Predictor:
     def probabilities_of(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for a batch of prepared inputs."""
         return softmax(self.logits_of(batch), self.contract.temperature)
+
+    def assess(self, images: Sequence[Image.Image]) -> Assessment:
+        """Calibrated probabilities and novelty, one row per image."""
+        return self.assess_of(np.stack([self.prepare(image) for image in images]))
+
+    def assess_of(self, batch: np.ndarray) -> Assessment:
+        """Calibrated probabilities and novelty for a batch of prepared inputs, from one run of the model."""
+        logits, novelty = self.outputs_of(batch)
+        return Assessment(softmax(logits, self.contract.temperature), novelty)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the model makes of photos: calibrated class probabilities (N, classes) and novelty (N,), or None for a
+    model without a novelty output."""
+
+    probabilities: np.ndarray
+    novelty: np.ndarray | None = None
+
+    def __getitem__(self, rows: slice) -> Assessment:
+        return Assessment(self.probabilities[rows], None if self.novelty is None else self.novelty[rows])
 
 
 @lru_cache(maxsize=1)

@@ -19,10 +19,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from pestid.predictor import Predictor
+from pestid.predictor import Assessment, Predictor
 from pestid.serving import observability as obs
 
-Item = tuple[Predictor, np.ndarray, "Future[np.ndarray]"]
+Item = tuple[Predictor, np.ndarray, "Future[Assessment]"]
 
 
 class MicroBatcher:
@@ -47,9 +47,9 @@ class MicroBatcher:
             with self.lock:
                 self.arriving -= 1
 
-    async def probabilities(self, predictor: Predictor, inputs: np.ndarray) -> np.ndarray:
-        """``predictor.probabilities_of(inputs)``, run in a batch with whatever else is ready for it."""
-        done: Future[np.ndarray] = Future()
+    async def assess(self, predictor: Predictor, inputs: np.ndarray) -> Assessment:
+        """``predictor.assess_of(inputs)``, run in a batch with whatever else is ready for it."""
+        done: Future[Assessment] = Future()
         self.waiting.put((predictor, inputs, done))
         return await asyncio.wrap_future(done)
 
@@ -94,12 +94,12 @@ class MicroBatcher:
                 continue
             obs.BATCH_SIZE.observe(sum(len(inputs) for _, inputs, _ in items))
             try:
-                probabilities = items[0][0].probabilities_of(np.concatenate([inputs for _, inputs, _ in items]))
+                assessment = items[0][0].assess_of(np.concatenate([inputs for _, inputs, _ in items]))
             except BaseException as exc:  # noqa: BLE001 - every request of the batch gets the failure
                 for _, _, done in items:
                     done.set_exception(exc)
                 continue
             start = 0
             for _, inputs, done in items:
-                done.set_result(probabilities[start : start + len(inputs)])
+                done.set_result(assessment[start : start + len(inputs)])
                 start += len(inputs)

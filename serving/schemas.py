@@ -91,6 +91,7 @@ class ModelInfo(BaseModel):
     threshold: float
     class_thresholds: dict[str, float] = {}
     group_thresholds: dict[str, float] = {}  # a group answers at or above its own; above 1: never answered
+    novelty_threshold: float | None = None  # above it a photo is unlike every class: not recognised (None: no score)
     temperature: float
     preprocess: dict[str, object]
 
@@ -120,6 +121,8 @@ class IdentifyResponse(BaseModel):
     lang: Literal["vi", "en"]
     species: Answer | None  # the answer when identified: a species, or a group (``level``)
     level: Literal["species", "group"] | None = None  # what an identified answer names
+    # not recognised because the photo is unlike every organism the model was taught (pestid.decision)
+    unfamiliar: bool = False
     nearest_group: Answer | None  # the group, when the answer is at the group's level
     alternatives: list[Guess]
     do_not_spray: bool

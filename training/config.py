@@ -76,6 +76,10 @@ class EvalConfig(_Section):
     # target precision holds for each species' answers, not just on average over all of them.
     per_class_threshold: bool = True
     tta: list[Literal["hflip"]] = []  # test-time views, declared in the ONNX contract and applied by every predictor
+    # The open-set score (training.novelty, partial fine-tunes only): the exported model gains a second output,
+    # novelty, and a photo above the threshold that keeps this share of val's answered photos is "not one I
+    # know". 0 leaves it out.
+    novelty_keep: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class ExportConfig(_Section):

@@ -23,7 +23,7 @@ from pestid.catalogue import DISEASE_CATEGORIES, load_catalogue
 from pestid.errors import DatasetError, ImageDecodeError
 from pestid.imaging import read_image
 from pestid.manifest import Row, read_manifest
-from pestid.predictor import Predictor
+from pestid.predictor import Assessment, Predictor
 from pestid.sample import unrelated_images
 from pestid.training import plots
 from pestid.training.metrics import (
@@ -48,9 +48,12 @@ from pestid.training.report import EvaluationReport
 BATCH = 32
 
 
-def predict_rows(predictor: Predictor, paths: list[Path]) -> tuple[np.ndarray, list[int]]:
-    """Calibrated probabilities for readable images; indices of the unreadable ones."""
-    probs, bad = [], []
+def predict_rows(predictor: Predictor, paths: list[Path]) -> tuple[Assessment, list[int]]:
+    """Calibrated probabilities (and novelty, for a model with it) for readable images; indices of the unreadable
+    ones."""
+    probs: list[np.ndarray] = []
+    novelty: list[np.ndarray] = []
+    bad: list[int] = []
     for start in tqdm(range(0, len(paths), BATCH), desc="đánh giá / evaluating", leave=False):
         images = []
         for k, path in enumerate(paths[start : start + BATCH], start):
@@ -59,8 +62,12 @@ def predict_rows(predictor: Predictor, paths: list[Path]) -> tuple[np.ndarray, l
             except ImageDecodeError:
                 bad.append(k)
         if images:
-            probs.append(predictor.probabilities(images))
-    return (np.concatenate(probs) if probs else np.zeros((0, len(predictor.labels)))), bad
+            assessment = predictor.assess(images)
+            probs.append(assessment.probabilities)
+            if assessment.novelty is not None:
+                novelty.append(assessment.novelty)
+    return Assessment(np.concatenate(probs) if probs else np.zeros((0, len(predictor.labels))),
+                      np.concatenate(novelty) if novelty else None), bad  # fmt: skip
 
 
 def evaluate_model(
@@ -82,14 +89,15 @@ def evaluate_model(
             f"Mô hình không biết nhãn: {', '.join(unknown)}.",
             f"The model does not know the labels: {', '.join(unknown)}.",
         )
-    probs, bad = predict_rows(predictor, [manifest.image_path(r) for r in rows])
+    assessment, bad = predict_rows(predictor, [manifest.image_path(r) for r in rows])
+    probs = assessment.probabilities
     unreadable = set(bad)
     rows = [r for k, r in enumerate(rows) if k not in unreadable]
     labels = np.array([predictor.labels.index(r.label) for r in rows])
     found: dict[str, Any] = {"model": str(model_path), "manifest": str(manifest_path), "split": split,
                               "dataset_version": manifest.version, "unreadable_images": len(bad)}  # fmt: skip
     found.update(summary(probs, labels, predictor.labels))
-    found.update(per_original(probs, labels, rows, predictor))
+    found.update(per_original(probs, labels, rows, predictor, assessment.novelty))
     found["group_top1"] = group_accuracy(probs, labels, [r.group for r in rows])
     ood_probs = predictor.probabilities(unrelated_images(ood_images, size=predictor.contract.preprocess.size))
     ood = ood_probs.max(axis=1)
@@ -122,9 +130,13 @@ def _group_figures(probs: np.ndarray, labels: np.ndarray, groups: list[str], num
             "top1": top1(weights), "top1_ci": bootstrap_interval(top1, groups)}  # fmt: skip
 
 
-def per_original(probs: np.ndarray, labels: np.ndarray, rows: list[Row], predictor: Predictor) -> dict[str, Any]:
-    """The figures that judge the model: each original counted once (see the module docstring)."""
+def per_original(probs: np.ndarray, labels: np.ndarray, rows: list[Row], predictor: Predictor,
+                 novelty: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
+    """The figures that judge the model: each original counted once (see the module docstring). With ``novelty``,
+    a photo above the contract's novelty threshold is never "identified" (``pestid.decision``)."""
     catalogue = load_catalogue()
+    limit = predictor.contract.novelty_threshold
+    known = None if novelty is None or limit is None else novelty <= limit
     names, groups = predictor.labels, [r.group or r.path for r in rows]
     weights, thresholds = group_weights(groups), predictor.contract.thresholds()
     identifiable = np.array(catalogue.in_scope(names))
@@ -140,32 +152,36 @@ def per_original(probs: np.ndarray, labels: np.ndarray, rows: list[Row], predict
                          for source, idx in sorted(by_source.items())}  # fmt: skip
     out["threshold"] = predictor.contract.threshold
     out["class_thresholds"] = dict(zip(names, thresholds.tolist(), strict=True))
-    out.update(selective(probs, labels, thresholds, weights=weights, identifiable=identifiable))
+    out.update(selective(probs, labels, thresholds, weights=weights, identifiable=identifiable, known=known))
     promise = precision_promise(probs, labels, thresholds, predictor.contract.target_precision, names,
-                                weights=weights, identifiable=identifiable)  # fmt: skip
+                                weights=weights, identifiable=identifiable, known=known)  # fmt: skip
 
     def delivered(w: np.ndarray) -> float:
         return float(precision_promise(probs, labels, thresholds, None, names, weights=w,
-                                       identifiable=identifiable)["delivered"])  # fmt: skip
+                                       identifiable=identifiable, known=known)["delivered"])  # fmt: skip
 
     promise["delivered_ci"] = bootstrap_interval(delivered, groups)
     promise["expected"] = predictor.contract.expected_precision
     out["precision_promise"] = promise
-    out.update(_answer_rates(probs, labels, weights, thresholds, identifiable, names))
+    out.update(_answer_rates(probs, labels, weights, thresholds, identifiable, names, known))
     contract = predictor.contract
     levels, right = answer_levels(probs, labels, names, threshold=contract.threshold,
                                   class_thresholds=contract.class_thresholds,
-                                  group_thresholds=contract.group_thresholds)  # fmt: skip
+                                  group_thresholds=contract.group_thresholds, novelty=novelty,
+                                  novelty_threshold=limit)  # fmt: skip
     out.update(level_figures(levels, right, weights, identifiable[labels]))
+    if known is not None:
+        in_scope = identifiable[labels]
+        out["unfamiliar_share"] = float(weights[in_scope & ~known].sum() / weights[in_scope].sum())
     return out
 
 
 def _answer_rates(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, threshold: Thresholds,
-                  identifiable: np.ndarray, names: list[str]) -> dict[str, float | None]:  # fmt: skip
+                  identifiable: np.ndarray, names: list[str], known: np.ndarray | None = None) -> dict[str, float | None]:  # fmt: skip
     """Per original: in-scope coverage, out-of-scope photos "identified", disease photos "identified" as a non-disease."""
     catalogue = load_catalogue()
     predicted = probs.argmax(axis=1)
-    answered = identified(probs, threshold, identifiable)
+    answered = identified(probs, threshold, identifiable, known)
     disease = np.array([catalogue.get(n).category in DISEASE_CATEGORIES for n in names])
     in_scope = identifiable[labels]
 
@@ -232,6 +248,7 @@ def markdown(report: EvaluationReport) -> str:
         "group_coverage",
         "species_precision",
         "group_precision",
+        "unfamiliar_share",
         "out_of_scope_identified",
         "disease_identified_as_other",
     ):

@@ -82,6 +82,7 @@ def calibration_fields(calibration: dict[str, Any]) -> dict[str, Any]:
     return {"temperature": calibration.get("temperature", 1.0), "threshold": calibration.get("threshold", 0.0),
             "class_thresholds": calibration.get("class_thresholds", {}),
             "group_thresholds": calibration.get("group_thresholds", {}),
+            "novelty_threshold": calibration.get("novelty_threshold"),
             "target_precision": calibration.get("target_precision"),
             "expected_precision": calibration.get("accuracy_at_threshold")}  # fmt: skip
 
@@ -109,13 +110,14 @@ def export_run(
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     size = contract.preprocess.size
+    graph, outputs = with_novelty(model, run_dir, contract)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(out), input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        torch.onnx.export(graph, (torch.zeros(1, 3, size, size),), str(out), input_names=["input"],
+                          output_names=outputs, dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
                           opset_version=17, dynamo=False)  # fmt: skip
     write_contract(out, contract)
-    diff = parity(model, out, _parity_images(config))
+    diff = parity(graph, out, _parity_images(config))
     if diff > PARITY_TOLERANCE:
         out.unlink()
         raise ExportError(
@@ -124,6 +126,19 @@ def export_run(
         )
     card_path = write_model_card(out, contract, diff) if card else out.with_suffix(".md")
     return ExportResult(out, card_path, contract, diff)
+
+
+def with_novelty(model: torch.nn.Module, run_dir: Path, contract: ModelContract) -> tuple[torch.nn.Module, list[str]]:
+    """What to export: the model, and with the run's open-set score (``novelty.npz`` and a threshold in the
+    contract) the model with its second output, ``novelty``."""
+    path = run_dir / "novelty.npz"
+    if contract.novelty_threshold is None or not path.is_file():
+        contract.novelty_threshold = None
+        return model, ["logits"]
+    from pestid.training.novelty import Mahalanobis, WithNovelty
+
+    score, _ = Mahalanobis.load(path)
+    return WithNovelty(model, score.module()).eval(), ["logits", "novelty"]
 
 
 def write_contract(path: Path, contract: ModelContract) -> None:
@@ -140,14 +155,21 @@ def write_contract(path: Path, contract: ModelContract) -> None:
 
 
 def parity(model: torch.nn.Module, onnx_path: Path, images: list[Image.Image]) -> float:
-    """Max absolute difference of calibrated probabilities, PyTorch vs onnxruntime, same inputs."""
+    """Max absolute difference of calibrated probabilities, PyTorch vs onnxruntime, same inputs; for a model with
+    a novelty output, also its largest difference relative to the score (at least 1)."""
     predictor = Predictor(onnx_path)
     batch = np.stack([preprocess(image, predictor.contract.preprocess) for image in images])
     with torch.no_grad():
         views = tta_views(batch, predictor.contract.tta)
-        torch_logits = np.mean([model(torch.from_numpy(v)).numpy() for v in views], axis=0)
-    t = predictor.contract.temperature
-    return float(np.abs(softmax(torch_logits, t) - predictor.probabilities(images)).max())
+        outputs = [model(torch.from_numpy(v)) for v in views]
+    pairs = [o if isinstance(o, tuple) else (o,) for o in outputs]
+    torch_logits = np.mean([p[0].numpy() for p in pairs], axis=0)
+    assessment = predictor.assess_of(batch)
+    diff = float(np.abs(softmax(torch_logits, predictor.contract.temperature) - assessment.probabilities).max())
+    if len(pairs[0]) > 1 and assessment.novelty is not None:
+        novelty = np.mean([p[1].numpy() for p in pairs], axis=0)
+        diff = max(diff, float((np.abs(novelty - assessment.novelty) / np.maximum(np.abs(novelty), 1.0)).max()))
+    return diff
 
 
 def _thresholds(contract: ModelContract) -> str:

@@ -97,13 +97,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 Thresholds = float | np.ndarray  # one rejection threshold for every class, or one per class (C,)
 
 
-def identified(probs: np.ndarray, threshold: Thresholds, identifiable: np.ndarray | None = None) -> np.ndarray:
+def identified(probs: np.ndarray, threshold: Thresholds, identifiable: np.ndarray | None = None,
+               known: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Which rows are answered "identified": top confidence at the threshold (of the top class, when there is
     one per class) and, given ``identifiable`` (per class), a top class that may be identified (never the
-    out-of-scope class)."""
+    out-of-scope class); given ``known`` (per row), only rows the open-set score lets be answered."""
     t = np.asarray(threshold, dtype=np.float64)
     accepted = probs.max(axis=1) >= (t if t.ndim == 0 else t[probs.argmax(axis=1)])
-    return accepted if identifiable is None else accepted & identifiable[probs.argmax(axis=1)]
+    accepted = accepted if identifiable is None else accepted & identifiable[probs.argmax(axis=1)]
+    return accepted if known is None else accepted & known
 
 
 def _accepted_order(probs: np.ndarray, identifiable: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,6 +170,7 @@ def choose_class_thresholds(
 def answer_levels(
     probs: np.ndarray, labels: np.ndarray, names: Sequence[str], *, threshold: float,
     class_thresholds: Mapping[str, float], group_thresholds: Mapping[str, float],
+    novelty: np.ndarray | None = None, novelty_threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each row's answer as ``pestid.decision.decide`` gives it (the one rule): its level (0 none, 1 species,
     2 group) and whether it is right (the species itself, or a group the true label belongs to)."""
@@ -179,7 +182,8 @@ def answer_levels(
     levels, right = np.zeros(len(probs), dtype=np.int8), np.zeros(len(probs), dtype=bool)
     for i, row in enumerate(probs):
         outcome = decide(row, names, threshold=threshold, class_thresholds=class_thresholds,
-                         group_thresholds=group_thresholds, catalogue=catalogue)  # fmt: skip
+                         group_thresholds=group_thresholds, catalogue=catalogue,
+                         novelty=None if novelty is None else float(novelty[i]), novelty_threshold=novelty_threshold)  # fmt: skip
         if (answer := outcome.answer) is not None:
             levels[i] = 1 if outcome.level == "species" else 2
             right[i] = (
@@ -234,11 +238,11 @@ def choose_group_thresholds(
 
 def selective(
     probs: np.ndarray, labels: np.ndarray, threshold: Thresholds, *, weights: np.ndarray | None = None,
-    identifiable: np.ndarray | None = None,
+    identifiable: np.ndarray | None = None, known: np.ndarray | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Coverage and precision of the "identified" answers at ``threshold`` (weighted when weights are given)."""
     w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
-    accepted = identified(probs, threshold, identifiable)
+    accepted = identified(probs, threshold, identifiable, known)
     correct = probs.argmax(axis=1) == labels
     total = w.sum()
     return {
@@ -249,11 +253,11 @@ def selective(
 
 def precision_promise(
     probs: np.ndarray, labels: np.ndarray, threshold: Thresholds, promised: float | None, names: Sequence[str], *,
-    weights: np.ndarray, identifiable: np.ndarray,
+    weights: np.ndarray, identifiable: np.ndarray, known: np.ndarray | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Promised against delivered precision of "identified" answers, overall and per predicted class."""
     predicted = probs.argmax(axis=1)
-    accepted = identified(probs, threshold, identifiable)
+    accepted = identified(probs, threshold, identifiable, known)
     correct = predicted == labels
     per: dict[str, dict[str, float]] = {}
     for c, name in enumerate(names):

@@ -34,6 +34,7 @@ from pestid.training.data import sample_weights, targets_of
 from pestid.training.features import trunk_cache
 from pestid.training.loop import FitState, seed_everything
 from pestid.training.metrics import group_weights, macro_f1
+from pestid.training.novelty import Mahalanobis, threshold_at
 from pestid.training.probe import train_then_val, views_of
 
 EVAL_BATCH = 256
@@ -48,9 +49,10 @@ class Top(nn.Module):
         self.model = model
         self.blocks = model.blocks[frozen:]  # type: ignore[index]
 
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+    def forward(self, maps: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits, or with ``pre_logits`` the pooled features the classifier reads (``training.novelty``'s)."""
         m = self.model
-        return m.forward_head(m.bn2(m.conv_head(self.blocks(maps))))  # type: ignore[operator]
+        return m.forward_head(m.bn2(m.conv_head(self.blocks(maps))), pre_logits=pre_logits)  # type: ignore[operator]
 
     def parameter_groups(self, lr: float, blocks_scale: float) -> list[dict[str, Any]]:
         classifier = list(self.model.get_classifier().parameters())  # type: ignore[operator]
@@ -63,11 +65,11 @@ def _batch(maps: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(maps).float().to(device).contiguous(memory_format=torch.channels_last)
 
 
-def top_logits(top: Top, views: list[np.ndarray], device: torch.device) -> np.ndarray:
-    """Mean logits over ``views`` (the same rows, each view's maps), in batches."""
+def top_logits(top: Top, views: list[np.ndarray], device: torch.device, *, pre_logits: bool = False) -> np.ndarray:
+    """Mean logits (or pooled features) over ``views`` (the same rows, each view's maps), in batches."""
     top.eval()
     with torch.no_grad():
-        return np.mean([np.concatenate([top(_batch(maps[s : s + EVAL_BATCH], device)).cpu().numpy()
+        return np.mean([np.concatenate([top(_batch(maps[s : s + EVAL_BATCH], device), pre_logits).cpu().numpy()
                                         for s in range(0, len(maps), EVAL_BATCH)]) for maps in views], axis=0)  # fmt: skip
 
 
@@ -179,6 +181,37 @@ def out_of_fold_logits(
     return logits
 
 
+def novelty_of(score: Mahalanobis, top: Top, views: list[np.ndarray], device: torch.device) -> np.ndarray:
+    """Each row's novelty as the exported model gives it: scored per view, then averaged over the views."""
+    return np.mean([score.score(top_logits(top, [maps], device, pre_logits=True)) for maps in views], axis=0)
+
+
+def fit_novelty(
+    model: nn.Module, manifest: Manifest, config: TrainConfig, run_dir: Path, train: tuple[np.ndarray, np.ndarray],
+    val: tuple[list[np.ndarray], np.ndarray], val_groups: list[str], device: torch.device,
+) -> None:  # fmt: skip
+    """The open-set score (``training.novelty``) for ``eval.novelty_keep``: fitted on the training photos' pooled
+    features (plain view), its threshold the one that keeps that share of val's in-scope photos, each original
+    counted once. Written to ``novelty.npz``, which export turns into the model's second output."""
+    from pestid.catalogue import load_catalogue
+
+    path = run_dir / "novelty.npz"
+    path.unlink(missing_ok=True)  # a score from an earlier run in this folder must not outlive it
+    keep = config.eval.novelty_keep
+    if keep <= 0:
+        return
+    top = Top(model, config.model.frozen_blocks).to(device)
+    score = Mahalanobis.fit(top_logits(top, [train[0]], device, pre_logits=True), train[1], len(manifest.labels))
+    scores, labels = novelty_of(score, top, val[0], device), val[1]
+    in_scope = np.array(load_catalogue().in_scope(list(manifest.labels)))[labels]
+    threshold = threshold_at(
+        scores[in_scope], keep, group_weights([g for g, s in zip(val_groups, in_scope, strict=True) if s])
+    )
+    score.save(path, threshold=np.array(threshold), keep=np.array(keep))
+    print(f"open-set score: Mahalanobis on {len(train[1])} training photos; novelty above {threshold:.1f} is "
+          f"'not one I know' (keeps {keep:.0%} of val's in-scope photos)")  # fmt: skip
+
+
 def _check(model: nn.Module, manifest: Manifest, config: TrainConfig) -> None:
     """Refuse, before any work, a model this method cannot split and a calibration the data cannot fill."""
     blocks, frozen = getattr(model, "blocks", None), config.model.frozen_blocks
@@ -225,6 +258,8 @@ def train_partial(
                             callbacks=callbacks)  # fmt: skip
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
+    fit_novelty(model, manifest, config, run_dir, (train_maps["plain"], y_train), (list(val_maps.values()), y_val),
+                [r.group for r in val_rows], device)  # fmt: skip
     print(f"partial fine-tune: blocks[{config.model.frozen_blocks}:] and the head, {state.epoch} epochs on {len(y_train)} photos in "
           f"{len(train_views)} views, {time.perf_counter() - start:.1f} s; best val macro-F1 (per original) "
           f"{state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip

@@ -123,13 +123,21 @@ def first_blocks(model: Any, blocks: int) -> list[str]:
     nothing inside them is rounded to 8 bits. None for ``blocks`` 0; a model without that many blocks is refused."""
     if blocks <= 0:
         return []
-    if not any(n.name.startswith(f"/blocks/blocks.{blocks - 1}/") for n in model.graph.node):
+    early = tuple(f"{outer}{part}" for outer in ("", "/model")  # a model with a novelty output wraps the network
+                  for part in ("/conv_stem/", "/bn1/", *(f"/blocks/blocks.{k}/" for k in range(blocks))))  # fmt: skip
+    last = (f"/blocks/blocks.{blocks - 1}/", f"/model/blocks/blocks.{blocks - 1}/")
+    if not any(n.name.startswith(last) for n in model.graph.node):
         raise ExportError(
             f"export.int8_fp32_blocks={blocks}: mô hình không có khối /blocks/blocks.{blocks - 1}/ (chỉ EfficientNet).",
             f"export.int8_fp32_blocks={blocks}: the model has no /blocks/blocks.{blocks - 1}/ block (EfficientNets only).",
         )
-    early = ("/conv_stem/", "/bn1/", *(f"/blocks/blocks.{k}/" for k in range(blocks)))
     return [n.name for n in model.graph.node if n.name.startswith(early)]
+
+
+def novelty_nodes(model: Any) -> list[str]:
+    """Every node of the open-set score (``training.novelty.NoveltyHead``, exported as ``/head/...``): a squared
+    distance in the thousands, whose differences decide "not one I know", is not rounded to 8 bits."""
+    return [n.name for n in model.graph.node if n.name.startswith("/head/")]
 
 
 def write_int8(
@@ -160,7 +168,7 @@ def write_int8(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared))
-        keep = [head_node(graph).name, *first_blocks(graph, fp32_blocks)]
+        keep = [head_node(graph).name, *first_blocks(graph, fp32_blocks), *novelty_nodes(graph)]
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep)  # fmt: skip

@@ -96,6 +96,8 @@ class EvaluationReport(_Part):
     group_coverage: float | None = None
     species_precision: float | None = None
     group_precision: float | None = None
+    # In-scope photos the open-set score turned away as "not one I know" (a model with a novelty output).
+    unfamiliar_share: float | None = None
     out_of_scope_identified: float | None
     disease_identified_as_other: float | None
     ood_auroc: float
@@ -113,7 +115,7 @@ class EvaluationReport(_Part):
                 "coverage": self.coverage, "in_scope_coverage": self.in_scope_coverage,
                 "useful_coverage": self.useful_coverage, "group_coverage": self.group_coverage,
                 "species_precision": self.species_precision, "group_precision": self.group_precision,
-                "precision_delivered": self.precision_promise.delivered,
+                "unfamiliar_share": self.unfamiliar_share, "precision_delivered": self.precision_promise.delivered,
                 "out_of_scope_identified": self.out_of_scope_identified,
                 "disease_identified_as_other": self.disease_identified_as_other, "ood_auroc": self.ood_auroc,
                 "f1_per_class": {name: c.f1 for name, c in original.per_class.items()}}  # fmt: skip

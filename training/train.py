@@ -168,6 +168,11 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
                             config.eval.target_precision, per_class=config.eval.per_class_threshold)  # fmt: skip
     calibration["calibrated_on"] = config.eval.calibration if config.method != "finetune" else "val"
+    if (run_dir / "novelty.npz").is_file():  # written by the partial fine-tune for eval.novelty_keep
+        from pestid.training.novelty import Mahalanobis
+
+        _, found = Mahalanobis.load(run_dir / "novelty.npz")
+        calibration["novelty_threshold"], calibration["novelty_keep"] = float(found["threshold"]), float(found["keep"])
     (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     result = TrainResult(run_dir, state, calibration)
     hooks.on_train_end(run_dir=run_dir, result={"fit": asdict(state), "calibration": calibration})

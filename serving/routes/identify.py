@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy.orm import sessionmaker
 
 from pestid.catalogue import load_catalogue
-from pestid.decision import Outcome, decide_by, fuse
+from pestid.decision import Outcome, decide_by, fuse, fuse_novelty
 from pestid.errors import ImageDecodeError
 from pestid.hashing import sha256_bytes
 from pestid.imaging import decode_image
@@ -195,7 +195,7 @@ def build_response(outcome: Outcome, model: LoadedModel, lang: str, photos: int)
         species=Answer.of(catalogue.get(answer.id), lang, answer.probability) if answer else None, level=outcome.level,
         nearest_group=Answer.of(catalogue.get(group.id), lang, group.probability) if group else None,
         alternatives=[guess(catalogue.get(r.id), lang, r.probability) for r in shown],
-        do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos,
+        do_not_spray=outcome.do_not_spray, needs_review=outcome.needs_review, photos=photos, unfamiliar=outcome.unfamiliar,
         model=ModelRef(name=model.name, version=model.version),
     )  # fmt: skip
     return body.model_dump(mode="json", exclude={"receipt"})  # the receipt is sent, never stored
@@ -276,10 +276,12 @@ async def identify(
                                                  draft_side(model.predictor.contract.preprocess)
                                                  if settings.reduced_decode else None,
                                                  settings.max_pixels_full_decode)  # fmt: skip
-    probs = fuse(await batcher.probabilities(model.predictor, inputs) if batcher
-                 else await run_in_threadpool(model.predictor.probabilities_of, inputs))  # fmt: skip
+    assessment = (await batcher.assess(model.predictor, inputs) if batcher
+                  else await run_in_threadpool(model.predictor.assess_of, inputs))  # fmt: skip
+    probs = fuse(assessment.probabilities)
     contract = model.predictor.contract
-    outcome = decide_by(contract, probs, catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor)
+    outcome = decide_by(contract, probs, catalogue=load_catalogue(), uncertain_floor=settings.uncertain_floor,
+                        novelty=fuse_novelty(assessment.novelty))  # fmt: skip
     body = build_response(outcome, model, lang, len(photos))
     marks = audit_marks(getattr(request.app.state, "audit_plan", None), answer=outcome.answer.id if outcome.answer else None,
                         district=observation.district)  # fmt: skip

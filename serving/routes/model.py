@@ -26,7 +26,8 @@ def model_info(model: Annotated[LoadedModel, Depends(get_model)]) -> ModelInfo:
     return ModelInfo(name=model.name, version=model.version, reference=model.reference, labels=contract.labels,
                      dataset_version=contract.dataset_version, threshold=contract.threshold,
                      class_thresholds=contract.class_thresholds, group_thresholds=contract.group_thresholds,
-                     temperature=contract.temperature, preprocess=contract.preprocess.model_dump())  # fmt: skip
+                     novelty_threshold=contract.novelty_threshold, temperature=contract.temperature,
+                     preprocess=contract.preprocess.model_dump())  # fmt: skip
 
 
 def served_ids(request: Request) -> set[str]:
@@ -68,7 +69,8 @@ def offline_manifest(request: Request, offline: Annotated[OfflineModel, Depends(
                "bytes": offline.size_bytes, "quantization": contract.quantization},
         contract={"labels": contract.labels, "preprocess": contract.preprocess.model_dump(), "tta": contract.tta,
                   "temperature": contract.temperature, "threshold": contract.threshold,
-                  "class_thresholds": contract.class_thresholds, "group_thresholds": contract.group_thresholds},
+                  "class_thresholds": contract.class_thresholds, "group_thresholds": contract.group_thresholds,
+                  "novelty_threshold": contract.novelty_threshold},
         uncertain_floor=request.app.state.settings.uncertain_floor, messages=MESSAGES,
         catalogue={org.id: {**CatalogueEntry.of(org, known=True).model_dump(exclude=OFFLINE_LEAVES_OUT),
                             "in_scope": org.in_scope, "kind": org.kind}

@@ -507,7 +507,7 @@ function localAnswer(outcome, answerLang) {
     species: answer ? named(answer.id, answer.probability) : null,
     nearest_group: outcome.nearest_group ? named(outcome.nearest_group.id, outcome.nearest_group.probability) : null,
     alternatives: shownAlternatives.map((r) => ({ id: r.id, name: catalogue[r.id][`name_${answerLang}`], probability: r.probability })),
-    do_not_spray: outcome.do_not_spray, needs_review: outcome.needs_review,
+    do_not_spray: outcome.do_not_spray, needs_review: outcome.needs_review, unfamiliar: outcome.unfamiliar,
   };
 }
 

@@ -192,9 +192,9 @@ const Offline = (() => {
     return best && { id: best.id, probability: best.probability };
   }
 
-  // pestid.decision.decide on fused probabilities.
-  function decide(manifest, probs) {
-    const { labels, threshold, class_thresholds: classThresholds } = manifest.contract;
+  // pestid.decision.decide on fused probabilities (and fused novelty, for a model with that output).
+  function decide(manifest, probs, novelty = null) {
+    const { labels, threshold, class_thresholds: classThresholds, novelty_threshold: noveltyThreshold } = manifest.contract;
     const catalogue = manifest.catalogue;
     const order = labels.map((_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
     const rank = (i) => ({ id: labels[i], probability: probs[i] });
@@ -202,8 +202,11 @@ const Offline = (() => {
     const ranked = [best, ...order.slice(1).filter((i) => catalogue[labels[i]].in_scope).map(rank)].slice(0, 3);
     const org = catalogue[best.id];
     const answer = (decision, fields) => ({ decision, ranked, nearest_group: null, needs_review: decision !== "identified",
-                                            do_not_spray: false, level: null, ...fields });
+                                            do_not_spray: false, level: null, unfamiliar: false, ...fields });
     if (!org.in_scope) return answer("not_recognised", { messages: message(manifest, "out_of_scope") });
+    if (novelty !== null && noveltyThreshold !== null && noveltyThreshold !== undefined && novelty > noveltyThreshold) {
+      return answer("not_recognised", { unfamiliar: true, messages: message(manifest, "unfamiliar") });
+    }
     const enemy = org.category === "natural_enemy";
     const limit = best.id in classThresholds ? classThresholds[best.id] : threshold;
     if (best.probability >= limit) {
@@ -250,8 +253,9 @@ const Offline = (() => {
     return session;
   }
 
-  // Calibrated probabilities of one photo: the contract's views, logits averaged in float32, temperature softmax.
-  async function probabilities(manifest, blob) {
+  // Calibrated probabilities of one photo: the contract's views, logits averaged in float32, temperature softmax;
+  // and its novelty (the model's second output, averaged over the views), or null for a model without one.
+  async function assess(manifest, blob) {
     const model = await load(manifest);
     const { preprocess: spec, tta, temperature, labels } = manifest.contract;
     const { pixels, width, height } = await pixelsOf(blob);
@@ -269,16 +273,29 @@ const Offline = (() => {
       for (let v = 0; v < views.length; v++) sum = Math.fround(sum + logits[v * n + j]);
       mean[j] = Math.fround(sum / views.length);
     }
-    return softmax(mean, temperature);
+    let novelty = null;
+    if (model.outputNames.length > 1 && manifest.contract.novelty_threshold != null) {
+      const scores = output[model.outputNames[1]].data;
+      novelty = 0;
+      for (let v = 0; v < views.length; v++) novelty += scores[v];
+      novelty /= views.length;
+    }
+    return { probabilities: softmax(mean, temperature), novelty };
   }
 
-  // The answer for one observation's photos: probabilities fused by their mean, then the decision rules.
+  async function probabilities(manifest, blob) {
+    return (await assess(manifest, blob)).probabilities;
+  }
+
+  // The answer for one observation's photos: probabilities and novelty fused by their means, then the decision rules.
   async function identify(manifest, blobs) {
-    const rows = [];
-    for (const blob of blobs) rows.push(await probabilities(manifest, blob));
+    const assessed = [];
+    for (const blob of blobs) assessed.push(await assess(manifest, blob));
+    const rows = assessed.map((a) => a.probabilities);
     const fused = rows[0].map((_, j) => rows.reduce((s, r) => s + r[j], 0) / rows.length);
-    return { probabilities: fused, rows, ...decide(manifest, fused) };
+    const novelty = assessed[0].novelty === null ? null : assessed.reduce((s, a) => s + a.novelty, 0) / assessed.length;
+    return { probabilities: fused, novelty, rows, ...decide(manifest, fused, novelty) };
   }
 
-  return { identify, probabilities, decide, preprocess, pixelsOf, load, inSentence };
+  return { identify, assess, probabilities, decide, preprocess, pixelsOf, load, inSentence };
 })();

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pestid.contract import int8_path
-from pestid.predictor import Predictor
+from pestid.predictor import Assessment, Predictor
 from pestid.sample import SAMPLE_CLASSES
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.model import load_model
@@ -26,13 +26,13 @@ class Recorder:
         self.fail = fail
         self.started = threading.Event()
 
-    def probabilities_of(self, batch: np.ndarray) -> np.ndarray:
+    def assess_of(self, batch: np.ndarray) -> Assessment:
         self.started.set()
         time.sleep(0.05)  # a model run: requests arriving meanwhile must join the next batch
         self.runs.append(len(batch))
         if self.fail:
             raise RuntimeError("model failed")
-        return batch[:, :1] * 10
+        return Assessment(batch[:, :1] * 10, batch[:, 0] * 100)
 
 
 def inputs(*values: float) -> np.ndarray:
@@ -42,15 +42,16 @@ def inputs(*values: float) -> np.ndarray:
 def test_concurrent_requests_share_runs_and_each_gets_its_own_rows():
     model, batcher = Recorder(), MicroBatcher(max_wait_s=0.002, max_batch=32)
 
-    async def main() -> list[np.ndarray]:
-        return await asyncio.gather(*(batcher.probabilities(model, inputs(k, k + 0.5)) for k in range(12)))  # type: ignore[arg-type]
+    async def main() -> list[Assessment]:
+        return await asyncio.gather(*(batcher.assess(model, inputs(k, k + 0.5)) for k in range(12)))  # type: ignore[arg-type]
 
     try:
         answers = asyncio.run(main())
     finally:
         batcher.close()
     for k, answer in enumerate(answers):
-        np.testing.assert_allclose(answer[:, 0], [10 * k, 10 * k + 5])
+        np.testing.assert_allclose(answer.probabilities[:, 0], [10 * k, 10 * k + 5])
+        np.testing.assert_allclose(answer.novelty, [100 * k, 100 * k + 50])  # each output sliced to its own rows
     assert sum(model.runs) == 24 and len(model.runs) < 12  # 24 photos, fewer runs than requests
     assert max(model.runs) <= 32
 
@@ -59,7 +60,7 @@ def test_max_batch_bounds_a_run():
     model, batcher = Recorder(), MicroBatcher(max_wait_s=0.002, max_batch=4)
 
     async def main() -> None:
-        await asyncio.gather(*(batcher.probabilities(model, inputs(k, k)) for k in range(10)))  # type: ignore[arg-type]
+        await asyncio.gather(*(batcher.assess(model, inputs(k, k)) for k in range(10)))  # type: ignore[arg-type]
 
     try:
         asyncio.run(main())
@@ -72,15 +73,15 @@ def test_a_failed_run_fails_every_request_in_it_and_the_next_run_works():
     broken, batcher = Recorder(fail=True), MicroBatcher(max_wait_s=0.002, max_batch=32)
 
     async def main() -> list[object]:
-        return await asyncio.gather(*(batcher.probabilities(broken, inputs(k)) for k in range(3)),  # type: ignore[arg-type]
+        return await asyncio.gather(*(batcher.assess(broken, inputs(k)) for k in range(3)),  # type: ignore[arg-type]
                                     return_exceptions=True)  # fmt: skip
 
     try:
         outcomes = asyncio.run(main())
         assert all(isinstance(o, RuntimeError) for o in outcomes)
         healthy = Recorder()
-        answer = asyncio.run(batcher.probabilities(healthy, inputs(2.0)))  # type: ignore[arg-type]
-        np.testing.assert_allclose(answer[:, 0], [20.0])
+        answer = asyncio.run(batcher.assess(healthy, inputs(2.0)))  # type: ignore[arg-type]
+        np.testing.assert_allclose(answer.probabilities[:, 0], [20.0])
     finally:
         batcher.close()
 
@@ -88,8 +89,8 @@ def test_a_failed_run_fails_every_request_in_it_and_the_next_run_works():
 def test_two_models_are_never_mixed_in_one_run():
     old, new, batcher = Recorder(), Recorder(), MicroBatcher(max_wait_s=0.002, max_batch=32)
 
-    async def main() -> list[np.ndarray]:
-        calls = [batcher.probabilities(old if k % 2 else new, inputs(k)) for k in range(8)]  # type: ignore[arg-type]
+    async def main() -> list[Assessment]:
+        calls = [batcher.assess(old if k % 2 else new, inputs(k)) for k in range(8)]  # type: ignore[arg-type]
         return await asyncio.gather(*calls)
 
     try:
@@ -97,18 +98,18 @@ def test_two_models_are_never_mixed_in_one_run():
     finally:
         batcher.close()
     assert sum(old.runs) == 4 and sum(new.runs) == 4
-    assert [float(a[0, 0]) for a in answers] == [10.0 * k for k in range(8)]
+    assert [float(a.probabilities[0, 0]) for a in answers] == [10.0 * k for k in range(8)]
 
 
 def test_a_request_alone_runs_at_once_and_one_expected_is_waited_for_only_briefly():
     model, batcher = Recorder(), MicroBatcher(max_wait_s=30.0, max_batch=32)
     try:
         started = time.monotonic()
-        asyncio.run(batcher.probabilities(model, inputs(1.0)))  # type: ignore[arg-type]
+        asyncio.run(batcher.assess(model, inputs(1.0)))  # type: ignore[arg-type]
         assert time.monotonic() - started < 10  # nothing else was decoding: no 30 s wait
         with batcher.expecting():  # another request is decoding: the run waits for it ...
             threading.Timer(0.2, lambda: batcher.waiting.put((model, inputs(3.0), _done()))).start()  # type: ignore[arg-type]
-            asyncio.run(batcher.probabilities(model, inputs(2.0)))  # type: ignore[arg-type]
+            asyncio.run(batcher.assess(model, inputs(2.0)))  # type: ignore[arg-type]
         assert model.runs[-1] == 2  # ... and it joined the same run
     finally:
         batcher.close()
@@ -191,7 +192,7 @@ def test_a_request_whose_client_left_does_not_stop_the_inference_thread():
     model, batcher = Recorder(), MicroBatcher(max_wait_s=0.002, max_batch=32)
 
     async def leave_early() -> None:
-        task = asyncio.ensure_future(batcher.probabilities(model, inputs(1.0)))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(batcher.assess(model, inputs(1.0)))  # type: ignore[arg-type]
         await asyncio.sleep(0)
         task.cancel()  # the client went away while the photo waited for its run
         await asyncio.sleep(0.2)
@@ -199,15 +200,15 @@ def test_a_request_whose_client_left_does_not_stop_the_inference_thread():
     try:
         blocker = asyncio.run(_run_with_blocker(batcher, model, leave_early))
         assert blocker is not None
-        answer = asyncio.run(asyncio.wait_for(batcher.probabilities(model, inputs(4.0)), 10))  # type: ignore[arg-type]
-        np.testing.assert_allclose(answer[:, 0], [40.0])  # the thread still serves
+        answer = asyncio.run(asyncio.wait_for(batcher.assess(model, inputs(4.0)), 10))  # type: ignore[arg-type]
+        np.testing.assert_allclose(answer.probabilities[:, 0], [40.0])  # the thread still serves
     finally:
         batcher.close()
 
 
 async def _run_with_blocker(batcher, model, leave_early):
     """Keep the inference thread busy with one request while another is cancelled in the queue."""
-    busy = asyncio.ensure_future(batcher.probabilities(model, inputs(9.0)))
+    busy = asyncio.ensure_future(batcher.assess(model, inputs(9.0)))
     await asyncio.get_running_loop().run_in_executor(None, model.started.wait)
     await leave_early()
     return await busy

@@ -228,3 +228,48 @@ def test_the_offline_manifest_offers_only_a_copy_of_the_served_model(tiny_model,
         model = client.get(manifest["model"]["url"])
         assert hashlib.sha256(model.content).hexdigest() == manifest["model"]["sha256"]
         assert model.headers["cache-control"] == "no-cache"
+
+
+def _solid(rgb: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    from tests.conftest import jpeg_bytes
+
+    return jpeg_bytes(Image.new("RGB", (64, 64), rgb))
+
+
+def test_open_set_a_photo_unlike_every_known_class_is_not_recognised_and_carries_no_advice(tmp_path):
+    """The model's novelty output (how unlike its classes a photo is) overrides a confident softmax: the photo is
+    'not recognised', flagged unfamiliar, sent to an officer, and names no species to act on."""
+    from fastapi.testclient import TestClient
+
+    from pestid.preprocess import PreprocessSpec
+    from pestid.sample import SAMPLE_CLASSES
+    from pestid.serving.app import create_app
+    from tests.onnx_models import linear_model
+    from tests.serving.conftest import make_settings
+
+    spec = PreprocessSpec(size=32, crop_pct=1.0)
+    green, magenta = (60, 140, 50), (230, 30, 200)
+    weight = np.zeros((3, len(SAMPLE_CLASSES)))
+    weight[0, SAMPLE_CLASSES.index("brown_planthopper")] = 20.0  # red: a confident brown planthopper
+    weight[1, SAMPLE_CLASSES.index("rice_blast")] = 20.0  # green: a confident blast
+    centre = ((np.array(green) / 255 - np.array(spec.mean)) / np.array(spec.std)).tolist()
+    model = linear_model(tmp_path / "model.onnx", weight=weight, novelty_centre=centre, novelty_threshold=0.5)
+    predictor = Predictor(model)
+    near, far = predictor.assess([decode_image(_solid(green)), decode_image(_solid(magenta))]).novelty
+    assert near < 0.5 < far  # the JPEG moves the colour a little, far less than the threshold
+    with TestClient(create_app(make_settings(model, tmp_path / "data"))) as client:
+        known = _post(client, [(_solid(green), "image/jpeg")]).json()
+        assert known["decision"] == "identified" and known["species"]["id"] == "rice_blast"
+        assert known["unfamiliar"] is False
+        assert predictor.probabilities([decode_image(_solid(magenta))]).max() > 0.99  # the softmax alone is sure
+        for photos in ([_solid(magenta)], [_solid(magenta), _solid(green)]):  # alone, and fused with a known one
+            body = _post(client, [(p, "image/jpeg") for p in photos], headers={"Accept-Language": "en"}).json()
+            assert body["decision"] == "not_recognised" and body["unfamiliar"] is True
+            assert body["species"] is None and body["nearest_group"] is None and body["do_not_spray"] is False
+            assert body["needs_review"] is True and body["status"] == "pending_review"
+            assert body["message"].startswith("Not like any organism pestid has learnt")
+            assert all(set(a) == {"id", "name", "probability"} for a in body["alternatives"])
+        vi = _post(client, [(_solid(magenta), "image/jpeg")], headers={"Accept-Language": "vi"}).json()
+        assert vi["message"].startswith("Không giống loài nào pestid đã học")

@@ -71,7 +71,7 @@ def test_the_page_decides_as_python_does(browser, tmp_path):
     thresholds = {"brown_planthopper": 0.55, "rice_blast": 0.8, "lady_beetle": 0.7}
     groups = {"planthoppers": 0.7, "caterpillars": 0.8}  # the others are held to the overall 0.6
     model = linear_model(tmp_path / "model.onnx", LABELS, threshold=0.6, class_thresholds=thresholds,
-                         group_thresholds=groups)  # fmt: skip
+                         group_thresholds=groups, novelty_threshold=2.0)  # fmt: skip
     app = create_app(make_settings(model, tmp_path / "data", offline_model=str(model)))
     rng = np.random.default_rng(0)
     vectors = [rng.dirichlet(np.full(len(LABELS), alpha)) for alpha in (0.05, 0.2, 1.0, 5.0) for _ in range(75)]
@@ -85,19 +85,27 @@ def test_the_page_decides_as_python_does(browser, tmp_path):
             p = rng.dirichlet(np.ones(len(LABELS))) * rng.uniform(0.05, 0.4)
             p[[LABELS.index(x) for x in names]] += (1 - p.sum()) / len(names)
             vectors.append(p / p.sum())
+    # Novelty from the model's second output: below the contract's 2.0 for most, above it (unfamiliar) for some,
+    # exactly at it for one (not above: answered as usual); None as a model without the output gives.
+    novelty = [None if k % 7 == 0 else 2.0 if k == 1 else float(rng.uniform(0, 2.6)) for k in range(len(vectors))]
     catalogue = load_catalogue()
     with running(app) as url:
         page = _page_with_offline(browser, url)
         manifest = page.evaluate("fetch('/v1/offline/manifest').then(r => r.json())")
         assert manifest["contract"]["labels"] == LABELS and manifest["contract"]["class_thresholds"] == thresholds
         assert manifest["contract"]["group_thresholds"] == groups and "caterpillars" in manifest["catalogue"]
-        js = page.evaluate("([m, vs]) => vs.map(v => Offline.decide(m, v))", [manifest, [v.tolist() for v in vectors]])
-    reached = set()
-    for probs, mine in zip(vectors, js, strict=True):
+        assert manifest["contract"]["novelty_threshold"] == 2.0 and "unfamiliar" in manifest["messages"]
+        js = page.evaluate("([m, vs, ns]) => vs.map((v, i) => Offline.decide(m, v, ns[i]))",
+                           [manifest, [v.tolist() for v in vectors], novelty])  # fmt: skip
+    reached, unfamiliar = set(), 0
+    for probs, mine, n in zip(vectors, js, novelty, strict=True):
         ours = decide(probs, LABELS, threshold=0.6, class_thresholds=thresholds, group_thresholds=groups,
-                      catalogue=catalogue, uncertain_floor=manifest["uncertain_floor"])  # fmt: skip
+                      catalogue=catalogue, uncertain_floor=manifest["uncertain_floor"], novelty=n,
+                      novelty_threshold=2.0)  # fmt: skip
         reached.add((ours.decision, ours.level, ours.nearest_group.id if ours.nearest_group else None,
                      ours.do_not_spray))  # fmt: skip
+        unfamiliar += ours.unfamiliar
+        assert mine["unfamiliar"] == ours.unfamiliar
         assert mine["decision"] == ours.decision and mine["level"] == ours.level
         assert [r["id"] for r in mine["ranked"]] == [r.id for r in ours.ranked]
         assert [r["probability"] for r in mine["ranked"]] == pytest.approx([r.probability for r in ours.ranked])
@@ -110,6 +118,7 @@ def test_the_page_decides_as_python_does(browser, tmp_path):
             ("identified", "group", "planthoppers", False), ("identified", "group", "caterpillars", False),
             ("identified", "group", "flies", False), ("identified", "group", "natural_enemies", True),
             ("uncertain", None, None, False), ("not_recognised", None, None, False)} <= reached, reached  # fmt: skip
+    assert 50 <= unfamiliar <= 150  # about a fifth of the vectors, each answered "not recognised" on both sides
 
 
 def made_photos() -> dict[str, bytes]:
