@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -61,10 +63,18 @@ def _each(work: Callable[[Any], Any], items: list[Any], progress: Progress | Non
     return done
 
 
-def backup(database_url: str, store: PhotoStorage, out: Path, *, progress: Progress | None = None) -> dict[str, Any]:
+def backup(
+    database_url: str, store: PhotoStorage, out: Path, *, previous: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Back the service up into the new or empty folder ``out``; returns the manifest. Photos that are missing or
-    whose bytes no longer match their row are listed under ``photos.damaged`` (the rest is still kept)."""
+    whose bytes no longer match their row are listed under ``photos.damaged`` (the rest is still kept).
+
+    With ``previous`` (an earlier backup), a photo it already holds with the same digest is hard-linked from it
+    after its checksum is checked, not read from the store again: a photo never changes once accepted, so a daily
+    backup reads only the day's new photos, and each backup folder is still whole on its own."""
     out = Path(out)
+    earlier = dict(listed_photos(previous, read_manifest(previous))) if previous is not None else {}
     if out.exists() and any(out.iterdir()):
         raise BackupError(f"Thư mục {out} không trống; hãy sao lưu vào thư mục mới.",
                           f"{out} is not empty: back up into a new folder.")  # fmt: skip
@@ -76,20 +86,25 @@ def backup(database_url: str, store: PhotoStorage, out: Path, *, progress: Progr
 
     database_file, (rows, photos, schema) = dump(database_url, out, moment)
 
-    def keep(photo: tuple[str, str, int]) -> str | None:
+    def keep(photo: tuple[str, str, int]) -> str:
+        """How the photo was kept: "linked" from the previous backup, "read" from the store, or what is wrong."""
         relative, digest, _ = photo
+        target = out / PHOTOS / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if previous is not None and earlier.get(relative) == digest and _linked(previous / PHOTOS / relative, target,
+                                                                                digest):  # fmt: skip
+            return "linked"
         try:
             data = _read(store, relative)
         except OSError as exc:
             return f"{relative}: {exc}"
         if hashlib.sha256(data).hexdigest() != digest:
             return f"{relative}: its bytes no longer match the digest recorded when it was accepted"
-        target = out / PHOTOS / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        return None
+        return "read"
 
-    damaged = [problem for problem in _each(keep, photos, progress) if problem]
+    kept = _each(keep, photos, progress)
+    damaged = [how for how in kept if how not in ("linked", "read")]
     (out / PHOTO_LIST).write_text("".join(f"{digest}  {PHOTOS}/{relative}\n" for relative, digest, _ in photos))
     manifest = {
         "format": FORMAT, "pestid": _version(), "started_at": started.isoformat(),
@@ -98,10 +113,23 @@ def backup(database_url: str, store: PhotoStorage, out: Path, *, progress: Progr
             "bytes": (out / database_file).stat().st_size, "schema": schema},
         "rows": rows,
         "photos": {"count": len(photos), "bytes": sum(size for *_, size in photos), "list": PHOTO_LIST,
-                   "list_sha256": file_sha256(out / PHOTO_LIST), "damaged": damaged},
+                   "list_sha256": file_sha256(out / PHOTO_LIST), "damaged": damaged,
+                   "linked_from": str(Path(previous).resolve()) if previous is not None else None,
+                   "linked": kept.count("linked")},
     }  # fmt: skip
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+
+
+def _linked(earlier: Path, target: Path, digest: str) -> bool:
+    """``target`` as a hard link to an earlier backup's copy (a copy across file systems), when that copy is sound."""
+    if not _matches(earlier, digest):
+        return False
+    try:
+        os.link(earlier, target)
+    except OSError:
+        shutil.copyfile(earlier, target)
+    return True
 
 
 def _version() -> str:

@@ -89,18 +89,21 @@ def backup(
     out_dir: Annotated[Path, typer.Option("--out", help="A new folder for the backup.")],
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
     photos: Annotated[str | None, typer.Option(help=PHOTOS_HELP)] = None,
-) -> None:
+    previous: Annotated[Path | None, typer.Option(help="An earlier backup: the photos it holds are linked from it, "
+                                                       "not read from the store again.")] = None,
+) -> None:  # fmt: skip
     """Sao lưu / back up the database and its photos, with a manifest of counts and checksums."""
     from pestid.progress import progress_bar
     from pestid.serving.backup import backup as run_backup
 
     database_url, store = serving_stores(db, photos)
     with progress_bar("sao lưu ảnh / photos") as update:
-        manifest = run_backup(database_url, store, out_dir, progress=update)
+        manifest = run_backup(database_url, store, out_dir, previous=previous, progress=update)
     rows = manifest["rows"]
     console.print(f"đã sao lưu / backed up {rows.get('submissions', 0)} submissions, {manifest['photos']['count']} "
                   f"photos ({manifest['photos']['bytes'] / 1e6:.1f} MB), {rows.get('reviews', 0)} reviews, "
-                  f"{rows.get('audit_log', 0)} audit entries → {out_dir}")  # fmt: skip
+                  f"{rows.get('audit_log', 0)} audit entries ({manifest['photos']['linked']} photos linked from "
+                  f"the previous backup) → {out_dir}")  # fmt: skip
     if manifest["photos"]["damaged"]:
         for problem in manifest["photos"]["damaged"]:
             console.print(f"[red]thiếu hoặc hỏng / missing or damaged:[/] {problem}")

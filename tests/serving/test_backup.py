@@ -5,6 +5,7 @@ with a photo folder, and on PostgreSQL with a bucket in a real S3 server (Seawee
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -130,6 +131,28 @@ def test_a_damaged_backup_is_refused_before_anything_is_restored(tiny_model, tmp
     assert list(open_photo_store(target).stored()) == []
     (out / "manifest.json").unlink()  # an unfinished backup
     assert "not a finished backup" in refused("restore", str(out), "--db", target.resolved_database_url)
+
+
+def test_a_daily_backup_links_what_the_previous_one_holds_and_reads_only_new_photos(tiny_model, tmp_path):
+    source = make_settings(tiny_model, tmp_path / "live")
+    with TestClient(create_app(source)) as client:
+        sent = populate(client)
+        where = ["--db", source.resolved_database_url, "--photos", str(source.photo_dir)]
+        run("backup", "--out", str(tmp_path / "monday"), *where)
+        for k in range(2):
+            answer = client.post("/v1/identify", files=[("photos", ("n.jpg", jpeg(400 + k), "image/jpeg"))]).json()
+            sent.append({**answer, "sent": [jpeg(400 + k)]})
+    printed = run("backup", "--out", str(tmp_path / "tuesday"), *where, "--previous", str(tmp_path / "monday"))
+    assert "(9 photos linked from the previous backup)" in printed
+    manifest = json.loads((tmp_path / "tuesday" / "manifest.json").read_text())
+    assert (manifest["photos"]["count"], manifest["photos"]["linked"]) == (11, 9)
+    monday = {p.relative_to(tmp_path / "monday"): p.stat().st_ino for p in (tmp_path / "monday").rglob("*.jpg")}
+    tuesday = {p.relative_to(tmp_path / "tuesday"): p.stat().st_ino for p in (tmp_path / "tuesday").rglob("*.jpg")}
+    assert len(tuesday) == 11 and all(tuesday[name] == inode for name, inode in monday.items())  # one copy on disk
+    shutil.rmtree(tmp_path / "monday")  # each backup is whole on its own
+    target = make_settings(tiny_model, tmp_path / "restored")
+    run("restore", str(tmp_path / "tuesday"), "--db", target.resolved_database_url, "--photos", str(target.photo_dir))
+    check_restored(target, sent, rows(source.resolved_database_url))
 
 
 @pytest.fixture
