@@ -163,6 +163,22 @@ def test_sign_in_throttling_receipts_districts_and_audit_hold_across_replicas(cl
                                                                        ("relabel", None)]  # fmt: skip
 
 
+def test_nginx_refuses_a_body_past_the_servers_limits_and_passes_an_upload_without_a_key(cluster):
+    """A body larger than 5 photos of 15 MB is refused by nginx from its Content-Length, before any replica reads a
+    byte; an upload without an Idempotency-Key takes the route that is never resent, and still lands."""
+    import socket
+
+    host, port = cluster.stack.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"POST /v1/identify HTTP/1.1\r\nHost: pestid\r\nIdempotency-Key: huge\r\n"
+                           b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 90000000\r\n\r\n")  # fmt: skip
+        assert connection.recv(200).startswith(b"HTTP/1.1 413")
+    keyless = httpx.post(f"{cluster.stack.url}/v1/identify",
+                         files=[("photos", ("p.jpg", jpeg_bytes(photo("rice_bug", 3, 96)), "image/jpeg"))])  # fmt: skip
+    assert keyless.status_code == 201, keyless.text
+    assert _logged(cluster.stack, "POST /v1/identify")[-2:][0] == ["-"]  # the 413 never reached a replica
+
+
 def test_a_new_champion_reaches_every_replica_by_itself(cluster):
     """`pestid promote` moves @champion in the registry; every replica re-resolves it every PESTID_MODEL_REFRESH_S
     and loads the new version beside the old one, without a restart."""
@@ -201,6 +217,7 @@ class Farmers:
     url: str
     acknowledged: dict[str, str] = field(default_factory=dict)  # key → submission id
     sent: dict[str, bytes] = field(default_factory=dict)  # key → photo
+    districts: dict[str, str | None] = field(default_factory=dict)  # key → the district sent with it
     answers: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -210,9 +227,10 @@ class Farmers:
         with httpx.Client(timeout=30) as client:
             for k in range(observations):
                 key, data = f"kill-{number}-{k}", jpeg_bytes(photo("brown_planthopper", 10_000 + 100 * number + k, 96))
+                district = rng.choice(DISTRICTS)
                 with self.lock:
-                    self.sent[key] = data
-                self.send(client, key, data, rng.choice(DISTRICTS))
+                    self.sent[key], self.districts[key] = data, district
+                self.send(client, key, data, district)
 
     def send(self, client: httpx.Client, key: str, data: bytes, district: str | None) -> None:
         wait = 0.2
@@ -246,6 +264,12 @@ def test_killing_a_replica_mid_load_loses_no_acknowledged_upload_and_stores_none
         killed_at = len(farmers.acknowledged)
         for done in running:
             done.result()
+
+    # A phone not sure its upload arrived sends it again with the same key: whichever replica answers replays it.
+    for key in sorted(farmers.sent)[:10]:
+        replay = _upload(stack.url, farmers.sent[key], key=key, district=farmers.districts[key])
+        assert (replay.status_code, replay.json()["submission_id"]) == (200, farmers.acknowledged[key])
+        assert replay.headers["idempotent-replayed"] == "true"
 
     keys = set(farmers.sent)
     with cluster.sessions() as session:
