@@ -38,3 +38,19 @@ def test_photo_store_names_a_bucket_or_a_folder(tmp_path):
     in_bucket = Settings(data_dir=tmp_path, photo_store="s3://photos/pestid")
     assert in_bucket.photo_bucket == "s3://photos/pestid"
     assert Settings(data_dir=tmp_path, photo_store="/srv/photos").photo_dir == Path("/srv/photos")
+
+
+def test_a_folder_lists_its_photos_by_prefix_as_a_bucket_does_without_staged_files_or_previews(tmp_path):
+    from pestid.serving.photos import PhotoStore
+
+    store = PhotoStore(tmp_path / "photos")
+    for relative in ("2026/12/04/a/0.jpg", "2026/12/04/a/1.png", "2026/12/05/b/0.jpg", "2026/11/c/0.jpg"):
+        store.place(store.stage(b"photo", relative), relative)
+    store.stage(b"half-written", "2026/12/06/d/0.jpg")  # staged, never placed
+    (tmp_path / "previews" / "2026/12/04/a").mkdir(parents=True)
+    (tmp_path / "previews" / "2026/12/04/a/0.jpg.320.jpg").write_bytes(b"preview")
+    assert sorted(store.stored()) == ["2026/11/c/0.jpg", "2026/12/04/a/0.jpg", "2026/12/04/a/1.png",
+                                      "2026/12/05/b/0.jpg"]  # fmt: skip
+    assert sorted(store.stored("2026/12/04/")) == ["2026/12/04/a/0.jpg", "2026/12/04/a/1.png"]
+    assert sorted(store.stored("2026/12/0")) == ["2026/12/04/a/0.jpg", "2026/12/04/a/1.png", "2026/12/05/b/0.jpg"]
+    assert list(store.stored("2027/")) == [] and list(PhotoStore(tmp_path / "empty").stored()) == []
