@@ -65,7 +65,7 @@ def _draw_subject(label: str, image: Image.Image, rng: random.Random) -> None:
             diamond = [(x, y - h / 2), (x + w / 2, y), (x, y + h / 2), (x - w / 2, y)]
             draw.polygon(diamond, fill=(170, 165, 150), outline=(110, 60, 30))
     elif label == "rice_bug":
-        for _ in range(rng.randint(1, 3)):
+        for _ in range(rng.randint(2, 3)):
             _draw_rice_bug(draw, rng, s)
 
 
@@ -73,7 +73,7 @@ def _draw_rice_bug(draw: ImageDraw.ImageDraw, rng: random.Random, s: int) -> Non
     """A slender yellow-brown bug lying at an angle, with long legs and antennae (Leptocorisa on the panicle)."""
     x, y = rng.uniform(0.25, 0.75) * s, rng.uniform(0.25, 0.75) * s
     angle = rng.uniform(0, np.pi)
-    length, width = s * rng.uniform(0.3, 0.42), s * rng.uniform(0.05, 0.07)
+    length, width = s * rng.uniform(0.38, 0.5), s * rng.uniform(0.08, 0.11)
     ux, uy, nx, ny = np.cos(angle), np.sin(angle), -np.sin(angle), np.cos(angle)
 
     def at(along: float, across: float) -> tuple[float, float]:
@@ -82,9 +82,9 @@ def _draw_rice_bug(draw: ImageDraw.ImageDraw, rng: random.Random, s: int) -> Non
     dark = (rng.randint(60, 90), rng.randint(40, 60), rng.randint(10, 30))
     for along in (-0.2, 0.0, 0.2):  # three pairs of legs
         for side in (-1, 1):
-            draw.line([at(along, 0), at(along - 0.12, side * 2.2)], fill=dark, width=1)
+            draw.line([at(along, 0), at(along - 0.12, side * 1.6)], fill=dark, width=1)
     for side in (-1, 1):  # antennae longer than half the body
-        draw.line([at(0.5, 0), at(0.9, side * 1.8)], fill=dark, width=1)
+        draw.line([at(0.5, 0), at(0.85, side * 1.3)], fill=dark, width=1)
     body = [at(-0.5, 0), at(-0.2, 0.5), at(0.4, 0.5), at(0.5, 0), at(0.4, -0.5), at(-0.2, -0.5)]
     draw.polygon(body, fill=(rng.randint(190, 220), rng.randint(160, 190), rng.randint(60, 90)), outline=dark)
 
