@@ -8,10 +8,8 @@ its estimate and interval and the promise, repeated at most every ``ALERT_REPEAT
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from pestid.contract import ModelContract
 from pestid.serving import observability as obs
+from pestid.serving.background import repeating
 from pestid.serving.drift import MIN_ANSWERS, Reference, drift_report
 from pestid.serving.outbreaks import iso_week, monday_of
 from pestid.serving.precision import decided_audits, precision_report
@@ -86,22 +85,7 @@ def refresh(app: FastAPI, *, today: date | None = None) -> tuple[dict[str, Any],
     return report, drift
 
 
-async def watch(app: FastAPI, interval: float) -> None:
-    while True:
-        try:
-            await run_in_threadpool(refresh, app)
-        except Exception:  # noqa: BLE001 - the figures wait for the next round; serving goes on
-            obs.log.exception("field truth refresh failed")
-        await asyncio.sleep(interval)
-
-
-@contextlib.asynccontextmanager
-async def watching(app: FastAPI, interval: float) -> AsyncIterator[None]:
-    task = asyncio.create_task(watch(app, interval)) if interval > 0 else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+def watching(app: FastAPI, interval: float) -> contextlib.AbstractAsyncContextManager[None]:
+    """Refresh the figures at once and then every ``interval`` seconds while the block runs (0: never)."""
+    return repeating(lambda: run_in_threadpool(refresh, app), interval, at_start=True,
+                     failed="field truth refresh failed")  # fmt: skip

@@ -7,13 +7,12 @@ A background task re-resolves ``models:/NAME@ALIAS`` every ``model_refresh_s``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from pestid.serving.background import repeating
 from pestid.serving.model import current_version, load_served
 from pestid.serving.observability import log
 
@@ -30,22 +29,6 @@ async def refresh_model(app: FastAPI) -> str:
     return new.version
 
 
-async def watch(app: FastAPI, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await refresh_model(app)
-        except Exception:  # noqa: BLE001 - keep serving the current model; try again next time
-            log.exception("model refresh failed")
-
-
-@contextlib.asynccontextmanager
-async def watching(app: FastAPI, interval: float) -> AsyncIterator[None]:
-    task = asyncio.create_task(watch(app, interval)) if interval > 0 else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+def watching(app: FastAPI, interval: float) -> contextlib.AbstractAsyncContextManager[None]:
+    """Re-resolve the model's alias every ``interval`` seconds while the block runs (0: never)."""
+    return repeating(lambda: refresh_model(app), interval, at_start=False, failed="model refresh failed")
