@@ -1,0 +1,338 @@
+"""Benchmark: the server's CPU-milliseconds per answered photo, against the model's own inference floor (issue 26).
+
+Three photos go through `pestid serve --workers 1` as shipped by default (SQLite, a photo folder, one process
+group): what the farmer page sends (a 12 MP photo resized to 1,280 px, JPEG quality 82, as serving/static/app.js
+does) and a 12 MP phone original (4032×3024) as a JPEG and as a HEIC (benchmarks/stand_in.py draws them). Each is
+sent --requests times one after another, then four at a time, every upload with its own key (the JPEGs with their
+own bytes too). The cost is the CPU time of the server's whole process tree (user + system, from /proc), less its
+idle rate, divided by the photos answered.
+
+Beside it, in the same run:
+- **the floor**: the model that answered (/readyz says which) and the other precision, both test-time views, run by
+  onnxruntime alone on one prepared input, with the server's threads and with one thread;
+- **the stages**: one upload taken apart in this process with the server's own functions (multipart, sha256, the
+  reduced decode, preprocessing, the perceptual hash, the model, the decision, the row and the photo write with its
+  fsync; and the two previews an officer's first look makes later), so a gap says what it is spent on;
+- **bytes per submission on SQLite**: the database's tables and indexes (dbstat) before and after the uploads.
+
+    .venv/bin/python benchmarks/cost_per_answer.py [--model M.onnx] [--requests 40] [--concurrency 1 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+kit = _load("stand_in")
+fuzz = _load("fuzz")
+MEDIA = {"JPEG": ("p.jpg", "image/jpeg"), "HEIF": ("p.heic", "image/heic")}
+DISTRICT = "Phú Tân"
+
+
+def photos(scale: int = 1) -> dict[str, tuple[bytes, str]]:
+    """{name: (bytes, format)}: the farmer page's JPEG and the 12 MP original as JPEG and HEIC (``scale``: each side
+    that many times smaller, for a quick check of this script)."""
+    original = kit.phone_original(size=(kit.PHONE[0] // scale, kit.PHONE[1] // scale))
+    farmer = kit.farmer_jpeg(original)
+    return {f"farmer page, {'×'.join(map(str, kit.fitted(original.size)))} JPEG ({len(farmer) / 1e3:.0f} KB)": (farmer, "JPEG"),
+            **{f"{original.width * original.height / 1e6:.0f} MP {fmt} ({len(data) / 1e6:.1f} MB)": (data, fmt) for fmt, data in
+               (("JPEG", kit.encode(original, "JPEG", quality=90)), ("HEIF", kit.phone_heic(original)))}}  # fmt: skip
+
+
+def send(http: httpx.Client, photo: bytes, fmt: str, key: str) -> float:
+    name, media = MEDIA[fmt]
+    start = time.perf_counter()
+    answer = http.post("/v1/identify", files=[("photos", (name, kit.unique(photo, key), media))],
+                       data={"district": DISTRICT}, headers={"Idempotency-Key": key})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    return (time.perf_counter() - start) * 1000
+
+
+def db_bytes(database: Path) -> tuple[int, dict[str, int]]:
+    """(submissions stored, bytes per table with its indexes) of a live SQLite database."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        owner = dict(db.execute("select name, tbl_name from sqlite_master"))
+        sizes: dict[str, int] = defaultdict(int)
+        for name, size in db.execute("select name, sum(pgsize) from dbstat group by name"):
+            sizes[owner.get(name, name)] += size
+        rows = db.execute("select count(*) from submissions").fetchone()[0]
+    return rows, dict(sizes)
+
+
+def server_cost(model: Path, env: dict[str, str], work: Path, photo: bytes, fmt: str, requests: int,
+                levels: list[int]) -> dict[str, Any]:  # fmt: skip
+    """CPU ms per answered photo at each concurrency level, p50 at each, the precision that answered, and the
+    database's growth per submission."""
+    os.environ.update(env)
+    data = work / f"server-{fmt}-{len(photo)}"
+    out: dict[str, Any] = {"levels": {}}
+    with fuzz.server(model, data, workers=1) as (url, process), httpx.Client(base_url=url, timeout=120) as http:
+        out["precision"] = http.get("/readyz").json().get("precision", "?")
+        for k in range(3):  # warm-up: first-request costs are not per-photo costs
+            send(http, photo, fmt, f"warm-{k}")
+        idle_cpu, idle_start = kit.tree_cpu_s([process.pid]), time.perf_counter()
+        time.sleep(3)
+        idle_rate = (kit.tree_cpu_s([process.pid]) - idle_cpu) / (time.perf_counter() - idle_start)
+        out["idle_ms_per_s"] = idle_rate * 1000
+        rows_before, bytes_before = db_bytes(data / "pestid.db")
+        for level in levels:
+            cpu, start = kit.tree_cpu_s([process.pid]), time.perf_counter()
+            with ThreadPoolExecutor(level) as pool:
+                latencies = list(pool.map(lambda k, c=level: send(http, photo, fmt, f"c{c}-{k}"), range(requests)))
+            wall = time.perf_counter() - start
+            spent = kit.tree_cpu_s([process.pid]) - cpu - idle_rate * wall
+            out["levels"][level] = {"cpu_ms": spent * 1000 / requests, "p50": statistics.median(latencies),
+                                    "per_s": requests / wall}  # fmt: skip
+        rows_after, bytes_after = db_bytes(data / "pestid.db")
+    added = rows_after - rows_before
+    out["db_per_submission"] = {t: (bytes_after.get(t, 0) - bytes_before.get(t, 0)) / added for t in bytes_after}
+    kept = [
+        p for p in (data / "photos").rglob("*.*") if p.is_file() and p.relative_to(data / "photos").parts[0] != "tmp"
+    ]
+    out["photo_file_bytes"] = statistics.median(p.stat().st_size for p in kept)
+    return out
+
+
+def floor(path: Path, x, threads: int, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(CPU ms, wall ms) of one photo's model run, both test-time views, onnxruntime alone on a prepared input."""
+    from pestid.predictor import Predictor
+
+    predictor = Predictor(path, threads=threads)
+    for _ in range(5):
+        predictor.outputs_of(x[None])
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(repeats):
+        predictor.outputs_of(x[None])
+    return (time.process_time() - cpu) * 1000 / repeats, (time.perf_counter() - wall) * 1000 / repeats
+
+
+def _fake_request(body: bytes, content_type: str):  # type: ignore[no-untyped-def]
+    """The ASGI request a replica's route reads: the body in 64 KB messages."""
+    from starlette.requests import Request
+
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)] or [b""]
+    messages = iter({"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks))
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    return Request({"type": "http", "method": "POST", "path": "/v1/identify", "headers": headers,
+                    "query_string": b""}, receive)  # fmt: skip
+
+
+class Stages:
+    """One upload's stages, timed (CPU and wall) in this process with the server's own functions, on SQLite and a
+    photo folder under ``work``."""
+
+    def __init__(self, model: Path, precision: str, work: Path) -> None:
+        from pestid.contract import int8_path
+        from pestid.hashing import sha256_bytes
+        from pestid.predictor import Predictor
+        from pestid.serving.db import open_database
+        from pestid.serving.model import LoadedModel
+        from pestid.serving.photos import PhotoStore
+        from pestid.serving.settings import Settings
+
+        self.settings = Settings(workers=1)
+        answering = int8_path(model) if precision == "int8" else model
+        predictor = Predictor(answering, threads=self.settings.threads_per_worker)
+        self.model = LoadedModel(predictor, predictor.contract.model_name, "benchmark", str(model), model,
+                                 sha256_bytes(model.read_bytes()), precision)  # fmt: skip
+        self.sessions = open_database(f"sqlite:///{work / 'stages.db'}")
+        self.store = PhotoStore(work / "photos")
+        self.times: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        self.loop = asyncio.new_event_loop()
+
+    def timed(self, name: str, work: Callable[[], Any]) -> Any:
+        cpu, wall = time.process_time(), time.perf_counter()
+        out = work()
+        self.times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+        return out
+
+    def upload(self, photo: bytes, fmt: str, key: str) -> None:
+        from pestid.catalogue import load_catalogue
+        from pestid.decision import decide_by, fuse
+        from pestid.imaging import decode_image
+        from pestid.preprocess import draft_side
+        from pestid.serving.routes.identify import build_response, digests
+        from pestid.serving.submissions import AcceptedPhoto, Observation, request_hash, store_submission
+        from pestid.serving.uploads import read_multipart
+
+        s, predictor = self.settings, self.model.predictor
+        name, media = MEDIA[fmt]
+        request = httpx.Request("POST", "http://pestid/v1/identify", data={"district": DISTRICT},
+                                files=[("photos", (name, kit.unique(photo, key), media))])  # fmt: skip
+        body = request.read()
+        files, _ = self.timed("multipart parse", lambda: self.loop.run_until_complete(read_multipart(
+            _fake_request(body, request.headers["content-type"]), max_files=s.max_photos,
+            max_file_bytes=s.max_upload_bytes, max_field_bytes=s.max_field_bytes)))  # fmt: skip
+        data = bytes(files[0].data)
+        hashes = self.timed("sha256", lambda: digests(files))
+        image = self.timed("decode (reduced)", lambda: decode_image(
+            data, max_pixels=s.max_pixels, min_side=draft_side(predictor.contract.preprocess),
+            max_pixels_full=s.max_pixels_full_decode))  # fmt: skip
+        x = self.timed("preprocess (crop, resize, normalise)", lambda: predictor.prepare(image))
+        accepted = self.timed("phash, size, end of image", lambda: AcceptedPhoto.of(data, hashes[0], image))
+        assessment = self.timed("model, both views", lambda: predictor.assess_of(x[None]))
+        outcome = self.timed("decision and answer", lambda: decide_by(
+            predictor.contract, fuse(assessment.probabilities), catalogue=load_catalogue(),
+            uncertain_floor=s.uncertain_floor))  # fmt: skip
+        answer = self.timed("decision and answer", lambda: build_response(outcome, self.model, "vi", 1))
+        observation = Observation(district=DISTRICT, idempotency_key=key)
+        stored, _ = self.timed("row, duplicate scan, photo write + fsync", lambda: store_submission(
+            self.sessions, self.store, photos=[accepted], observation=observation, response=answer,
+            decision=outcome.decision, label=outcome.ranked[0].id, confidence=outcome.ranked[0].probability,
+            model_version="benchmark", lang="vi", fingerprint=request_hash(hashes, observation)))  # fmt: skip
+        self.previews(stored["submission_id"])
+
+    def previews(self, submission_id: str) -> None:
+        from sqlalchemy import select
+
+        from pestid.serving.db import Photo
+        from pestid.serving.routes.review import PREVIEW_SIZES
+
+        with self.sessions() as session:
+            path = session.scalars(select(Photo.path).where(Photo.submission_id == submission_id)).one()
+        self.timed("later: previews at an officer's first look",
+                   lambda: [self.store.preview(path, side) for side in PREVIEW_SIZES.values()])  # fmt: skip
+
+    def summary(self, warm: int) -> dict[str, tuple[float, float]]:
+        """Per stage, median (CPU ms, wall ms) per upload, the first ``warm`` uploads left out (a stage timed twice
+        per upload is summed)."""
+        out = {}
+        for name, samples in self.times.items():
+            per_upload = len(samples) // (len(self.times["sha256"]))
+            sums = [tuple(map(sum, zip(*samples[i : i + per_upload], strict=True)))
+                    for i in range(0, len(samples), per_upload)][warm:]  # fmt: skip
+            out[name] = (statistics.median(c for c, _ in sums) * 1000, statistics.median(w for _, w in sums) * 1000)
+        return out
+
+
+def floors(model: Path, photo: bytes, repeats: int) -> dict[tuple[str, int], tuple[float, float]]:
+    """{(precision, threads): (CPU ms, wall ms)} for the model and its INT8 copy, with the server's threads and one."""
+    from pestid.contract import int8_path
+    from pestid.imaging import decode_image
+    from pestid.predictor import Predictor
+    from pestid.serving.settings import Settings
+
+    x = Predictor(model, threads=1).prepare(decode_image(photo))
+    threads = Settings(workers=1).threads_per_worker
+    paths = {"int8": int8_path(model), "fp32": model}
+    return {(precision, n): floor(path, x, n, repeats) for precision, path in paths.items() if path.is_file()
+            for n in sorted({threads, 1}, reverse=True)}  # fmt: skip
+
+
+def _row(*cells: object) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+def print_tables(described: str, requests: int, costs: dict[str, dict[str, Any]], floor_of: dict[tuple[str, int],
+                 tuple[float, float]], stages: dict[str, dict[str, tuple[float, float]]]) -> None:  # fmt: skip
+    from pestid.predictor import integer_kernels
+    from pestid.serving.settings import Settings
+
+    threads = Settings(workers=1).threads_per_worker
+    precision = next(iter(costs.values()))["precision"]
+    bottom = floor_of[(precision, threads)][0]
+    print(f"\nmodel: {described}; `pestid serve --workers 1` ({threads} onnxruntime threads), SQLite and a photo "
+          f"folder; {requests} photos per row; {os.cpu_count()} cores, integer kernels {integer_kernels()}\n")  # fmt: skip
+    _row("photo", "at once", "answered/s", "p50 ms", "server CPU ms per answered photo", "vs the floor")
+    _row(*["---"] * 6)
+    for name, cost in costs.items():
+        for level, r in cost["levels"].items():
+            _row(
+                name,
+                level,
+                f"{r['per_s']:.1f}",
+                f"{r['p50']:.0f}",
+                f"{r['cpu_ms']:.0f}",
+                f"{r['cpu_ms'] / bottom:.1f}×",
+            )
+    print(f"\nThe floor: onnxruntime alone on a prepared input, both test-time views ({precision} answered):\n")
+    _row("model", "threads", "CPU ms per photo", "wall ms per photo")
+    _row(*["---"] * 4)
+    for (name, n), (cpu, wall) in floor_of.items():
+        _row(f"{name}{' (the floor)' if (name, n) == (precision, threads) else ''}", n, f"{cpu:.1f}", f"{wall:.1f}")
+    names, later = list(stages), "later: previews at an officer's first look"
+    print("\nOne upload's stages in this process, CPU ms (wall ms), median:\n")
+    _row("stage", *names)
+    _row(*["---"] * (len(names) + 1))
+    for stage in [s for s in stages[names[0]] if s != later]:
+        _row(stage, *(f"{stages[n][stage][0]:.1f} ({stages[n][stage][1]:.1f})" for n in names))
+    sums = {n: sum(c for s, (c, _) in stages[n].items() if s != later) for n in names}
+    served = {n: costs[n]["levels"][min(costs[n]["levels"])]["cpu_ms"] for n in names}
+    _row("**sum of the stages**", *(f"**{sums[n]:.1f}**" for n in names))
+    _row("the server, measured (1 at once)", *(f"{served[n]:.1f}" for n in names))
+    _row("the rest: HTTP, FastAPI, threads, logging, metrics", *(f"{served[n] - sums[n]:.1f}" for n in names))
+    _row(later, *(f"{stages[n][later][0]:.1f} ({stages[n][later][1]:.1f})" for n in names))
+    print("\nSQLite bytes per submission (tables with their indexes, before and after the uploads) and per photo:\n")
+    _row("photo", "submissions", "photos", "other tables", "photo file")
+    _row(*["---"] * 5)
+    for name, cost in costs.items():
+        per = cost["db_per_submission"]
+        other = sum(v for k, v in per.items() if k not in ("submissions", "photos"))
+        _row(name, f"{per.get('submissions', 0):,.0f}", f"{per.get('photos', 0):,.0f}", f"{other:,.0f}",
+             f"{cost['photo_file_bytes']:,.0f}")  # fmt: skip
+    idle = ", ".join(f"{c['idle_ms_per_s']:.1f}" for c in costs.values())
+    print(f"\nThe servers' idle CPU, left out above: {idle} ms per second")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="an exported model.onnx (default: runs/default, else a stand-in)")
+    parser.add_argument("--requests", type=int, default=40, help="photos sent per photo and concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--stage-uploads", type=int, default=15, help="uploads taken apart per photo")
+    parser.add_argument("--floor-runs", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="photos 4× smaller per side: checks the script only")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pestid-cost-"))
+    model, env, described = kit.choose_model(args.model)
+    print(f"model: {described}; drawing the photos", flush=True)
+    sent = photos(4 if args.quick else 1)
+    costs = {}
+    for name, (photo, fmt) in sent.items():
+        print(f"serving: {name}", flush=True)
+        costs[name] = server_cost(model, env, work, photo, fmt, args.requests, args.concurrency)
+    precision = next(iter(costs.values()))["precision"]
+    floor_of = floors(model, next(iter(sent.values()))[0], args.floor_runs)
+    stages = {}
+    for k, (name, (photo, fmt)) in enumerate(sent.items()):
+        print(f"stages: {name}", flush=True)
+        (work / f"stages-{k}").mkdir()
+        taken = Stages(model, precision, work / f"stages-{k}")
+        for n in range(args.stage_uploads + 2):
+            taken.upload(photo, fmt, f"stage-{n}")
+        stages[name] = taken.summary(warm=2)
+    print_tables(described, args.requests, costs, floor_of, stages)
+
+
+if __name__ == "__main__":
+    main()
