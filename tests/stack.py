@@ -99,20 +99,27 @@ def local_stack(
 
 
 @contextlib.contextmanager
-def throwaway_mlflow(folder: Path, timeout: float = 180) -> Iterator[str]:
-    """A real ``mlflow server`` on 127.0.0.1 (a SQLite backend, artefacts served from ``folder``); yields its URL.
-    Raises ``RuntimeError`` saying why when it cannot start here."""
+def throwaway_mlflow(
+    folder: Path, *, backend_store_uri: str | None = None, artifacts_destination: str | None = None,
+    env: dict[str, str] | None = None, timeout: float = 180,
+) -> Iterator[str]:  # fmt: skip
+    """A real ``mlflow server`` on 127.0.0.1, started as an operator starts it (``deploy/run-mlflow.sh``); yields its
+    URL. By default a SQLite backend in ``folder`` with artefacts served from ``folder``; with ``backend_store_uri``
+    (``postgresql+psycopg://…``) and ``artifacts_destination`` (``s3://…``, the store's endpoint and keys in ``env``)
+    the production shape. Runs in ``folder``, so anything it keeps on its own disk lands there. Raises
+    ``RuntimeError`` saying why when it cannot start here."""
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     if not mlflow_bin.exists():
-        raise RuntimeError("the mlflow command is not installed (the [train] extra)")
+        raise RuntimeError("the mlflow command is not installed (the [train] or [registry] extra)")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
+    settings = {"MLFLOW_BIN": str(mlflow_bin), "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port),
+                "MLFLOW_WORKERS": "1", "MLFLOW_BACKEND_STORE_URI": backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
+                "MLFLOW_ARTIFACTS_DESTINATION": artifacts_destination or str(folder / "artifacts")}  # fmt: skip
     with (folder / "mlflow.log").open("wb") as log:
-        server = subprocess.Popen(
-            [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
-             str(folder / "artifacts")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        server = subprocess.Popen(["bash", str(REPO / "deploy" / "run-mlflow.sh")], cwd=folder,
+                                  env={**os.environ, **settings, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
