@@ -169,6 +169,7 @@ class Stages:
         self.store = PhotoStore(work / "photos")
         self.times: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self.loop = asyncio.new_event_loop()
+        self.preview_bytes: list[int] = []  # both previews of each photo, as kept
 
     def timed(self, name: str, work: Callable[[], Any]) -> Any:
         cpu, wall = time.process_time(), time.perf_counter()
@@ -220,8 +221,9 @@ class Stages:
 
         with self.sessions() as session:
             path = session.scalars(select(Photo.path).where(Photo.submission_id == submission_id)).one()
-        self.timed("later: previews at an officer's first look",
-                   lambda: [self.store.preview(path, side) for side in PREVIEW_SIZES.values()])  # fmt: skip
+        made = self.timed("later: previews at an officer's first look",
+                          lambda: [self.store.preview(path, side) for side in PREVIEW_SIZES.values()])  # fmt: skip
+        self.preview_bytes.append(sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in made))
 
     def summary(self, warm: int) -> dict[str, tuple[float, float]]:
         """Per stage, median (CPU ms, wall ms) per upload, the first ``warm`` uploads left out (a stage timed twice
@@ -292,14 +294,14 @@ def print_tables(described: str, requests: int, costs: dict[str, dict[str, Any]]
     _row("the server, measured (1 at once)", *(f"{served[n]:.1f}" for n in names))
     _row("the rest: HTTP, FastAPI, threads, logging, metrics", *(f"{served[n] - sums[n]:.1f}" for n in names))
     _row(later, *(f"{stages[n][later][0]:.1f} ({stages[n][later][1]:.1f})" for n in names))
-    print("\nSQLite bytes per submission (tables with their indexes, before and after the uploads) and per photo:\n")
-    _row("photo", "submissions", "photos", "other tables", "photo file")
-    _row(*["---"] * 5)
+    print("\nBytes per submission on SQLite (tables with their indexes, before and after), the photo, its previews:\n")
+    _row("photo", "submissions", "photos", "other tables", "photo file", "its two previews")
+    _row(*["---"] * 6)
     for name, cost in costs.items():
         per = cost["db_per_submission"]
         other = sum(v for k, v in per.items() if k not in ("submissions", "photos"))
         _row(name, f"{per.get('submissions', 0):,.0f}", f"{per.get('photos', 0):,.0f}", f"{other:,.0f}",
-             f"{cost['photo_file_bytes']:,.0f}")  # fmt: skip
+             f"{cost['photo_file_bytes']:,.0f}", f"{cost['preview_bytes']:,.0f}")  # fmt: skip
     idle = ", ".join(f"{c['idle_ms_per_s']:.1f}" for c in costs.values())
     print(f"\nThe servers' idle CPU, left out above: {idle} ms per second")
 
@@ -331,6 +333,7 @@ def main() -> None:
         for n in range(args.stage_uploads + 2):
             taken.upload(photo, fmt, f"stage-{n}")
         stages[name] = taken.summary(warm=2)
+        costs[name]["preview_bytes"] = statistics.median(taken.preview_bytes)
     print_tables(described, args.requests, costs, floor_of, stages)
 
 
