@@ -59,10 +59,12 @@ def photos(scale: int = 1) -> dict[str, tuple[bytes, str]]:
     """{name: (bytes, format)}: the farmer page's JPEG and the 12 MP original as JPEG and HEIC (``scale``: each side
     that many times smaller, for a quick check of this script)."""
     original = kit.phone_original(size=(kit.PHONE[0] // scale, kit.PHONE[1] // scale))
-    farmer = kit.farmer_jpeg(original)
-    return {f"farmer page, {'×'.join(map(str, kit.fitted(original.size)))} JPEG ({len(farmer) / 1e3:.0f} KB)": (farmer, "JPEG"),
-            **{f"{original.width * original.height / 1e6:.0f} MP {fmt} ({len(data) / 1e6:.1f} MB)": (data, fmt) for fmt, data in
-               (("JPEG", kit.encode(original, "JPEG", quality=90)), ("HEIF", kit.phone_heic(original)))}}  # fmt: skip
+    width, height = kit.fitted(original.size)
+    megapixels = original.width * original.height / 1e6
+    sent = {f"farmer page, {width}×{height} JPEG": (kit.farmer_jpeg(original), "JPEG"),
+            f"{megapixels:.0f} MP JPEG": (kit.encode(original, "JPEG", quality=90), "JPEG"),
+            f"{megapixels:.0f} MP HEIC": (kit.phone_heic(original), "HEIF")}  # fmt: skip
+    return {f"{name} ({len(data) / 1e6:.2f} MB)": (data, fmt) for name, (data, fmt) in sent.items()}
 
 
 def send(http: httpx.Client, photo: bytes, fmt: str, key: str) -> float:
