@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from pestid.manifest import Manifest, Row, read_manifest
 from pestid.training.config import TrainConfig, resolve_config
@@ -99,9 +100,10 @@ def run_partial(config: TrainConfig, manifest: Manifest) -> dict[str, object]:
 
 
 def judged(logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], cal: dict[str, object],
-           promised: float) -> dict[str, object]:  # fmt: skip
+           promised: float, known: np.ndarray | None = None) -> dict[str, object]:  # fmt: skip
     """A held-out source's originals answered as a farmer gets them (``decide``'s rule with ``cal``'s temperature
-    and thresholds): macro-F1, promised against delivered precision with its interval, and each level's figures."""
+    and thresholds): macro-F1, promised against delivered precision with its interval, and each level's figures.
+    ``known``: which photos an open-set score lets be answered at all (the others are "not recognised")."""
     from pestid.catalogue import load_catalogue
     from pestid.training.metrics import answer_levels, level_figures, softmax
 
@@ -110,6 +112,8 @@ def judged(logits: np.ndarray, labels: np.ndarray, groups: list[str], names: lis
     levels, right = answer_levels(softmax(logits, cal["temperature"]), labels, names, threshold=cal["threshold"],  # type: ignore[arg-type]
                                   class_thresholds=cal.get("class_thresholds", {}),  # type: ignore[arg-type]
                                   group_thresholds=cal["group_thresholds"])  # type: ignore[arg-type]  # fmt: skip
+    if known is not None:
+        levels = np.where(known, levels, 0)
     weights = group_weights(groups)
     answered = levels > 0
 
@@ -160,37 +164,51 @@ def leave_one_source_out(manifest: Manifest, cache: FeatureCache, config: TrainC
     return results
 
 
-def leave_one_source_out_partial(manifest: Manifest, config: TrainConfig) -> list[dict[str, object]]:
+def leave_one_source_out_partial(
+    manifest: Manifest, config: TrainConfig, keep: float = 0.95, only: str | None = None
+) -> list[dict[str, object]]:
     """The same for the partial fine-tune (``config``, calibrated as it ships: on the training sources' val), one
-    training per held-out source (about 8 minutes each on 2 cores)."""
+    training per held-out source (about 8 minutes each on 2 cores); each also with the open-set score as it ships
+    (``eval.novelty_keep`` = ``keep``: fitted on the training sources, its threshold from their val)."""
     import tempfile
     from pathlib import Path
 
     from pestid.training.callbacks import CallbackList
+    from pestid.training.features import trunk_cache
     from pestid.training.loop import seed_everything
     from pestid.training.metrics import calibrate
     from pestid.training.models import create_model
-    from pestid.training.partial import rows_logits, train_partial
+    from pestid.training.novelty import Mahalanobis
+    from pestid.training.partial import Top, novelty_of, rows_logits, train_partial
 
-    config = config.model_copy(update={"eval": config.eval.model_copy(update={"calibration": "val"})})
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"calibration": "val",
+                                                                              "novelty_keep": keep})})  # fmt: skip
     rows: list[Row] = [r for s in ("train", "val", "test") for r in manifest.split(s)]
     names, results = list(manifest.labels), []
     for held in sorted({r.source for r in rows}):
         shared = {r.label for r in rows if r.source == held} & {r.label for r in rows if r.source != held}
-        if not shared:
+        if not shared or (only is not None and held != only):
             continue
         others = manifest.with_rows(r for r in rows if r.source != held)
         seed_everything(config.seed)
         model = create_model(config.model, len(names))
         with tempfile.TemporaryDirectory() as tmp:
             _, val_logits, val_rows = train_partial(model, others, config, Path(tmp), CallbackList([]))
+            score, found = Mahalanobis.load(Path(tmp) / "novelty.npz")
         cal = calibrate(val_logits, np.array([names.index(r.label) for r in val_rows]), [r.group for r in val_rows],
                         names, config.eval.target_precision)  # fmt: skip
         test = [r for r in rows if r.source == held and r.label in shared]
         logits = rows_logits(model, manifest, test, config)
+        labels, groups = np.array([names.index(r.label) for r in test]), [r.group for r in test]
         results.append({"held_out": held, "shared_classes": sorted(shared),
-                        **judged(logits, np.array([names.index(r.label) for r in test]), [r.group for r in test],
-                                 names, cal, config.eval.target_precision)})  # fmt: skip
+                        **judged(logits, labels, groups, names, cal, config.eval.target_precision)})  # fmt: skip
+        cache, (_, eval_views) = trunk_cache(config, manifest, model), views_of(config)
+        novelty = novelty_of(score, Top(model, config.model.frozen_blocks), [cache.get(test, v) for v in eval_views],
+                             torch.device("cpu"))  # fmt: skip
+        known = novelty <= float(found["threshold"])
+        results.append({"held_out": f"{held}, with the open-set score (keeps {keep:.0%} of val)",
+                        "shared_classes": sorted(shared),
+                        **judged(logits, labels, groups, names, cal, config.eval.target_precision, known)})  # fmt: skip
     return results
 
 
