@@ -1,21 +1,25 @@
 """Benchmark: the server's CPU-milliseconds per answered photo, against the model's own inference floor (issue 26).
 
-Three photos go through `pestid serve --workers 1` as shipped by default (SQLite, a photo folder, one process
-group): what the farmer page sends (a 12 MP photo resized to 1,280 px, JPEG quality 82, as serving/static/app.js
-does) and a 12 MP phone original (4032×3024) as a JPEG and as a HEIC (benchmarks/stand_in.py draws them). Each is
-sent --requests times one after another, then four at a time, every upload with its own key (the JPEGs with their
-own bytes too). The cost is the CPU time of the server's whole process tree (user + system, from /proc), less its
-idle rate, divided by the photos answered.
+Three photos go through `pestid serve` on the embedded default (SQLite, a photo folder, one process group): what
+the farmer page sends (a 12 MP photo resized to 1,280 px, JPEG quality 82, as serving/static/app.js does) and a
+12 MP phone original (4032×3024) as a JPEG and as a HEIC (benchmarks/stand_in.py draws them). The server runs
+with `--workers 2` on this machine's 2 cores (one onnxruntime thread each, as deploy/README.md runs a replica);
+the farmer's photo also goes to `--workers 1` (one worker, onnxruntime on both cores). Each photo is sent
+--requests times one after another, then four at a time, every upload with its own key (the JPEGs with their own
+bytes too). The cost is the CPU time of the server's whole process tree (user + system, from /proc), less its idle
+rate, divided by the photos answered. On the farmer photo's server, two requests that do no photo work are costed
+the same way: a resend of an upload already stored (its body read, parsed and hashed, the key found, the stored
+answer sent back) and `GET /healthz`.
 
 Beside it, in the same run:
 - **the floor**: the model that answered (/readyz says which) and the other precision, both test-time views, run by
-  onnxruntime alone on one prepared input, with the server's threads and with one thread;
+  onnxruntime alone on one prepared input, with one thread and with two;
 - **the stages**: one upload taken apart in this process with the server's own functions (multipart, sha256, the
   reduced decode, preprocessing, the perceptual hash, the model, the decision, the row and the photo write with its
   fsync; and the two previews an officer's first look makes later), so a gap says what it is spent on;
 - **bytes per submission on SQLite**: the database's tables and indexes (dbstat) before and after the uploads.
 
-    .venv/bin/python benchmarks/cost_per_answer.py [--model M.onnx] [--requests 40] [--concurrency 1 4]
+    .venv/bin/python benchmarks/cost_per_answer.py [--model M.onnx] [--requests 30] [--concurrency 1 4]
 """
 
 from __future__ import annotations
@@ -67,12 +71,12 @@ def photos(scale: int = 1) -> dict[str, tuple[bytes, str]]:
     return {f"{name} ({len(data) / 1e6:.2f} MB)": (data, fmt) for name, (data, fmt) in sent.items()}
 
 
-def send(http: httpx.Client, photo: bytes, fmt: str, key: str) -> float:
+def send(http: httpx.Client, photo: bytes, fmt: str, key: str, expect: int = 201) -> float:
     name, media = MEDIA[fmt]
     start = time.perf_counter()
     answer = http.post("/v1/identify", files=[("photos", (name, kit.unique(photo, key), media))],
                        data={"district": DISTRICT}, headers={"Idempotency-Key": key})  # fmt: skip
-    assert answer.status_code == 201, answer.text
+    assert answer.status_code == expect, answer.text
     return (time.perf_counter() - start) * 1000
 
 
@@ -87,31 +91,40 @@ def db_bytes(database: Path) -> tuple[int, dict[str, int]]:
     return rows, dict(sizes)
 
 
-def server_cost(model: Path, env: dict[str, str], work: Path, photo: bytes, fmt: str, requests: int,
-                levels: list[int]) -> dict[str, Any]:  # fmt: skip
+def cpu_per_call(pids: list[int], idle_rate: float, calls: int, call: Callable[[int], object],
+                 concurrency: int = 1) -> tuple[float, float, list[Any]]:  # fmt: skip
+    """(CPU ms per call of the server's tree, calls per second, what the calls returned)."""
+    cpu, start = kit.tree_cpu_s(pids), time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        returned = list(pool.map(call, range(calls)))
+    wall = time.perf_counter() - start
+    return (kit.tree_cpu_s(pids) - cpu - idle_rate * wall) * 1000 / calls, calls / wall, returned
+
+
+def server_cost(model: Path, work: Path, photo: bytes, fmt: str, *, workers: int, requests: int, levels: list[int],
+                plumbing: bool = False) -> dict[str, Any]:  # fmt: skip
     """CPU ms per answered photo at each concurrency level, p50 at each, the precision that answered, and the
-    database's growth per submission."""
-    os.environ.update(env)
-    data = work / f"server-{fmt}-{len(photo)}"
+    database's growth per submission; with ``plumbing``, the CPU of a resend of a stored upload and of a health
+    check."""
+    data = work / f"server-{fmt}-{len(photo)}-{workers}"
     out: dict[str, Any] = {"levels": {}}
-    with fuzz.server(model, data, workers=1) as (url, process), httpx.Client(base_url=url, timeout=120) as http:
+    with fuzz.server(model, data, workers=workers) as (url, process), httpx.Client(base_url=url, timeout=120) as http:
         out["precision"] = http.get("/readyz").json().get("precision", "?")
-        for k in range(3):  # warm-up: first-request costs are not per-photo costs
+        for k in range(3 * workers):  # warm-up: first-request costs are not per-photo costs
             send(http, photo, fmt, f"warm-{k}")
-        idle_cpu, idle_start = kit.tree_cpu_s([process.pid]), time.perf_counter()
+        pids, idle_cpu, idle_start = [process.pid], kit.tree_cpu_s([process.pid]), time.perf_counter()
         time.sleep(3)
-        idle_rate = (kit.tree_cpu_s([process.pid]) - idle_cpu) / (time.perf_counter() - idle_start)
+        idle_rate = (kit.tree_cpu_s(pids) - idle_cpu) / (time.perf_counter() - idle_start)
         out["idle_ms_per_s"] = idle_rate * 1000
         rows_before, bytes_before = db_bytes(data / "pestid.db")
         for level in levels:
-            cpu, start = kit.tree_cpu_s([process.pid]), time.perf_counter()
-            with ThreadPoolExecutor(level) as pool:
-                latencies = list(pool.map(lambda k, c=level: send(http, photo, fmt, f"c{c}-{k}"), range(requests)))
-            wall = time.perf_counter() - start
-            spent = kit.tree_cpu_s([process.pid]) - cpu - idle_rate * wall
-            out["levels"][level] = {"cpu_ms": spent * 1000 / requests, "p50": statistics.median(latencies),
-                                    "per_s": requests / wall}  # fmt: skip
+            cpu_ms, per_s, latencies = cpu_per_call(
+                pids, idle_rate, requests, lambda k, c=level: send(http, photo, fmt, f"c{c}-{k}"), level)  # fmt: skip
+            out["levels"][level] = {"cpu_ms": cpu_ms, "p50": statistics.median(latencies), "per_s": per_s}
         rows_after, bytes_after = db_bytes(data / "pestid.db")
+        if plumbing:
+            out["resend_ms"] = cpu_per_call(pids, idle_rate, requests, lambda k: send(http, photo, fmt, "c1-0", 200))[0]
+            out["healthz_ms"] = cpu_per_call(pids, idle_rate, 10 * requests, lambda k: http.get("/healthz"))[0]
     added = rows_after - rows_before
     out["db_per_submission"] = {t: (bytes_after.get(t, 0) - bytes_before.get(t, 0)) / added for t in bytes_after}
     kept = [
@@ -153,7 +166,7 @@ class Stages:
     """One upload's stages, timed (CPU and wall) in this process with the server's own functions, on SQLite and a
     photo folder under ``work``."""
 
-    def __init__(self, model: Path, precision: str, work: Path) -> None:
+    def __init__(self, model: Path, precision: str, work: Path, workers: int) -> None:
         from pestid.contract import int8_path
         from pestid.hashing import sha256_bytes
         from pestid.predictor import Predictor
@@ -162,7 +175,7 @@ class Stages:
         from pestid.serving.photos import PhotoStore
         from pestid.serving.settings import Settings
 
-        self.settings = Settings(workers=1)
+        self.settings = Settings(workers=workers)
         answering = int8_path(model) if precision == "int8" else model
         predictor = Predictor(answering, threads=self.settings.threads_per_worker)
         self.model = LoadedModel(predictor, predictor.contract.model_name, "benchmark", str(model), model,
@@ -240,66 +253,73 @@ class Stages:
 
 
 def floors(model: Path, photo: bytes, repeats: int) -> dict[tuple[str, int], tuple[float, float]]:
-    """{(precision, threads): (CPU ms, wall ms)} for the model and its INT8 copy, with the server's threads and one."""
+    """{(precision, threads): (CPU ms, wall ms)} for the model and its INT8 copy, with one thread and all cores."""
     from pestid.contract import int8_path
     from pestid.imaging import decode_image
     from pestid.predictor import Predictor
-    from pestid.serving.settings import Settings
 
     x = Predictor(model, threads=1).prepare(decode_image(photo))
-    threads = Settings(workers=1).threads_per_worker
     paths = {"int8": int8_path(model), "fp32": model}
     return {(precision, n): floor(path, x, n, repeats) for precision, path in paths.items() if path.is_file()
-            for n in sorted({threads, 1}, reverse=True)}  # fmt: skip
+            for n in sorted({1, os.cpu_count() or 1})}  # fmt: skip
 
 
 def _row(*cells: object) -> None:
     print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
-def print_tables(described: str, requests: int, costs: dict[str, dict[str, Any]], floor_of: dict[tuple[str, int],
-                 tuple[float, float]], stages: dict[str, dict[str, tuple[float, float]]]) -> None:  # fmt: skip
-    from pestid.predictor import integer_kernels
-    from pestid.serving.settings import Settings
-
-    threads = Settings(workers=1).threads_per_worker
-    precision = next(iter(costs.values()))["precision"]
-    bottom = floor_of[(precision, threads)][0]
-    print(f"\nmodel: {described}; `pestid serve --workers 1` ({threads} onnxruntime threads), SQLite and a photo "
-          f"folder; {requests} photos per row; {os.cpu_count()} cores, integer kernels {integer_kernels()}\n")  # fmt: skip
-    _row("photo", "at once", "answered/s", "p50 ms", "server CPU ms per answered photo", "vs the floor")
-    _row(*["---"] * 6)
-    for name, cost in costs.items():
+def print_costs(costs: dict[tuple[str, int], dict[str, Any]], bottom: float) -> None:
+    _row("photo", "server", "at once", "answered/s", "p50 ms", "server CPU ms per answered photo", "vs the floor")
+    _row(*["---"] * 7)
+    for (name, workers), cost in costs.items():
+        threads = max(1, (os.cpu_count() or 1) // workers)
         for level, r in cost["levels"].items():
-            _row(
-                name,
-                level,
-                f"{r['per_s']:.1f}",
-                f"{r['p50']:.0f}",
-                f"{r['cpu_ms']:.0f}",
-                f"{r['cpu_ms'] / bottom:.1f}×",
-            )
-    print(f"\nThe floor: onnxruntime alone on a prepared input, both test-time views ({precision} answered):\n")
-    _row("model", "threads", "CPU ms per photo", "wall ms per photo")
-    _row(*["---"] * 4)
-    for (name, n), (cpu, wall) in floor_of.items():
-        _row(f"{name}{' (the floor)' if (name, n) == (precision, threads) else ''}", n, f"{cpu:.1f}", f"{wall:.1f}")
+            _row(name, f"--workers {workers}, {threads} thread{'s' * (threads > 1)} each", level, f"{r['per_s']:.1f}",
+                 f"{r['p50']:.0f}", f"{r['cpu_ms']:.0f}", f"{r['cpu_ms'] / bottom:.1f}×")  # fmt: skip
+    for (_, workers), cost in costs.items():
+        if "resend_ms" in cost:
+            print(f"\n--workers {workers}, CPU ms per request without photo work: a resend of a stored upload "
+                  f"{cost['resend_ms']:.1f}, GET /healthz {cost['healthz_ms']:.1f}")  # fmt: skip
+
+
+def print_stages(costs: dict[tuple[str, int], dict[str, Any]], stages: dict[str, dict[str, tuple[float, float]]],
+                 workers: int) -> None:  # fmt: skip
     names, later = list(stages), "later: previews at an officer's first look"
-    print("\nOne upload's stages in this process, CPU ms (wall ms), median:\n")
+    print(f"\nOne upload's stages in this process (onnxruntime threads as --workers {workers}), CPU ms (wall ms), "
+          "median:\n")  # fmt: skip
     _row("stage", *names)
     _row(*["---"] * (len(names) + 1))
     for stage in [s for s in stages[names[0]] if s != later]:
         _row(stage, *(f"{stages[n][stage][0]:.1f} ({stages[n][stage][1]:.1f})" for n in names))
     sums = {n: sum(c for s, (c, _) in stages[n].items() if s != later) for n in names}
-    served = {n: costs[n]["levels"][min(costs[n]["levels"])]["cpu_ms"] for n in names}
+    served = {n: costs[(n, workers)]["levels"][min(costs[(n, workers)]["levels"])]["cpu_ms"] for n in names}
     _row("**sum of the stages**", *(f"**{sums[n]:.1f}**" for n in names))
-    _row("the server, measured (1 at once)", *(f"{served[n]:.1f}" for n in names))
+    _row(f"the server, measured (--workers {workers}, 1 at once)", *(f"{served[n]:.1f}" for n in names))
     _row("the rest: HTTP, FastAPI, threads, logging, metrics", *(f"{served[n] - sums[n]:.1f}" for n in names))
     _row(later, *(f"{stages[n][later][0]:.1f} ({stages[n][later][1]:.1f})" for n in names))
+
+
+def print_tables(described: str, requests: int, costs: dict[tuple[str, int], dict[str, Any]],
+                 floor_of: dict[tuple[str, int], tuple[float, float]], stages: dict[str, dict[str, tuple[float, float]]],
+                 workers: int) -> None:  # fmt: skip
+    from pestid.predictor import integer_kernels
+
+    precision = next(iter(costs.values()))["precision"]
+    bottom = floor_of[(precision, 1)][0]
+    print(f"\nmodel: {described}; `pestid serve` on SQLite and a photo folder; {requests} photos per row; "
+          f"{os.cpu_count()} cores, integer kernels {integer_kernels()}; the floor: {precision}, one thread\n")  # fmt: skip
+    print_costs(costs, bottom)
+    print(f"\nThe floor: onnxruntime alone on a prepared input, both test-time views ({precision} answered):\n")
+    _row("model", "threads", "CPU ms per photo", "wall ms per photo")
+    _row(*["---"] * 4)
+    for (name, n), (cpu, wall) in floor_of.items():
+        _row(f"{name}{' (the floor)' if (name, n) == (precision, 1) else ''}", n, f"{cpu:.1f}", f"{wall:.1f}")
+    print_stages(costs, stages, workers)
     print("\nBytes per submission on SQLite (tables with their indexes, before and after), the photo, its previews:\n")
     _row("photo", "submissions", "photos", "other tables", "photo file", "its two previews")
     _row(*["---"] * 6)
-    for name, cost in costs.items():
+    for name in stages:
+        cost = costs[(name, workers)]
         per = cost["db_per_submission"]
         other = sum(v for k, v in per.items() if k not in ("submissions", "photos"))
         _row(name, f"{per.get('submissions', 0):,.0f}", f"{per.get('photos', 0):,.0f}", f"{other:,.0f}",
@@ -311,7 +331,7 @@ def print_tables(described: str, requests: int, costs: dict[str, dict[str, Any]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="an exported model.onnx (default: runs/default, else a stand-in)")
-    parser.add_argument("--requests", type=int, default=40, help="photos sent per photo and concurrency level")
+    parser.add_argument("--requests", type=int, default=30, help="photos sent per photo and concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--stage-uploads", type=int, default=15, help="uploads taken apart per photo")
     parser.add_argument("--floor-runs", type=int, default=50)
@@ -319,24 +339,27 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-cost-"))
     model, env, described = kit.choose_model(args.model)
+    os.environ.update(env)  # what the servers need (the stand-in's INT8 copy allowed to answer)
     print(f"model: {described}; drawing the photos", flush=True)
     sent = photos(4 if args.quick else 1)
+    farmer, workers = next(iter(sent)), 2
     costs = {}
-    for name, (photo, fmt) in sent.items():
-        print(f"serving: {name}", flush=True)
-        costs[name] = server_cost(model, env, work, photo, fmt, args.requests, args.concurrency)
+    for name, (photo, fmt), n in [*((name, item, workers) for name, item in sent.items()), (farmer, sent[farmer], 1)]:
+        print(f"serving with --workers {n}: {name}", flush=True)
+        costs[(name, n)] = server_cost(model, work, photo, fmt, workers=n, requests=args.requests,
+                                       levels=args.concurrency, plumbing=name == farmer)  # fmt: skip
     precision = next(iter(costs.values()))["precision"]
-    floor_of = floors(model, next(iter(sent.values()))[0], args.floor_runs)
+    floor_of = floors(model, sent[farmer][0], args.floor_runs)
     stages = {}
     for k, (name, (photo, fmt)) in enumerate(sent.items()):
         print(f"stages: {name}", flush=True)
         (work / f"stages-{k}").mkdir()
-        taken = Stages(model, precision, work / f"stages-{k}")
+        taken = Stages(model, precision, work / f"stages-{k}", workers)
         for n in range(args.stage_uploads + 2):
             taken.upload(photo, fmt, f"stage-{n}")
         stages[name] = taken.summary(warm=2)
-        costs[name]["preview_bytes"] = statistics.median(taken.preview_bytes)
-    print_tables(described, args.requests, costs, floor_of, stages)
+        costs[(name, workers)]["preview_bytes"] = statistics.median(taken.preview_bytes)
+    print_tables(described, args.requests, costs, floor_of, stages, workers)
 
 
 if __name__ == "__main__":
