@@ -7,9 +7,10 @@ uploads per second one replica answered in a short closed-loop probe, measured f
 arrivals (one seed) are replayed twice, on PostgreSQL and SeaweedFS (a throw-away server of each, as the tests
 start them), each arm on its own database and bucket prefix:
 
-1. **baseline**: one `pestid serve --workers 1` replica, no nginx, its onnxruntime on every core;
-2. **nginx + 2 replicas**: deploy/run-local.sh with 2 replicas (tests/stack.py), the cores split between them
-   (`PESTID_ORT_THREADS=1`), as a site gives each replica its own host's cores.
+1. **baseline**: one replica, no nginx: `pestid serve --workers 2` (--baseline-workers), onnxruntime's threads
+   the cores divided among its workers, as deploy/README.md runs a replica;
+2. **nginx + 2 replicas**: deploy/run-local.sh with 2 replicas of one worker each (tests/stack.py), the cores split
+   between them (`PESTID_ORT_THREADS` = cores / 2), as a site gives each replica its own host's cores.
 
 Each upload is what the farmer page sends (a 1,280 px JPEG, its own bytes) with its own Idempotency-Key, and is
 sent again with the same key after a transport error, a 5xx or a 429 (1, 2, 4, 8 s), as the page does. Reported
@@ -19,6 +20,7 @@ idempotency key, and per request hash), rows whose photo is not in the bucket an
 servers' CPU-ms per answered upload, and PostgreSQL's and the bucket's bytes per stored submission.
 
     .venv/bin/python benchmarks/season.py [--model M.onnx] [--minutes 2.5] [--peak 0.8] [--seed 0]
+                                          [--baseline-workers 2]
 
 On one machine the two arms share its cores: 2 replicas here cannot answer more than one does; what the second arm
 shows is what nginx and a second replica cost and whether anything is lost or doubled on the way.
@@ -153,8 +155,8 @@ def probe(url: str, photos: list[bytes], seconds: float, concurrency: int = 4) -
 
 
 @contextlib.contextmanager
-def one_replica(model: Path, env: dict[str, str], run: Path) -> Iterator[tuple[str, list[int]]]:
-    """`pestid serve --workers 1` alone on a free port; yields (its URL, [its pid])."""
+def one_replica(model: Path, env: dict[str, str], run: Path, workers: int) -> Iterator[tuple[str, list[int]]]:
+    """`pestid serve --workers N` alone on a free port; yields (its URL, [its pid])."""
     from tests.conftest import free_port
 
     port = free_port()
@@ -162,7 +164,7 @@ def one_replica(model: Path, env: dict[str, str], run: Path) -> Iterator[tuple[s
     full = {**os.environ, **env, "PESTID_DATA_DIR": str(run / "data"), "PESTID_OPS_PORT": "0"}
     with (run / "replica.log").open("wb") as log:
         process = subprocess.Popen([str(REPO / ".venv" / "bin" / "pestid"), "serve", "--model", str(model), "--port",
-                                    str(port), "--workers", "1"], env=full, stdout=log, stderr=subprocess.STDOUT,
+                                    str(port), "--workers", str(workers)], env=full, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -318,6 +320,7 @@ def main() -> None:
     parser.add_argument("--peak", type=float, default=0.8, help="the burst's rate over one replica's probed rate")
     parser.add_argument("--probe-seconds", type=float, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline-workers", type=int, default=2, help="the lone replica's --workers")
     args = parser.parse_args()
     model, model_env, described = kit.choose_model(args.model)
     photos, seconds = farmer_photos(6), args.minutes * 60
@@ -331,8 +334,8 @@ def main() -> None:
                            "PESTID_DATABASE_URL": store.database_url}  # fmt: skip
 
         store, env = arm("baseline", {})
-        with one_replica(model, env, work / "baseline") as (url, pids):
-            print(f"baseline: {httpx.get(f'{url}/readyz').json()}; probing", flush=True)
+        with one_replica(model, env, work / "baseline", args.baseline_workers) as (url, pids):
+            print(f"baseline, --workers {args.baseline_workers}: {httpx.get(f'{url}/readyz').json()}", flush=True)
             capacity = probe(url, photos, args.probe_seconds)
             schedule = arrivals(seconds, args.peak * capacity, args.seed)
             describe_day(schedule, seconds, capacity, args.peak)
