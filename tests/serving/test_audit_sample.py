@@ -19,6 +19,7 @@ from pestid.serving.audits import AuditPlan
 from pestid.serving.db import Submission
 from pestid.serving.estimates import weighted_precision, wilson
 from pestid.serving.observability import metrics_text
+from tests.conftest import new_database
 from tests.onnx_models import linear_model
 from tests.serving.conftest import jpeg, make_settings
 
@@ -297,8 +298,9 @@ def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
 def test_audit_sample_blind_review_precision_and_drift_on_postgresql(promising_model, tmp_path, postgres_url):
     """The same path on PostgreSQL: migration 0009, an audit drawn at identify, blind in the queue, revealed after
     the verdict, counted in /v1/precision, /v1/drift and the refresh behind /metrics."""
-    settings = make_settings(promising_model, tmp_path / "data", database_url=postgres_url, audit_share=1.0,
-                             field_refresh_s=0)  # fmt: skip
+    # A database of its own on the session's server: other tests' users and submissions would be in its queue.
+    settings = make_settings(promising_model, tmp_path / "data", database_url=new_database(postgres_url),
+                             audit_share=1.0, field_refresh_s=0)  # fmt: skip
     with TestClient(create_app(settings)) as client:
         with client.app.state.sessions() as session, session.begin():
             add_user(session, "pg", PASSWORD, "officer", "Chợ Mới")
