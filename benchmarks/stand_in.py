@@ -26,8 +26,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "runs" / "default" / "model.onnx"
 STAND_IN = REPO / "data" / "benchmarks" / "stand-in"
-# The default model's labels (data/manifests/merged.meta.json): the stored answer lists them, so a row's size
-# depends on how many there are.
+# The default model's labels (data/manifests/merged.meta.json), so that answers name the same organisms.
 LABELS = ["bacterial_leaf_blight", "brown_planthopper", "brown_spot", "dragonfly", "gall_midge", "green_leafhopper",
           "green_rice_caterpillar", "lady_beetle", "not_rice", "rice_blast", "rice_leaffolder", "rice_stem_fly",
           "small_brown_planthopper", "spiders", "stem_borers", "tungro", "weevils", "whitebacked_planthopper",
