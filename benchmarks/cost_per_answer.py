@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -336,8 +337,17 @@ def main() -> None:
     parser.add_argument("--stage-uploads", type=int, default=15, help="uploads taken apart per photo")
     parser.add_argument("--floor-runs", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="photos 4× smaller per side: checks the script only")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' data folders (about 1 GB)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pestid-cost-"))
+    try:
+        measure(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
     model, env, described = kit.choose_model(args.model)
     os.environ.update(env)  # what the servers need (the stand-in's INT8 copy allowed to answer)
     print(f"model: {described}; drawing the photos", flush=True)
