@@ -23,6 +23,12 @@ SHARED = REPO.parent / "shared" / "datasets"
 @pytest.fixture(scope="session")
 def sample_split(tmp_path_factory) -> Path:
     """pestid's own sample photos, imported, grouped and split: a manifest path."""
+    return split_sample(tmp_path_factory.mktemp("sample"), originals=6, seed=7)
+
+
+def split_sample(root: Path, *, originals: int, seed: int, name: str = "sample") -> Path:
+    """pestid's sample photos (``originals`` per class, 4 files each) under ``root/images``, imported, grouped and
+    split: the manifest ``root/NAME.csv``."""
     from pestid.definitions import Definition
     from pestid.grouping import GroupingConfig
     from pestid.importers import import_dataset
@@ -30,11 +36,10 @@ def sample_split(tmp_path_factory) -> Path:
     from pestid.sample import write_sample
     from pestid.splits import group_and_split
 
-    root = tmp_path_factory.mktemp("sample")
-    write_sample(root / "images", originals=6, copies=3, size=64, seed=7)
+    write_sample(root / "images", originals=originals, copies=3, size=64, seed=seed)
     manifest, _ = import_dataset(Definition(name="sample", format="folder", root="."), root / "images", workers=1)
     split, _ = group_and_split(manifest, config=GroupingConfig(threshold=8), seed=0)
-    return write_manifest(split, root / "sample.csv")
+    return write_manifest(split, root / f"{name}.csv")
 
 
 @pytest.fixture

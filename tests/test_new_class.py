@@ -17,7 +17,7 @@ from pestid.training.config import GateConfig, save_config
 from pestid.training.mlflow_callback import MLflowCallback
 from pestid.training.promote import promote
 from pestid.training.train import train
-from tests.conftest import jpeg_bytes, photo
+from tests.conftest import jpeg_bytes, photo, split_sample
 from tests.training.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -28,17 +28,7 @@ PASSWORD = "mật khẩu dài"
 @pytest.fixture
 def sample_dataset(tmp_path):
     """The five sample classes, 12 originals × 4 files each, grouped and split."""
-    from pestid.definitions import Definition
-    from pestid.grouping import GroupingConfig
-    from pestid.importers import import_dataset
-    from pestid.manifest import write_manifest
-    from pestid.sample import write_sample
-    from pestid.splits import group_and_split
-
-    write_sample(tmp_path / "base", originals=12, copies=3, size=64, seed=3)
-    manifest, _ = import_dataset(Definition(name="sample", format="folder", root="."), tmp_path / "base", workers=1)
-    split, _ = group_and_split(manifest, config=GroupingConfig(threshold=8), seed=0)
-    return write_manifest(split, tmp_path / "base.csv")
+    return split_sample(tmp_path, originals=12, seed=3, name="base")
 
 
 def _token(client, username):

@@ -13,7 +13,7 @@ from pestid.training.config import GateConfig
 from pestid.training.mlflow_callback import MLflowCallback
 from pestid.training.promote import promote
 from pestid.training.train import train
-from tests.conftest import jpeg_bytes, photo
+from tests.conftest import jpeg_bytes, photo, split_sample
 from tests.training.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -28,17 +28,7 @@ def _train(manifest, out, mlflow_uri, *extra):
 @pytest.fixture
 def base_dataset(tmp_path):
     """A sample big enough for a tiny model to beat chance clearly (12 originals × 4 copies per class)."""
-    from pestid.definitions import Definition
-    from pestid.grouping import GroupingConfig
-    from pestid.importers import import_dataset
-    from pestid.manifest import write_manifest
-    from pestid.sample import write_sample
-    from pestid.splits import group_and_split
-
-    write_sample(tmp_path / "base", originals=12, copies=3, size=64, seed=3)
-    manifest, _ = import_dataset(Definition(name="sample", format="folder", root="."), tmp_path / "base", workers=1)
-    split, _ = group_and_split(manifest, config=GroupingConfig(threshold=8), seed=0)
-    return write_manifest(split, tmp_path / "base.csv")
+    return split_sample(tmp_path, originals=12, seed=3, name="base")
 
 
 def test_reviews_become_a_dataset_a_better_model_is_promoted_and_served(base_dataset, tmp_path):
