@@ -68,12 +68,14 @@ def live_server(tiny_model, tmp_path):
         yield url, app
 
 
-def until(page, predicate: str, timeout_s: float = 30.0) -> None:
-    """Poll a predicate from outside the page: the page's CSP (rightly) forbids the eval Playwright's polling uses."""
+def until(page, predicate: str, timeout_s: float = 30.0):
+    """Poll a predicate from outside the page: the page's CSP (rightly) forbids the eval Playwright's polling uses.
+    Returns its first truthy value, so what was seen in that moment can be checked after the page has moved on."""
     deadline = time.monotonic() + timeout_s
-    while not page.evaluate(predicate):
+    while not (seen := page.evaluate(predicate)):
         assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
         time.sleep(0.05)
+    return seen
 
 
 @pytest.fixture
