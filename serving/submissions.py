@@ -199,9 +199,26 @@ def store_submission(
             raise Problem(507, "storage_full", "Máy chủ hết chỗ lưu ảnh; ảnh chưa được lưu. Hãy gửi lại sau.",
                           "The server has no room to store photos; nothing was stored. Send again later.") from None  # fmt: skip
         raise
-    except BaseException:
-        store.discard([*staged, *placed])
+    except BaseException as exc:
+        committed = _landed(sessions, submission_id) if placed else False
+        store.discard(staged[len(placed) :] if committed is not False else [*staged, *placed])
+        if committed is None:  # the database cannot say: the files stay, and reconcile removes them if no row landed
+            log.warning("commit_unknown", extra={"fields": {"submission_id": submission_id, "reason": repr(exc)}})
+        elif committed and isinstance(exc, Exception):  # the commit landed and only its reply was lost
+            log.warning("commit_reply_lost", extra={"fields": {"submission_id": submission_id, "reason": repr(exc)}})
+            return response, True
         raise
+
+
+def _landed(sessions: sessionmaker, submission_id: str) -> bool | None:
+    """Whether a submission's row is in the database, asked again after its commit raised: a connection cut while
+    COMMIT's reply was on its way leaves the row there, and its photos must then stay. None when it cannot be
+    asked (the database is still unreachable)."""
+    try:
+        with sessions() as session:
+            return session.get(Submission, submission_id) is not None
+    except Exception:  # noqa: BLE001 — any failure here means "cannot tell", which keeps the photos
+        return None
 
 
 REFERENCED_BATCH = 500  # submission ids in one IN (…): well under every database's limit on parameters

@@ -1,7 +1,7 @@
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,3 +87,32 @@ def browser():
         launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         yield launched
         launched.close()
+
+
+def cut_at_commit(monkeypatch, rows: Callable[[], int], *, database_answers_after: bool) -> list[bool]:
+    """The next COMMIT that lands a new submission reaches the database, but its reply is cut (a failover, a
+    pooler restart); with ``database_answers_after`` False the database then stays unreachable to reads. Returns
+    a list that holds True once the cut happened; ``monkeypatch.undo()`` ends it."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session, SessionTransaction
+
+    commit, before = SessionTransaction.commit, rows()
+    cut: list[bool] = []
+
+    def commit_then_cut(self, *args, **kwargs):
+        done = commit(self, *args, **kwargs)
+        if not cut and rows() > before:
+            cut.append(True)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return done
+
+    def unreachable(self, *args, **kwargs):
+        if cut:
+            raise OperationalError("SELECT", {}, Exception("could not connect to server"))
+        return get(self, *args, **kwargs)
+
+    get = Session.get
+    monkeypatch.setattr(SessionTransaction, "commit", commit_then_cut)
+    if not database_answers_after:
+        monkeypatch.setattr(Session, "get", unreachable)
+    return cut

@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pestid.serving.app import create_app
-from tests.serving.conftest import jpeg, make_settings
+from tests.serving.conftest import cut_at_commit, jpeg, make_settings
 
 
 def test_health_is_live_and_ready_only_once_the_model_is_loaded(tiny_model, tmp_path):
@@ -52,6 +52,35 @@ def test_a_failing_database_write_leaves_no_photo_behind(tiny_model, tmp_path, m
     with sqlite3.connect(client.app.state.settings.data_dir / "pestid.db") as db:
         assert db.execute("select count(*) from submissions").fetchone()[0] == 0
     client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("database_answers_after", [True, False])
+def test_a_commit_whose_reply_is_lost_keeps_the_photo(tiny_model, tmp_path, monkeypatch, database_answers_after):
+    """A connection cut while COMMIT's reply is on its way: the row is in the database, so its photo must stay.
+    Deleting it (as any failed write did) left a submission whose retry was answered "stored" with no photo."""
+    with TestClient(create_app(make_settings(tiny_model, tmp_path / "data")), raise_server_exceptions=False) as client:
+        cut = cut_at_commit(monkeypatch, lambda: _count(client), database_answers_after=database_answers_after)
+        sent = _send_keyed(client, jpeg(7), "cut-at-commit")
+        monkeypatch.undo()
+        # The database says the row is there: the farmer is told it was stored. It cannot say: a 500, and the
+        # page's retry with the same key is answered from the row.
+        assert cut and _count(client) == 1
+        assert sent.status_code == (201 if database_answers_after else 500), sent.text
+        assert _send_keyed(client, jpeg(7), "cut-at-commit").status_code == 200 and _count(client) == 1
+        photo_dir = client.app.state.settings.photo_dir
+        stored = [p for p in photo_dir.rglob("*") if p.is_file() and p.parent != photo_dir / "tmp"]
+        assert [p.read_bytes() for p in stored] == [jpeg(7)]
+
+
+def _send_keyed(client: TestClient, data: bytes, key: str):
+    return client.post(
+        "/v1/identify", files=[("photos", ("a.jpg", data, "image/jpeg"))], headers={"Idempotency-Key": key}
+    )
+
+
+def _count(client: TestClient) -> int:
+    with sqlite3.connect(client.app.state.settings.data_dir / "pestid.db") as db:
+        return db.execute("select count(*) from submissions").fetchone()[0]
 
 
 def test_a_crash_between_photo_and_row_is_cleaned_up_at_start(tiny_model, tmp_path):

@@ -20,7 +20,7 @@ from pestid.serving.photos import day_prefixes
 from pestid.serving.photos_s3 import S3PhotoStore
 from pestid.serving.submissions import referenced_paths
 from tests.conftest import Bucket, free_port, heic_bytes, photo
-from tests.serving.conftest import jpeg, make_settings
+from tests.serving.conftest import cut_at_commit, jpeg, make_settings
 
 pytestmark = pytest.mark.server
 PASSWORD = "ruộng lúa xanh mướt 2026"
@@ -82,6 +82,21 @@ def test_a_failed_transaction_leaves_no_object_behind(bucket, tiny_model, tmp_pa
         assert (_rows(client), bucket.keys()) == (0, [])
         assert _send(client, jpeg(2)).status_code == 201  # and then it works
         assert len(bucket.keys()) == 1
+
+
+@pytest.mark.parametrize("database_answers_after", [True, False])
+def test_a_commit_whose_reply_is_lost_keeps_its_object(
+    bucket, tiny_model, tmp_path, monkeypatch, database_answers_after
+):
+    """The object is written at its final key before the row: a commit that landed but whose reply was cut
+    must not delete it (it did: the retry was answered "stored" and officers got a 500 for the photo)."""
+    with _service(bucket, tiny_model, tmp_path / "data") as client:
+        cut = cut_at_commit(monkeypatch, lambda: _rows(client), database_answers_after=database_answers_after)
+        sent = _send(client, jpeg(8), key="cut-at-commit")
+        monkeypatch.undo()
+        assert cut and sent.status_code == (201 if database_answers_after else 500), sent.text
+        assert _send(client, jpeg(8), key="cut-at-commit").status_code == 200 and _rows(client) == 1
+        assert list(map(bucket.read, bucket.keys())) == [jpeg(8)]
 
 
 def test_an_unreachable_store_is_a_503_to_send_again_with_nothing_stored(bucket, tiny_model, tmp_path):
