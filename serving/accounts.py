@@ -45,6 +45,7 @@ LOCK_BASE = timedelta(seconds=30)
 LOCK_MAX = timedelta(minutes=15)
 ADDRESS_FAILURES = 20
 ADDRESS_WINDOW = timedelta(minutes=10)
+FORGET_AFTER = timedelta(days=1)  # a counter this quiet is deleted (prune_counters): an account's back-off restarts
 STALE_RESERVATION = timedelta(minutes=2)  # a reservation its worker never settled (killed mid-hash) expires
 
 
@@ -111,6 +112,9 @@ def reserve(session: Session, username: str, address: str, now: datetime | None 
     """Seconds this attempt must wait (0: it may hash, and it is counted as in flight until ``settle``)."""
     now = now or datetime.now(UTC)
     pair, place = _keys(username, address)
+    refused = _address_wait(session.get(LoginCounter, place), now)  # a plain read first: an address already
+    if refused > timedelta(0):  # refused adds no row for each name it tries (a flood of names grew the table)
+        return refused.total_seconds()
     in_flight, failures, _, last = _reserve_one(session, pair, now)
     wait = timedelta(0)
     if failures >= PAIR_FAILURES:
@@ -129,6 +133,25 @@ def reserve(session: Session, username: str, address: str, now: datetime | None 
     if wait > timedelta(0):
         _release(session, (pair, place))
     return max(0.0, wait.total_seconds())
+
+
+def _address_wait(counter: LoginCounter | None, now: datetime) -> timedelta:
+    """How long an address that has used up its failures must wait, read without counting an attempt."""
+    first = _aware(counter.first_failure_at) if counter is not None and counter.first_failure_at else None
+    if first is None or counter is None or counter.failures < ADDRESS_FAILURES or first <= now - ADDRESS_WINDOW:
+        return timedelta(0)
+    return first + ADDRESS_WINDOW - now
+
+
+def prune_counters(session: Session, now: datetime | None = None) -> int:
+    """Delete counters that no longer hold anything back: none in flight and no failure within ``FORGET_AFTER``
+    (far past the longest lock and the address window), so a name tried once does not stay a row forever."""
+    cutoff = (now or datetime.now(UTC)) - FORGET_AFTER
+    quiet = or_(LoginCounter.last_failure_at.is_(None), LoginCounter.last_failure_at < cutoff)
+    done = session.execute(
+        delete(LoginCounter).where(LoginCounter.in_flight <= 0, LoginCounter.reserved_at < cutoff, quiet)
+    )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _release(session: Session, keys: tuple[str, ...]) -> None:
@@ -151,6 +174,7 @@ def settle(session: Session, username: str, address: str, success: bool, now: da
             failures=case((expired, 1), else_=LoginCounter.failures + 1),
             first_failure_at=case((expired, now), else_=LoginCounter.first_failure_at), last_failure_at=now))  # fmt: skip
     session.add(LoginAttempt(username=username[:64], address=address[:64], success=success, at=now))
+    prune_counters(session, now)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -111,6 +111,18 @@ def test_an_address_guessing_many_names_is_slowed(service):
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 500
 
 
+def test_a_flood_of_names_from_a_refused_address_adds_no_rows_and_old_counters_go(service):
+    """3,000 sign-ins with random names from one address grew the counters by 3,000 rows in 25 s."""
+    for k in range(300):
+        _login(service, f"name{k}", "wrong password")
+    with service.app.state.sessions() as session:  # type: ignore[attr-defined]
+        assert session.query(accounts.LoginCounter).count() <= accounts.ADDRESS_FAILURES + 2  # the pairs + the address
+    later = datetime.now(UTC) + accounts.FORGET_AFTER + timedelta(minutes=1)
+    with service.app.state.sessions() as session, session.begin():  # type: ignore[attr-defined]
+        assert accounts.prune_counters(session, later) >= accounts.ADDRESS_FAILURES
+        assert session.query(accounts.LoginCounter).count() == 0
+
+
 @pytest.mark.parametrize(
     "password",
     ["12345678", "short pass", "matkhau123", "aaaaaaaaaaaaaaaa", "lan-the-officer",
