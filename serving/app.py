@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pestid.serving import STATIC, field_truth, problems
 from pestid.serving.audits import AuditPlan
+from pestid.serving.background import repeating
 from pestid.serving.batching import MicroBatcher
 from pestid.serving.db import make_engine, migrate, session_factory
 from pestid.serving.headers import SecurityHeaders
@@ -78,7 +80,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.batcher = (MicroBatcher(max_wait_s=settings.batch_wait_ms / 1000, max_batch=settings.max_batch)
                              if settings.max_batch > 1 else None)  # fmt: skip
         interval = settings.model_refresh_s if settings.model.startswith("models:/") else 0
-        async with watching(app, interval), field_truth.watching(app, settings.field_refresh_s):
+        leftovers = partial(app.state.photos.reconcile, partial(referenced_paths, app.state.sessions),
+                            min_age_s=settings.orphan_grace_s)  # fmt: skip
+        async with (
+            watching(app, interval),
+            field_truth.watching(app, settings.field_refresh_s),
+            repeating(lambda: run_in_threadpool(leftovers), settings.reconcile_s, at_start=False,
+                      failed="photo reconcile failed"),
+        ):  # fmt: skip
             yield
         if app.state.batcher is not None:
             app.state.batcher.close()

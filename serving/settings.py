@@ -64,7 +64,10 @@ class Settings(BaseSettings):
     # How often each worker recomputes delivered precision and drift for /metrics and the alert log; 0: never.
     field_refresh_s: float = 60.0
     orphan_grace_s: float = 600.0  # start-up removes crash leftovers older than this
-    orphan_window_days: int = Field(default=2, ge=1)  # a bucket's start-up lists only this many days back
+    orphan_window_days: int = Field(default=2, ge=1)  # a bucket's reconcile lists only this many days back
+    # How often each worker removes crash leftovers again while it runs (a replica killed mid-upload and restarted
+    # within the grace would otherwise keep its photo until some later restart); 0: only at start.
+    reconcile_s: float = 3600.0
     model_refresh_s: float = 30.0  # how often a models:/NAME@ALIAS reference is re-resolved; 0 = never
     # Operations (/metrics, /openapi.json) listen on their own address, not the public port;
     # public_operations=true also puts them and /docs on the public port (behind a trusted proxy only).

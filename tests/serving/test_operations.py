@@ -1,4 +1,5 @@
 import sqlite3
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -98,6 +99,22 @@ def test_a_crash_between_photo_and_row_is_cleaned_up_at_start(tiny_model, tmp_pa
         )
         assert len(files) == 1 and kept["submission_id"] in files[0]
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_running_worker_removes_crash_leftovers_again_every_reconcile_interval(tiny_model, tmp_path):
+    """A replica killed mid-upload and restarted within the grace kept its orphan until some later restart."""
+    settings = make_settings(tiny_model, tmp_path / "data", orphan_grace_s=0, reconcile_s=0.2)
+    with TestClient(create_app(settings)) as client:
+        kept = client.post("/v1/identify", files=[("photos", ("a.jpg", jpeg(), "image/jpeg"))]).json()
+        orphan = settings.photo_dir / "2026" / "11" / "deadbeef" / "0.jpg"  # left by a sibling that died
+        orphan.parent.mkdir(parents=True)
+        orphan.write_bytes(jpeg(3))
+        deadline = time.monotonic() + 10
+        while orphan.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not orphan.exists()
+        files = [p for p in settings.photo_dir.rglob("*") if p.is_file()]
+        assert len(files) == 1 and kept["submission_id"] in files[0].as_posix()
 
 
 def test_any_sqlalchemy_url_works(tiny_model, tmp_path):
