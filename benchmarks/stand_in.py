@@ -10,6 +10,10 @@ present). Speed does not depend on what the head learnt. Its INT8 copy records, 
 macro-F1 on a test split (which an untrained head has none of), its agreement with its own FP32 model, so the
 servers are told to let it answer (``INT8_FORCED``), as benchmarks/serving.py's "INT8 copy forced" row does. It
 lacks the default model's second output (novelty: one 1280-wide Mahalanobis distance, a negligible cost).
+
+The stand-in measures speed only. Its thresholds are 0, so a server running it answers "identified", with that
+organism's advice, on any guess: never serve it to farmers. To try the multi-replica shape without training, serve
+it with ``PESTID_INT8_TOLERANCE=1`` (else the servers refuse its INT8 copy and answer with FP32), knowing that.
 """
 
 from __future__ import annotations
