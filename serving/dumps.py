@@ -4,6 +4,7 @@ PostgreSQL's ``pg_dump``/``pg_restore``.
 Each dump is one consistent moment, and what else a backup records of that moment (the rows counted, the photos
 listed) is read from that same moment: SQLite's copy is read after it is made; on PostgreSQL the counting
 transaction exports its snapshot and ``pg_dump --snapshot`` dumps exactly what it sees, while writers go on.
+``contents`` reads a copy's schema and photo rows back without restoring it, so a restore can check them first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from itertools import takewhile
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,10 +24,11 @@ from sqlalchemy import Connection, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from pestid.errors import PestidError
-from pestid.serving.db import Base, Photo
+from pestid.serving.db import MIGRATIONS, Base, Photo
 
 T = TypeVar("T")
 SQLITE_FILE, POSTGRESQL_FILE = "database.sqlite", "database.pgdump"
+DUMP_FILES = (SQLITE_FILE, POSTGRESQL_FILE)
 # Tables whose rows are the service's data: a database holding any of them is not empty (a fresh start's receipt
 # key, sign-in counters and schema are not data).
 DATA_TABLES = ("submissions", "photos", "users", "reviews", "audit_log")
@@ -65,6 +68,11 @@ def photo_rows(connection: Connection) -> list[tuple[str, str, int]]:
     return [(path, digest, int(size)) for path, digest, size in connection.execute(query)]
 
 
+def moment(connection: Connection) -> tuple[dict[str, int], list[tuple[str, str, int]], str | None]:
+    """What a backup records of the moment it copies: rows per table, the photos' rows and the schema."""
+    return counts(connection), photo_rows(connection), revision(connection)
+
+
 def _sqlite_path(database_url: str) -> Path:
     database = make_url(database_url).database
     if not database or database == ":memory:":
@@ -90,12 +98,14 @@ def _libpq(database_url: str) -> tuple[str, dict[str, str]]:
     return plain, env
 
 
-def _run(command: list[str], env: dict[str, str], what: str) -> None:
+def _run(command: list[str], env: dict[str, str], what: str) -> str:
+    """What ``command`` printed; a refusal with its last words where it failed."""
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise BackupError(
             f"{what} thất bại: {done.stderr.strip()[-500:]}", f"{what} failed: {done.stderr.strip()[-500:]}"
         )
+    return done.stdout
 
 
 @contextmanager
@@ -167,3 +177,41 @@ def load(database_url: str, copy: Path) -> dict[str, int]:
             return counts(connection)
     finally:
         engine.dispose()
+
+
+def contents(copy: Path) -> tuple[str | None, dict[str, str]]:
+    """What a copy made by ``dump`` holds, read without restoring it: its schema's Alembic revision, and the sha256
+    of each photo its rows name (by path)."""
+    if copy.name == SQLITE_FILE:
+        uri = f"{copy.resolve().as_uri()}?mode=ro&immutable=1"  # reads only: not even a journal beside it
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+        try:
+            with engine.connect() as connection:
+                return revision(connection), {path: digest for path, digest, _ in photo_rows(connection)}
+        finally:
+            engine.dispose()
+    script = _run([_tool("pg_restore"), "--data-only", "--table=alembic_version", "--table=photos", "--file=-",
+                   str(copy)], dict(os.environ), f"pg_restore --data-only {copy}")  # fmt: skip
+    versions = _copied(script, "alembic_version")
+    photos = {row["path"]: row["sha256"] for row in _copied(script, "photos")}
+    return (versions[0]["version_num"] if versions else None), photos
+
+
+def _copied(script: str, table: str) -> list[dict[str, str]]:
+    """The rows of ``table`` in a plain-text dump's ``COPY`` block, each value as ``COPY`` writes it (a photo's
+    path or digest needs no unescaping; one that would is not a photo's and is refused as such)."""
+    lines = iter(script.splitlines())
+    start, end = f"COPY public.{table} (", ") FROM stdin;"
+    for line in lines:
+        if line.startswith(start) and line.endswith(end):
+            columns = line.removeprefix(start).removesuffix(end).split(", ")
+            rows = takewhile(lambda row: row != "\\.", lines)  # the block ends at a line holding only \.
+            return [dict(zip(columns, row.split("\t"), strict=False)) for row in rows]
+    return []
+
+
+def known_schemas() -> list[str]:
+    """The Alembic revisions this code can migrate from, its newest (head) first."""
+    from alembic.script import ScriptDirectory
+
+    return [script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()]

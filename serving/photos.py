@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shutil
 import time
 import uuid
@@ -72,6 +73,16 @@ class PhotoStorage(Protocol):
 def relative_path(created: datetime, submission_id: str, position: int, extension: str) -> str:
     """Where a submission's photo lives, relative to the store: under its day (``2026/12/04/…``)."""
     return f"{created:%Y/%m/%d}/{submission_id}/{position}.{extension}"
+
+
+# Every key ``relative_path`` writes (a submission id is a uuid4's hex), and the older ``YYYY/MM/<id>/<n>.<ext>``:
+# nothing else names a photo, so a name of any other shape (``..``, an absolute path) is refused where one is read.
+PHOTO_KEY = re.compile(r"[0-9]{4}/[0-9]{2}(?:/[0-9]{2})?/[0-9a-f]{32}/[0-9]{1,3}\.[a-z0-9]{1,8}")
+
+
+def is_photo_key(relative: str) -> bool:
+    """Whether ``relative`` has the shape of a photo's place in the store (``relative_path``)."""
+    return PHOTO_KEY.fullmatch(relative) is not None
 
 
 def day_prefixes(today: date, days: int) -> list[str]:

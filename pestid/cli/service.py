@@ -10,6 +10,8 @@ import typer
 from pestid.cli.app import PHOTOS_HELP, app, review_app, serving_stores, users_app
 from pestid.progress import console
 
+NAMED = 20  # missing photos named on the terminal; manifest.json names them all
+
 
 @app.command()
 def serve(
@@ -99,15 +101,27 @@ def backup(
     database_url, store = serving_stores(db, photos)
     with progress_bar("sao lưu ảnh / photos") as update:
         manifest = run_backup(database_url, store, out_dir, previous=previous, progress=update)
-    rows = manifest["rows"]
-    console.print(f"đã sao lưu / backed up {rows.get('submissions', 0)} submissions, {manifest['photos']['count']} "
-                  f"photos ({manifest['photos']['bytes'] / 1e6:.1f} MB), {rows.get('reviews', 0)} reviews, "
-                  f"{rows.get('audit_log', 0)} audit entries ({manifest['photos']['linked']} photos linked from "
-                  f"the previous backup) → {out_dir}")  # fmt: skip
-    if manifest["photos"]["damaged"]:
-        for problem in manifest["photos"]["damaged"]:
-            console.print(f"[red]thiếu hoặc hỏng / missing or damaged:[/] {problem}")
-        raise typer.Exit(1)
+    rows, kept = manifest["rows"], manifest["photos"]
+    console.print(f"đã sao lưu / backed up {rows.get('submissions', 0)} submissions, {kept['count']} photos "
+                  f"({kept['bytes'] / 1e6:.1f} MB), {rows.get('reviews', 0)} reviews, {rows.get('audit_log', 0)} "
+                  f"audit entries ({kept['linked']} photos linked from the previous backup) → {out_dir}")  # fmt: skip
+    if kept["not_linked"]:
+        console.print(f"[yellow]{kept['copied']} photos copied from the previous backup, not hard-linked "
+                      f"({kept['not_linked']}): keep backups on one file system to store each photo once.[/]")  # fmt: skip
+    _missing_photos(kept["missing"], "this backup does not hold them; everything else is backed up and restorable. "
+                    "Find out what removed them from the photo store.")  # fmt: skip
+
+
+def _missing_photos(missing: list[dict[str, Any]], then: str) -> None:
+    """Name the photos a backup could not hold, and exit 1 where there are any."""
+    if not missing:
+        return
+    console.print(f"[red]thiếu ảnh / {len(missing)} photo(s) missing[/] (manifest.json, photos.missing): {then}")
+    for photo in missing[:NAMED]:
+        console.print(f"  {photo['path']}: {photo['problem']}")
+    if len(missing) > NAMED:
+        console.print(f"  … and {len(missing) - NAMED} more")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -120,11 +134,15 @@ def restore(
     """Khôi phục / restore a backup into an empty database and photo store (stop the service first)."""
     from pestid.progress import progress_bar
     from pestid.serving.backup import restore as run_restore
+    from pestid.serving.settings import get_settings
 
     database_url, store = serving_stores(db, photos)
     with progress_bar("khôi phục ảnh / photos") as update:
-        report = run_restore(folder, database_url, store, force=force, progress=update)
+        report = run_restore(folder, database_url, store, force=force, progress=update,
+                             max_photo_bytes=get_settings().max_upload_bytes)  # fmt: skip
     rows = report["rows"]
     console.print(f"đã khôi phục / restored {rows.get('submissions', 0)} submissions, {report['photos']} photos, "
                   f"{rows.get('reviews', 0)} reviews, {rows.get('audit_log', 0)} audit entries; counts match "
                   "the backup's manifest")  # fmt: skip
+    _missing_photos(report["missing"], "they were already missing when the backup was made: their rows are "
+                    "restored, the photos are not, and the service cannot show them.")  # fmt: skip
