@@ -114,3 +114,17 @@ def test_a_burst_of_presses_acts_once_and_the_page_is_usable_by_keyboard(live_se
     page.wait_for_selector("#login:not([hidden])")
     token_left = page.evaluate("sessionStorage.getItem('pestid.token')")
     assert token_left is None
+
+
+@pytest.mark.parametrize("width", [360, 600])
+def test_on_a_narrow_screen_the_photo_stacks_above_the_decision_and_keeps_its_width(live_server, browser, width):
+    """At 360 px the photo was 0 px wide: the narrow-screen rule came before the rule it meant to override."""
+    url = queue_photos(live_server, 1, 60)
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(url + "/officer")
+    page.fill("#username", "lan")
+    page.fill("#password", PASSWORD)
+    page.click("#login button")
+    page.wait_for_selector("#photos img")
+    shown = page.locator("#photos img").bounding_box()
+    assert shown is not None and shown["width"] >= width - 80 and shown["height"] >= 200
