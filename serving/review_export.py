@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from pestid.catalogue import load_catalogue
 from pestid.errors import ImageDecodeError
 from pestid.grouping import GroupingConfig, threshold_for
 from pestid.hashing import sha256_bytes
@@ -71,6 +72,21 @@ def approved_rows(
     return rows, skipped
 
 
+def _without_new_groups(rows: list[Row], known: tuple[str, ...]) -> tuple[list[Row], dict[str, int]]:
+    """Rows labelled with a catalogue group ("a planthopper") that the base does not have as a class are left out,
+    counted per group: an officer's "one of these" is no class beside its own members, whatever its count. A
+    group the base already has (stem borers) stays, as before."""
+    catalogue = load_catalogue()
+    left: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        if row.label not in known and row.label in catalogue and catalogue.get(row.label).kind == "group":
+            left[row.label] = left.get(row.label, 0) + 1
+        else:
+            kept.append(row)
+    return kept, dict(sorted(left.items()))
+
+
 def photos_folder(out: str | Path) -> Path:
     """Where photos from a bucket are kept for training: beside the manifest, named after it."""
     out = Path(out)
@@ -91,6 +107,7 @@ def manifest_from_reviews(
     new_rows, skipped = approved_rows(database_url, store, root=root, folder=folder)
     if base_manifest is None:
         base_manifest = Manifest((), root, (), {})
+    new_rows, kinds_only = _without_new_groups(new_rows, base_manifest.labels)
     patterns = [p for p in (base_manifest.meta.get("token_pattern"), TOKEN_PATTERN) if p]
     config = GroupingConfig(
         threshold=threshold_for(base_manifest.meta, threshold),
@@ -103,5 +120,6 @@ def manifest_from_reviews(
         result, _ = group_and_split(base_manifest.with_rows(new_rows), config=config, seed=seed)
         report = {"base": 0, "new": len(new_rows), "added": len(new_rows), "left_out_near_test": 0}
     report["unreadable"] = len(skipped)
+    report["left_out_group_labels"] = kinds_only
     write_manifest(result.with_rows(result.rows, token_pattern=config.token_pattern), out)
     return report

@@ -55,7 +55,7 @@ def test_new_class_from_officers_labels_is_learnt_gated_and_served(sample_datase
     train(config, callbacks=[MLflowCallback(config.mlflow)])
     assert promote(model_name="pestid", manifest=sample_dataset, tracking_uri=uri, gate=GateConfig()).passed
     settings = Settings(model="models:/pestid@champion", mlflow_tracking_uri=uri, data_dir=tmp_path / "serving",
-                        log_json=False, model_refresh_s=0)  # fmt: skip
+                        log_json=False, model_refresh_s=0, upload_rate_per_address="1000/minute")  # fmt: skip
     with TestClient(create_app(settings)) as client:
         with client.app.state.sessions() as session, session.begin():
             add_user(session, "an", PASSWORD, "officer")
@@ -66,11 +66,12 @@ def test_new_class_from_officers_labels_is_learnt_gated_and_served(sample_datase
 
         # any catalogue organism is a label an officer may give, not only the model's; 19 originals wait
         _send_and_label(client, officer, "rice_bug", range(700, 719))
+        # a group ("a planthopper, not sure which") is a label, never a class beside its own members
+        _send_and_label(client, officer, "planthoppers", range(600, 621))
         waiting = manifest_from_reviews(settings.resolved_database_url, client.app.state.photos,
                                         tmp_path / "waiting.csv", base=sample_dataset)  # fmt: skip
-        assert (
-            waiting["waiting"] == {"rice_bug": 19} and "rice_bug" not in read_manifest(tmp_path / "waiting.csv").labels
-        )
+        assert waiting["waiting"] == {"rice_bug": 19} and waiting["left_out_group_labels"] == {"planthoppers": 21}
+        assert {"rice_bug", "planthoppers"}.isdisjoint(read_manifest(tmp_path / "waiting.csv").labels)
 
         _send_and_label(client, officer, "rice_bug", range(719, 740))  # 40 originals: a class, 10 of them its test
         config_path = tmp_path / "retrain.yaml"
@@ -90,6 +91,7 @@ def test_new_class_from_officers_labels_is_learnt_gated_and_served(sample_datase
         assert result.exit_code == 0 and "ĐẠT / PASSED" in result.output
         grown = read_manifest(out)
         assert grown.labels[-1] == "rice_bug" and grown.meta["from_reviews"]["new_classes"] == {"rice_bug": 40}
+        assert "planthoppers" not in grown.labels
         assert client.post("/v1/admin/reload", headers=admin).json()["model_version"] == "pestid/2"
         assert "rice_bug" in client.get("/v1/model").json()["labels"]
         assert client.get("/v1/species/rice_bug").json()["known"] is True
