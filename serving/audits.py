@@ -15,8 +15,15 @@ The rule, per identified answer, in its cell (the answer's class — a species o
   its inverse, so the rare cells' extra audits do not tilt a class's or a district's figure.
 
 An audit item is **blind**: an officer who has not given a verdict on it is not sent the model's answer, its
-confidence or its other guesses (``routes.review``), and cannot confirm what they have not seen; they name the
-species (or reject the photo), and then the model's answer is shown.
+confidence or its other guesses (``routes.review``), nor those of the submissions of the same photo, and cannot
+confirm what they have not seen; they name the species (or reject the photo), and then the model's answer is shown.
+
+What the estimate counts is each officer's **blind answer**: their first verdict on the item, given while it was
+blind to them (``Review.blind``, written with the verdict and never changed). Anything after the reveal — a
+confirm, an undo and a new label, a rejection as blurry, or a verdict by an officer who could already see the
+answer (the audit was decided) — may still change the photo's label for training, but not the audit's outcome.
+An undo of a blind answer takes back the label, not the answer: the reply had already revealed the model's
+answer, so the officer is no longer blind and their first answer stands for the estimate.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from pestid.serving.db import Review, Submission, User
@@ -85,13 +92,29 @@ def audit_marks(plan: AuditPlan | None, *, answer: str | None, district: str | N
     return marks
 
 
+OPEN = (ReviewStatus.pending_review, ReviewStatus.disputed)
+
+
 def blind_to(session: Session, reader: User, subs: list[Submission]) -> set[str]:
     """Of these submissions, the ids whose model answer ``reader`` must not be shown: audit items still open
-    (waiting or disputed) on which the reader has given no verdict of their own. One query for a page of the queue."""
-    open_audits = [s.id for s in subs if s.audit_rate is not None and s.status in (ReviewStatus.pending_review,
-                                                                                   ReviewStatus.disputed)]  # fmt: skip
-    if not open_audits:
+    (waiting or disputed) on which the reader has never given a verdict (one undone counts: its reply showed the
+    answer), and every submission of the same photo as such an item (``duplicate_of``: a resent photo carries the
+    same answer). Two queries for a page of the queue."""
+    groups = {s.duplicate_of or s.id for s in subs}
+    if not groups:
         return set()
-    judged = session.scalars(select(Review.submission_id).where(Review.submission_id.in_(open_audits),
-                                                                Review.user_id == reader.id, Review.undone_at.is_(None)))  # fmt: skip
-    return set(open_audits) - set(judged)
+    audits: dict[str, str | None] = dict(session.execute(select(Submission.id, Submission.duplicate_of)
+                                  .where(or_(Submission.id.in_(sorted(groups)), Submission.duplicate_of.in_(sorted(groups))),
+                                         Submission.audit_rate.is_not(None), Submission.status.in_(OPEN))).all())  # fmt: skip
+    if not audits:
+        return set()
+    judged = set(session.scalars(select(Review.submission_id).where(Review.submission_id.in_(list(audits)),
+                                                                    Review.user_id == reader.id)))  # fmt: skip
+    blind = {audits[sid] or sid for sid in audits if sid not in judged}
+    return {s.id for s in subs if (s.duplicate_of or s.id) in blind}
+
+
+def is_blind_audit(session: Session, reader: User, sub: Submission) -> bool:
+    """Whether a verdict of ``reader`` on ``sub`` now is a blind answer: an audit item whose answer they have not
+    seen (``blind_to``). Only these count in the estimate (``precision.decided_audits``)."""
+    return sub.audit_rate is not None and sub.id in blind_to(session, reader, [sub])

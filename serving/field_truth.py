@@ -76,7 +76,7 @@ def refresh(app: FastAPI, *, today: date | None = None) -> tuple[dict[str, Any],
     version, contract = served(app)
     today = today or datetime.now(UTC).date()
     with app.state.sessions() as session:
-        report = precision_report(decided_audits(session), model_version=version,
+        report = precision_report(decided_audits(session, required=app.state.settings.approvals_required), model_version=version,
                                   promised=contract.target_precision if contract else None)  # fmt: skip
         drift = drift_report(session, reference=Reference.of(contract), weeks=2, today=today)
     publish_precision(report)

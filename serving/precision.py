@@ -10,6 +10,11 @@ What an audit says about the answer it audits:
 - approved as a group the answer belongs to (the officer could say "a planthopper" but not which), or rejected as
   blurry or a duplicate: **no verdict on the answer**, left out.
 
+An audit is judged by its blind answers only (``outcome``): each officer's first verdict, given before the model's
+answer was shown to them. Answers that disagree on right or wrong (one officer names another species, or rejects
+as not rice where another rejects as blurry) are a dispute, left out until a senior's blind answer settles it;
+the item's status and final label (which later verdicts and undos still change, for training) play no part.
+
 Each audit weighs 1 / the rate it was drawn at (``weighted_precision``), and its interval is a Wilson interval on
 the effective number of audits. A class's **alert** fires when it has at least ``ALERT_MIN_AUDITS`` audits and the
 upper end of its interval lies below the model contract's ``target_precision``: even the most favourable reading
@@ -27,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError
-from pestid.serving.db import Review, Submission
+from pestid.serving.db import Review, Submission, User
 from pestid.serving.estimates import Estimate, weighted_precision
-from pestid.vocabulary import RejectReason, ReviewStatus
+from pestid.vocabulary import RejectReason, ReviewStatus, Role
 
 ALERT_MIN_AUDITS = 5
 WRONG_REJECTIONS = {RejectReason.not_rice.value, RejectReason.not_harmful.value}
@@ -66,24 +71,43 @@ def judge(answer: str, status: str, final_label: str | None, reject_reason: str 
     return False
 
 
-def decided_audits(session: Session, scope: ColumnElement[bool] | None = None) -> list[Audited]:
-    """Every audit the officers have decided, within ``scope`` (the reader's districts)."""
+def outcome(answer: str, blind: list[tuple[bool, str, str | None, str | None]], required: int) -> bool | None:
+    """Whether the answer was right, from the blind answers to its audit, each (by a senior, verdict, label,
+    reason), in the order given; None while undecided. A senior's blind answer settles it (the last one); else the
+    officers' must agree on right or wrong (a rejection as blurry, which says nothing, disagrees with one as not
+    rice) and be at least ``required``."""
+    judged = [(senior, judge(answer, ReviewStatus.approved if verdict == "label" else ReviewStatus.rejected, label,
+                             reason)) for senior, verdict, label, reason in blind]  # fmt: skip
+    seniors = [right for senior, right in judged if senior]
+    if seniors:
+        return seniors[-1]
+    views = {right for _, right in judged}
+    return views.pop() if len(views) == 1 and len(judged) >= required else None
+
+
+def decided_audits(session: Session, scope: ColumnElement[bool] | None = None, *, required: int = 1) -> list[Audited]:
+    """Every audit the officers have decided by their blind answers (``audits.py``: each officer's first verdict,
+    given before the reveal), within ``scope`` (the reader's districts). The item's status and label, which later
+    verdicts and undos may change, play no part."""
     where: list[ColumnElement[bool]] = [Submission.audit_rate.is_not(None), Submission.answer.is_not(None),
-             Submission.status.in_([ReviewStatus.approved, ReviewStatus.rejected])]  # fmt: skip
+                                        Review.blind.is_(True)]  # fmt: skip
     if scope is not None:
         where.append(scope)
     rows = session.execute(select(Submission.id, Submission.answer, Submission.district, Submission.model_version,
-                                  Submission.audit_rate, Submission.status, Submission.final_label).where(*where)).all()  # fmt: skip
-    rejected = select(Submission.id).where(*where, Submission.status == ReviewStatus.rejected)
-    # the latest active rejection's reason wins: later rows overwrite earlier ones
-    reasons = {sid: reason for sid, reason in session.execute(
-        select(Review.submission_id, Review.reason).where(Review.submission_id.in_(rejected), Review.undone_at.is_(None),
-                                                          Review.verdict == "reject")
-        .order_by(Review.created_at, Review.id))}  # fmt: skip
+                                  Submission.audit_rate, User.id, User.role, Review.verdict, Review.label, Review.reason)
+                           .join(Review, Review.submission_id == Submission.id).join(User, User.id == Review.user_id)
+                           .where(*where).order_by(Review.created_at, Review.id)).all()  # fmt: skip
+    items: dict[str, tuple[str, str | None, str, float]] = {}
+    answers: dict[str, dict[int, tuple[bool, str, str | None, str | None]]] = {}
+    for sid, answer, district, version, rate, user_id, role, verdict, label, reason in rows:
+        if answer is None or rate is None:
+            continue
+        items[sid] = (answer, district, version, rate)
+        answers.setdefault(sid, {}).setdefault(user_id, (role in (Role.senior, Role.admin), verdict, label, reason))
     out = []
-    for sid, answer, district, version, rate, status, final in rows:
-        right = judge(answer, status, final, reasons.get(sid)) if answer else None
-        if answer and right is not None and rate:
+    for sid, (answer, district, version, rate) in items.items():
+        right = outcome(answer, list(answers[sid].values()), required)
+        if right is not None and rate:
             out.append(Audited(answer, district, version, rate, right))
     return out
 

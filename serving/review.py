@@ -60,8 +60,14 @@ def _apply(session: Session, sub: Submission, required: int) -> None:
     sub.reviewed_at = datetime.now(UTC) if sub.status in (ReviewStatus.approved, ReviewStatus.rejected) else None
 
 
-def record_verdict(session: Session, sub: Submission, user: User, verdict: Verdict, *, required: int) -> AuditEntry:
-    """One officer's verdict; an earlier active verdict of the same officer is replaced."""
+def record_verdict(
+    session: Session, sub: Submission, user: User, verdict: Verdict, *, required: int, blind: bool = False,
+    action: str | None = None,
+) -> AuditEntry:  # fmt: skip
+    """One officer's verdict; an earlier active verdict of the same officer is replaced. ``blind``: given on an
+    audit item whose answer the officer had not seen (``audits.is_blind_audit``), kept as their blind answer.
+    ``action``: what the officer did (confirm, relabel, reject), logged as it is; without it, a label equal to the
+    model's is logged as a confirm, which an audit item must not be (it would tell the model's answer)."""
     if verdict.kind == "label":
         load_catalogue().get(verdict.label or "")  # an unknown label is refused here
     before = snapshot(sub)
@@ -69,11 +75,11 @@ def record_verdict(session: Session, sub: Submission, user: User, verdict: Verdi
         if author.id == user.id and review.undone_at is None:
             review.undone_at = datetime.now(UTC)
     review = Review(submission_id=sub.id, user_id=user.id, verdict=verdict.kind, label=verdict.label,
-                    reason=verdict.reason, created_at=datetime.now(UTC))  # fmt: skip
+                    reason=verdict.reason, created_at=datetime.now(UTC), blind=blind)  # fmt: skip
     session.add(review)
     session.flush()
     _apply(session, sub, required)
-    action = (
+    action = action or (
         "reject" if verdict.kind == "reject" else ("confirm" if verdict.label == sub.predicted_label else "relabel")
     )
     entry = AuditEntry(user_id=user.id, action=action, submission_id=sub.id, review_id=review.id, before=before,

@@ -41,7 +41,7 @@ def precision(request: Request, user: Officer, sessions: Sessions) -> dict[str, 
     lies wholly below the promise (the contract's ``target_precision``) with at least ``alert_min_audits`` audits."""
     version, contract = served(request.app)
     with sessions() as session:
-        audits = decided_audits(session, district_scope(user))
+        audits = decided_audits(session, district_scope(user), required=request.app.state.settings.approvals_required)
     report = precision_report(audits, model_version=version, promised=contract.target_precision if contract else None)
     return {**report, "alert_min_audits": ALERT_MIN_AUDITS}
 

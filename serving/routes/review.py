@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError, ImageDecodeError
 from pestid.serving.accounts import district_scope, login, logout, reserve, settle
-from pestid.serving.audits import blind_to
+from pestid.serving.audits import blind_to, is_blind_audit
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.districts import canonical_district
@@ -60,7 +60,8 @@ def _named(label: str | None, probability: float | None = None) -> dict[str, Any
 def _summary(sub: Submission, reader: User, *, blind: bool = False) -> dict[str, Any]:
     """A submission as officers read it. ``blind`` (an open audit item the reader has not judged, see
     ``audits.blind_to``): nothing of the model's answer is sent (its label, names, confidence and guesses are null
-    or empty), and ``audit`` says so; once the reader has judged it, ``audit.answer`` is what the farmer was told."""
+    or empty), and ``audit`` says so; once the reader has judged it, ``audit.answer`` is what the farmer was told.
+    A resent photo of a blind item is masked the same way (``audit`` blind, though it is no audit item itself)."""
     guesses = [(a["id"], a["probability"]) for a in sub.response.get("alternatives", []) if "id" in a]
     top = [(sub.predicted_label, sub.confidence), *[g for g in guesses if g[0] != sub.predicted_label]][:3]
     summary = {"id": sub.id, "created_at": sub.created_at.isoformat(), "status": sub.status, "decision": sub.decision,
@@ -76,9 +77,8 @@ def _summary(sub: Submission, reader: User, *, blind: bool = False) -> dict[str,
     if sub.district is None and reader.role == Role.officer:
         # every district's officers see the unlocated: where the farmer stood and what they wrote stay with seniors
         summary.update(latitude=None, longitude=None, note=None)
-    summary["audit"] = (
-        None if sub.audit_rate is None else {"blind": blind, "answer": None if blind else _named(sub.answer)}
-    )
+    shown = None if blind else _named(sub.answer)
+    summary["audit"] = None if sub.audit_rate is None and not blind else {"blind": blind, "answer": shown}
     if blind:
         summary.update(predicted_label=None, predicted=None, confidence=None, top=[])
     return summary
@@ -178,14 +178,17 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
             raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
                           "This submission is disputed: a senior officer must settle it.")  # fmt: skip
         verdict = _verdict(body, sub, blind=bool(blind_to(session, user, [sub])))
+        blind = is_blind_audit(session, user, sub)  # the officer's blind answer: what the estimate counts
         try:
-            entry = record_verdict(session, sub, user, verdict, required=settings.approvals_required)
+            entry = record_verdict(session, sub, user, verdict, required=settings.approvals_required, blind=blind,
+                                   action=body.action)  # fmt: skip
         except CatalogueError as exc:
             raise Problem(422, "unknown_label", exc.message_vi, exc.message_en) from None
-        summary = {"audit_id": entry.id, **_summary(sub, user)}
-        if summary["audit"] is not None and sub.answer:  # revealed now: was the farmer's answer what the officer saw?
+        summary = {"audit_id": entry.id, **_summaries(session, [sub], user)[0]}
+        audit = summary["audit"]
+        if sub.audit_rate is not None and sub.answer and not audit["blind"]:  # revealed now: did it match?
             status = ReviewStatus.approved if verdict.kind == "label" else ReviewStatus.rejected
-            summary["audit"]["agreed"] = judge(sub.answer, status, verdict.label, verdict.reason)
+            audit.update(agreed=judge(sub.answer, status, verdict.label, verdict.reason), counted=blind)
         return summary
 
 
@@ -217,13 +220,20 @@ def audit_log(
     submission_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
+    """The latest actions, newest first. On a submission whose model answer is hidden from the reader (a blind audit
+    item, ``audits.blind_to``), a confirm reads as a relabel: which label was the model's is not told."""
     with sessions() as session:
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if submission_id:
             query = query.where(AuditEntry.submission_id == submission_id)
-        return [{"id": e.id, "at": e.at.isoformat(), "user_id": e.user_id, "action": e.action,
+        entries = list(session.scalars(query))
+        subs = list(session.scalars(select(Submission).where(Submission.id.in_(
+            sorted({e.submission_id for e in entries if e.submission_id})))))  # fmt: skip
+        blind = blind_to(session, user, subs)
+        return [{"id": e.id, "at": e.at.isoformat(), "user_id": e.user_id,
+                 "action": "relabel" if e.action == "confirm" and e.submission_id in blind else e.action,
                  "submission_id": e.submission_id, "before": e.before, "after": e.after}
-                for e in session.scalars(query)]  # fmt: skip
+                for e in entries]  # fmt: skip
 
 
 def _visible_photo(sessions: sessionmaker, user: User, submission_id: str, position: int) -> Photo:

@@ -317,3 +317,55 @@ def test_audit_sample_blind_review_precision_and_drift_on_postgresql(promising_m
         assert client.get("/v1/drift", headers=token).json()["rows"][0]["answers"] == 1
         report, _ = field_truth.refresh(client.app)
         assert report["classes"][0]["audits"] == 1
+
+
+def _precision_of(client, token, answer: str) -> tuple[int, int]:
+    rows = {r["id"]: r for r in client.get("/v1/precision", headers=token).json()["classes"]}
+    row = rows.get(answer)
+    return (row["audits"], row["correct"]) if row else (0, 0)
+
+
+def test_audit_sample_counts_only_the_blind_answer_not_changes_after_the_reveal(audit_app):
+    """An officer who named the wrong species blind cannot turn the audit right once the answer is shown: not by
+    confirming, not by undoing and naming the revealed answer, not by rejecting as blurry; nor can a second officer
+    by a verdict on the decided audit. The photo's label still follows the latest verdict (for training)."""
+    client, tokens = audit_app()
+    answer = _identify(client)
+    sid, species = answer["submission_id"], answer["species"]["id"]
+    wrong = "rice_bug" if species != "rice_bug" else "brown_planthopper"
+    judged = client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": wrong}, headers=tokens["an"])
+    assert judged.json()["audit"]["agreed"] is False and judged.json()["audit"]["counted"] is True
+    assert _precision_of(client, tokens["chi"], species) == (1, 0)
+
+    confirmed = client.post(f"/v1/review/{sid}", json={"action": "confirm"}, headers=tokens["an"])
+    assert confirmed.status_code == 200 and confirmed.json()["final_label"] == species  # the label may be mended
+    assert confirmed.json()["audit"]["counted"] is False
+    assert _precision_of(client, tokens["chi"], species) == (1, 0)
+
+    undone = client.post(f"/v1/review/undo/{confirmed.json()['audit_id']}", headers=tokens["an"]).json()
+    assert undone["audit"]["blind"] is False  # the reply already showed the answer: not blind again
+    client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": species}, headers=tokens["an"])
+    assert _precision_of(client, tokens["chi"], species) == (1, 0)
+    client.post(f"/v1/review/{sid}", json={"action": "reject", "reason": "blurry"}, headers=tokens["an"])
+    assert _precision_of(client, tokens["chi"], species) == (1, 0)
+    late = client.post(f"/v1/review/{sid}", json={"action": "confirm"}, headers=tokens["binh"])
+    assert late.status_code == 200 and late.json()["audit"]["counted"] is False  # decided: binh could see it
+    assert _precision_of(client, tokens["chi"], species) == (1, 0)
+
+
+def test_audit_sample_undone_blind_answer_stands_and_the_officer_stays_unblinded(audit_app):
+    """Undoing a blind answer takes back the label, not the answer: the item is open again, but the officer who saw
+    the reveal is no longer blind (confirm works) and the estimate keeps their first answer."""
+    client, tokens = audit_app(approvals_required=2)
+    answer = _identify(client)
+    sid, species = answer["submission_id"], answer["species"]["id"]
+    wrong = "rice_bug" if species != "rice_bug" else "brown_planthopper"
+    first = client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": wrong}, headers=tokens["an"]).json()
+    client.post(f"/v1/review/undo/{first['audit_id']}", headers=tokens["an"])
+    item = next(i for i in client.get("/v1/review/queue", headers=tokens["an"]).json() if i["id"] == sid)
+    assert item["audit"]["blind"] is False and item["predicted_label"] == species
+    again = client.post(f"/v1/review/{sid}", json={"action": "confirm"}, headers=tokens["an"]).json()
+    assert again["audit"]["counted"] is False
+    # binh, still blind, names the answer: the blind answers disagree (an's wrong, binh's right): no verdict yet
+    client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": species}, headers=tokens["binh"])
+    assert _precision_of(client, tokens["chi"], species) == (0, 0)
