@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from pestid.catalogue import load_catalogue
@@ -116,8 +116,8 @@ def queue(
     district or coordinates) before those with no place, then uncertain and not-recognised answers, then rare
     classes, then the oldest. Audit items (``serving/audits.py``) rank with the unsure answers, and never by their
     class: their place in the queue says nothing of the model's answer. ``species``: predicted ids
-    (``Catalogue.resolve`` turns a name into them); audit items are left out, since a filter by the model's answer
-    would tell it. ``scope``: the submissions the reader may see (``accounts.district_scope``); ``audit``: only
+    (``Catalogue.resolve`` turns a name into them); audit items and the resent photos of one are left out, since a
+    filter by the model's answer would tell it. ``scope``: the submissions the reader may see (``accounts.district_scope``); ``audit``: only
     audit items (True) or none (False)."""
     where = [Submission.status == status]
     if scope is not None:
@@ -125,7 +125,12 @@ def queue(
     if district:
         where.append(Submission.district == district)
     if species is not None:
-        where.extend([Submission.predicted_label.in_(species), Submission.audit_rate.is_(None)])
+        audited_ids = select(Submission.id).where(Submission.audit_rate.is_not(None)).scalar_subquery()
+        repeated = select(Submission.duplicate_of).where(Submission.audit_rate.is_not(None),
+                                                         Submission.duplicate_of.is_not(None)).scalar_subquery()  # fmt: skip
+        where.extend([Submission.predicted_label.in_(species), Submission.audit_rate.is_(None),
+                      or_(Submission.duplicate_of.is_(None), Submission.duplicate_of.not_in(audited_ids)),
+                      Submission.id.not_in(repeated)])  # fmt: skip
     if audit is not None:
         where.append(Submission.audit_rate.is_not(None) if audit else Submission.audit_rate.is_(None))
     if decision:

@@ -369,3 +369,63 @@ def test_audit_sample_undone_blind_answer_stands_and_the_officer_stays_unblinded
     # binh, still blind, names the answer: the blind answers disagree (an's wrong, binh's right): no verdict yet
     client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": species}, headers=tokens["binh"])
     assert _precision_of(client, tokens["chi"], species) == (0, 0)
+
+
+def test_audit_sample_resent_photo_does_not_reveal_the_blind_answer(audit_app):
+    """The same photo sent again (a new idempotency key) is not drawn, but it carries the same answer: while the
+    audit item is blind to an officer, the repeat is masked in the queue, left out of a filter by species, and its
+    verdict reply tells nothing; once the officer has judged the audit item, both show the answer."""
+    client, tokens = audit_app()
+    photo = jpeg(next(SEEDS))
+    sent = [client.post("/v1/identify", files=[("photos", ("a.jpg", photo, "image/jpeg"))],
+                        data={"district": "Phú Tân"}, headers={"Idempotency-Key": key}).json() for key in ("k1", "k2")]  # fmt: skip
+    audit_id, repeat_id = (s["submission_id"] for s in sent)
+    species = sent[0]["species"]["id"]
+    org = load_catalogue().get(species)
+    listed = client.get("/v1/review/queue", headers=tokens["an"])
+    repeat = next(i for i in listed.json() if i["id"] == repeat_id)
+    assert repeat["duplicate_of"] == audit_id and repeat["audit"] == {"blind": True, "answer": None}
+    assert repeat["predicted_label"] is None and repeat["confidence"] is None and repeat["top"] == []
+    for leak in (species, org.name_vi, org.name_en, org.scientific):
+        assert leak not in listed.text, leak
+    by_species = client.get("/v1/review/queue", params={"species": species}, headers=tokens["an"])
+    assert by_species.json() == [] and by_species.headers["X-Total-Count"] == "0"
+    refused = client.post(f"/v1/review/{repeat_id}", json={"action": "confirm"}, headers=tokens["an"])
+    assert refused.status_code == 422
+    client.post(f"/v1/review/{audit_id}", json={"action": "relabel", "label": species}, headers=tokens["an"])
+    audit_log = client.get("/v1/audit", params={"submission_id": audit_id}, headers=tokens["chi"]).json()
+    assert audit_log[0]["action"] == "relabel"  # what the officer did, not "confirm" (which would tell the answer)
+    shown = client.get("/v1/review/queue", headers=tokens["an"]).json()
+    assert next(i for i in shown if i["id"] == repeat_id)["predicted_label"] == species
+
+
+def test_audit_sample_audit_log_tells_no_prediction_to_a_reader_still_blind(audit_app):
+    """With two approvals, the senior has not judged the item: a later confirm by the first officer (after the
+    reveal) reads as a relabel in the senior's log, so the log does not tell which label was the model's."""
+    client, tokens = audit_app(approvals_required=2)
+    answer = _identify(client)
+    sid, species = answer["submission_id"], answer["species"]["id"]
+    client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": species}, headers=tokens["an"])
+    client.post(f"/v1/review/{sid}", json={"action": "confirm"}, headers=tokens["an"])
+    log = client.get("/v1/audit", params={"submission_id": sid}, headers=tokens["chi"]).json()
+    assert [e["action"] for e in log] == ["relabel", "relabel"]
+    client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": species}, headers=tokens["chi"])
+    log = client.get("/v1/audit", params={"submission_id": sid}, headers=tokens["chi"]).json()
+    assert [e["action"] for e in log] == ["relabel", "confirm", "relabel"]  # judged: nothing left to hide
+
+
+def test_audit_sample_rejections_that_disagree_on_the_answer_are_a_dispute(audit_app):
+    """Two approvals: one officer rejects as not rice (the answer was wrong), the other as blurry (says nothing).
+    The photo is rejected, but the audit is neither dropped nor counted wrong, in either order: it is a dispute."""
+    client, tokens = audit_app(approvals_required=2)
+    for first, second in (("not_rice", "blurry"), ("blurry", "not_rice")):
+        answer = _identify(client)
+        sid, species = answer["submission_id"], answer["species"]["id"]
+        for who, reason in (("an", first), ("binh", second)):
+            client.post(f"/v1/review/{sid}", json={"action": "reject", "reason": reason}, headers=tokens[who])
+        assert _precision_of(client, tokens["chi"], species) == (0, 0)
+    both = _identify(client)
+    for who in ("an", "binh"):
+        client.post(f"/v1/review/{both['submission_id']}", json={"action": "reject", "reason": "not_rice"},
+                    headers=tokens[who])  # fmt: skip
+    assert _precision_of(client, tokens["chi"], both["species"]["id"])[0] == 1
