@@ -35,7 +35,7 @@ const TEXT = {
     server_error: "Máy chủ báo lỗi. Hãy thử lại.", signed_out: "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
     blind_row: "🔍 kiểm tra mù", blind: "Kiểm tra mù: hãy chọn loài bạn thấy (phím r) hoặc loại ảnh (phím x). Câu trả lời của mô hình sẽ hiện sau khi bạn quyết định.",
     blind_no_confirm: "Ảnh kiểm tra mù: không có gì để xác nhận. Hãy chọn loài bạn thấy (phím r).",
-    revealed: "Mô hình đã trả lời nông dân: {name}.", agreed: "Khớp với nhận định của bạn.", disagreed: "Khác với nhận định của bạn.",
+    revealed: "Ảnh vừa kiểm tra: mô hình đã trả lời nông dân: {name}.", agreed: "Khớp với nhận định của bạn.", disagreed: "Khác với nhận định của bạn.",
     precision_heading: "Độ chính xác thực tế (kiểm tra mù)", drift_heading: "Câu trả lời thay đổi theo huyện và tuần",
     precision_summary: "Mô hình đang dùng: {version} · cam kết độ chính xác {promised} · khoảng tin cậy 95 % (Wilson)",
     no_audits: "Chưa có ảnh kiểm tra mù nào được duyệt.", below_promise: "⚠ dưới mức cam kết",
@@ -85,7 +85,7 @@ const TEXT = {
     signed_out: "Your sign-in has expired. Sign in again.",
     blind_row: "🔍 blind check", blind: "Blind check: name the species you see (key r) or reject the photo (key x). The model's answer shows once you have decided.",
     blind_no_confirm: "A blind check: there is nothing to confirm. Name the species you see (key r).",
-    revealed: "The model told the farmer: {name}.", agreed: "It matches your verdict.", disagreed: "It differs from your verdict.",
+    revealed: "The photo you just checked: the model told the farmer: {name}.", agreed: "It matches your verdict.", disagreed: "It differs from your verdict.",
     precision_heading: "Delivered precision (blind checks)", drift_heading: "Answers shifting by district and week",
     precision_summary: "Served model: {version} · promised precision {promised} · 95 % intervals (Wilson)",
     no_audits: "No blind check has been decided yet.", below_promise: "⚠ below the promise",
@@ -186,9 +186,9 @@ function renderRows() {
       el("span", { class: "badge", title: fill(t.photos_label, { n: count }) }, fill(t.photos, { n: count })));
     if (item.duplicate_of) li.append(el("span", { class: "badge duplicate", title: fill(t.duplicate_of, { id: item.duplicate_of }) }, t.duplicate));
     li.dataset.id = item.id;  // rows are reachable with Tab; Enter or Space opens one
-    li.addEventListener("click", () => { current = index; renderQueue(); });
+    li.addEventListener("click", () => { current = index; reveal(null); renderQueue(); });
     li.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); current = index; renderQueue(); }
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); current = index; reveal(null); renderQueue(); }
     });
     return li;
   }));
@@ -579,8 +579,9 @@ document.addEventListener("keydown", (event) => {
     if (REASONS[event.key] && ready(event)) act({ action: "reject", reason: REASONS[event.key] });
     return;
   }
-  if (event.key === "j") { current = Math.min(current + 1, items.length - 1); renderQueue(); }
-  else if (event.key === "k") { current = Math.max(current - 1, 0); renderQueue(); }
+  // Moving on hides the last check's answer: it is about the photo just decided, never the one shown next.
+  if (event.key === "j") { current = Math.min(current + 1, items.length - 1); reveal(null); renderQueue(); }
+  else if (event.key === "k") { current = Math.max(current - 1, 0); reveal(null); renderQueue(); }
   else if (event.key === "c") { if (isBlind(items[current])) say(TEXT[lang].blind_no_confirm); else if (ready(event)) act({ action: "confirm" }); }
   else if (event.key === "x") { if (items[current]) startReject(); }
   else if (event.key === "r") { if (items[current]) { event.preventDefault(); openRelabel(); } }

@@ -10,7 +10,7 @@ import pytest
 
 from pestid.serving.accounts import add_user
 from pestid.serving.app import create_app
-from pestid.serving.db import Submission
+from pestid.serving.db import Review, Submission
 from tests.onnx_models import linear_model
 from tests.serving.conftest import ARTIFACTS, jpeg, make_settings, running
 from tests.serving.test_officer_page_trust import LAPTOP, PASSWORD, VISIBLE_TEXT, other_language
@@ -48,6 +48,11 @@ def test_audit_sample_done_blind_on_the_officer_page_with_precision_and_drift_ta
         with app.state.sessions() as session, session.begin():
             for sub in session.query(Submission).filter(Submission.answer == "brown_planthopper").limit(3):
                 sub.final_label = "brown_planthopper"
+            checker = add_user(session, "minh", PASSWORD, "officer", "Phú Tân")
+            for sub in session.query(Submission).filter(Submission.answer == "brown_planthopper"):
+                session.add(
+                    Review(submission_id=sub.id, user_id=checker.id, verdict="label", label=sub.final_label, blind=True)
+                )  # what the estimate counts: the answer given before the reveal
         # this week Phú Tân's farmers got "not sure" far more often than the test split's 20 %
         _stored(app, 30, decision="uncertain", predicted_label="rice_blast", confidence=0.5, model_version=version,
                 status="rejected")  # fmt: skip
@@ -70,9 +75,14 @@ def test_audit_sample_done_blind_on_the_officer_page_with_precision_and_drift_ta
         page.keyboard.type("oc buou")
         expect(page.locator("#will-save .name")).to_have_text("Ốc bươu vàng")
         page.keyboard.press("Enter")
-        expect(page.locator("#reveal")).to_contain_text("Mô hình đã trả lời nông dân: Ốc bươu vàng")  # revealed after
+        expect(page.locator("#reveal")).to_contain_text(
+            "Ảnh vừa kiểm tra: mô hình đã trả lời nông dân: Ốc bươu vàng"
+        )  # revealed after
         expect(page.locator("#reveal")).to_contain_text("Khớp với nhận định của bạn")
         expect(page.locator("#queue li")).to_have_count(1)
+        page.wait_for_timeout(450)
+        page.keyboard.press("j")  # moving on hides it: it was about the photo just checked, not the next one
+        expect(page.locator("#reveal")).to_be_hidden()
 
         classes = page.locator("#precision tbody tr[data-by=class]")
         expect(classes).to_have_count(2)
