@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
@@ -206,23 +206,33 @@ class Catalogue:
         """Organisms whose id, any name or alias contains ``text``, ranked as people look: an exact name first, then
         a name starting with the text, then one with a word starting with it, then any other match; species before
         groups; shorter names first. Case, diacritics and Unicode form do not matter, so "Rầy nâu", "ray nau" and an
-        NFD-encoded "Rầy nâu" find the same entries."""
+        NFD-encoded "Rầy nâu" find the same entries; but diacritics typed are meant: where names carry them as typed
+        ("ốc"), only those are listed, not every "oc" (octovalvis). A text of under 4 letters matches at a word's
+        start only ("rat" is no part of "oratorius")."""
         needle = fold(text.replace("_", " "))
         if not needle:
             return list(self)
+        typed = _as_typed(text.replace("_", " "))
+        if typed != needle:  # the text carries diacritics
+            found = self._ranked(typed, _as_typed)
+            if found:
+                return found
+        return self._ranked(needle, fold)
+
+    def _ranked(self, needle: str, form: Callable[[str], str]) -> list[Organism]:
         ranked = []
         for order, org in enumerate(self):
-            names = [fold(n) for n in (org.name_vi, org.name_en, org.scientific, *org.aliases)]
-            if not any(needle in n for n in [*names, fold(org.id.replace("_", " "))]):
-                continue
+            names = [form(n) for n in (org.name_vi, org.name_en, org.scientific, *org.aliases)]
             if needle in names:
                 rank = 0
             elif any(n.startswith(needle) for n in names):
                 rank = 1
             elif any(word.startswith(needle) for n in names for word in n.split()):
                 rank = 2
-            else:
+            elif len(needle) >= 4 and any(needle in n for n in [*names, form(org.id.replace("_", " "))]):
                 rank = 3
+            else:
+                continue
             ranked.append(((rank, org.kind == "group", len(org.name_vi), order), org))
         return [org for _, org in sorted(ranked, key=lambda pair: pair[0])]
 
@@ -234,6 +244,11 @@ class Catalogue:
         needle = fold(text.replace("_", " "))
         exact = [o.id for o in self if needle in {fold(n) for n in (o.name_vi, o.name_en, o.scientific, *o.aliases)}]
         return exact or [o.id for o in self.search(text)]
+
+
+def _as_typed(text: str) -> str:
+    """Text with its diacritics, in one Unicode form, without case or extra spaces."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
 def fold(text: str) -> str:

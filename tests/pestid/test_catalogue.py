@@ -161,6 +161,15 @@ def test_search_ignores_case_diacritics_and_unicode_form():
     assert "small_brown_planthopper" in catalogue.resolve("nâu")  # a fragment names every match
 
 
+def test_search_means_the_diacritics_typed_and_short_text_only_at_a_word_start():
+    """ "ốc" listed 26 entries (Ludwigia octovalvis, Eleocharis, Leptocorisa oratorius…); "rat" found the rice bug."""
+    catalogue = load_catalogue()
+    assert [o.id for o in catalogue.search("ốc")] == ["golden_apple_snail"]
+    assert all("rat" in o.id for o in catalogue.search("rat")), [o.id for o in catalogue.search("rat")]
+    assert "healthy_rice" in [o.id for o in catalogue.search("khoẻ")]  # no name spelt so: the folded search answers
+    assert "rice_bug" in [o.id for o in catalogue.search("oratorius")]  # 4 letters or more: any part of a name
+
+
 @pytest.mark.parametrize(
     ("query", "first"),
     [
