@@ -14,13 +14,13 @@
 #   --ops-ports O1,…   each replica's operations port (/metrics); default: none
 #   --workers W        uvicorn workers per replica (default 1)
 #   --listen PORT      nginx's address (default 8080; 127.0.0.1 only)
-#   --upload-rate R    uploads per client address through nginx (default 1r/s)
+#   --upload-rate R    uploads per client address through nginx (default 10r/s: the reasons are in the nginx file)
 #   --run DIR          logs, pid files and the rendered nginx files (default: a new folder under /tmp)
 # Ready when RUN/ready exists; RUN/replicas lists "index port pid" a line. Ctrl-C or SIGTERM stops everything.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-model="${PESTID_MODEL:-}" replicas=3 first_port=8001 ports="" ops_ports="" workers=1 listen=8080 rate="1r/s" run=""
+model="${PESTID_MODEL:-}" replicas=3 first_port=8001 ports="" ops_ports="" workers=1 listen=8080 rate="10r/s" run=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2" ;;
@@ -44,10 +44,22 @@ pestid_bin="${PESTID_BIN:-$(command -v pestid || echo "$here/../.venv/bin/pestid
 [ -n "$ports" ] || ports="$(seq -s, "$first_port" $((first_port + replicas - 1)))"
 IFS=, read -r -a port_list <<<"$ports"
 IFS=, read -r -a ops_list <<<"$ops_ports"
-if [ "${#port_list[@]}" -gt 1 ] && { [ -z "${PESTID_DATABASE_URL:-}" ] || [ "${PESTID_PHOTO_STORE:-}" = "${PESTID_PHOTO_STORE#s3://}" ]; }; then
-  echo "replicas share nothing but the database and the photo store: set PESTID_DATABASE_URL (PostgreSQL) and" \
-    "PESTID_PHOTO_STORE=s3://BUCKET/PREFIX (deploy/pestid.env.example), or run one replica" >&2
-  exit 2
+if [ "${#port_list[@]}" -gt 1 ]; then
+  # Replicas share nothing but the database and the photo store. Only the URL's scheme is shown: it holds a password.
+  case "${PESTID_DATABASE_URL:-}" in
+    postgresql://* | postgresql+*://*) ;;
+    "") echo "${#port_list[@]} replicas need one PostgreSQL database: set PESTID_DATABASE_URL=postgresql+psycopg://USER:PASSWORD@HOST:5432/DB" \
+          "(deploy/pestid.env.example), or run one replica" >&2; exit 2 ;;
+    *) echo "${#port_list[@]} replicas need one PostgreSQL database, but PESTID_DATABASE_URL starts with" \
+         "${PESTID_DATABASE_URL%%:*}:, not postgresql:" \
+         "set PESTID_DATABASE_URL=postgresql+psycopg://USER:PASSWORD@HOST:5432/DB" \
+         "(deploy/pestid.env.example), or run one replica" >&2; exit 2 ;;
+  esac
+  case "${PESTID_PHOTO_STORE:-}" in
+    s3://*) ;;
+    *) echo "${#port_list[@]} replicas need one photo bucket: set PESTID_PHOTO_STORE=s3://BUCKET/PREFIX" \
+         "(deploy/pestid.env.example), or run one replica" >&2; exit 2 ;;
+  esac
 fi
 run="${run:-$(mktemp -d /tmp/pestid-local-XXXXXX)}"
 mkdir -p "$run/nginx/logs" "$run/nginx/tmp"

@@ -64,11 +64,12 @@ def missing_tools() -> str | None:
 
 @contextlib.contextmanager
 def local_stack(
-    model: str, run: Path, *, env: dict[str, str], replicas: int = 3, workers: int = 1, upload_rate: str = "1r/s",
-    timeout: float = 240,
+    model: str, run: Path, *, env: dict[str, str], replicas: int = 3, workers: int = 1,
+    upload_rate: str | None = None, timeout: float = 240,
 ) -> Iterator[Stack]:  # fmt: skip
-    """``deploy/run-local.sh`` with ``replicas`` replicas on free ports and nginx in front; yields once every one
-    answers, stops them all after. Raises ``RuntimeError`` saying why when it cannot start here."""
+    """``deploy/run-local.sh`` with ``replicas`` replicas on free ports and nginx in front (uploads per address:
+    ``upload_rate``, or the launcher's default); yields once every one answers, stops them all after. Raises
+    ``RuntimeError`` saying why when it cannot start here."""
     reason = missing_tools()
     if reason:
         raise RuntimeError(reason)
@@ -76,7 +77,9 @@ def local_stack(
     listen = free_port()
     run.mkdir(parents=True, exist_ok=True)
     command = ["bash", str(LAUNCHER), "--model", model, "--ports", ",".join(map(str, ports)), "--listen", str(listen),
-               "--workers", str(workers), "--upload-rate", upload_rate, "--run", str(run)]  # fmt: skip
+               "--workers", str(workers), "--run", str(run)]  # fmt: skip
+    if upload_rate:
+        command += ["--upload-rate", upload_rate]
     full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **env}
     with (run / "launcher.log").open("wb") as log:
         launcher = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

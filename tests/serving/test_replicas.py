@@ -8,8 +8,10 @@ mechanism (nginx resends an upload with a key to another replica; the client res
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -32,7 +34,7 @@ from pestid.serving.ratelimit import LOAD_TEST_ENV
 from pestid.serving.submissions import referenced_paths
 from tests.conftest import Bucket, jpeg_bytes, new_database, photo
 from tests.onnx_models import linear_model
-from tests.stack import Stack, local_stack, throwaway_mlflow
+from tests.stack import LAUNCHER, Stack, local_stack, missing_tools, throwaway_mlflow
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 PASSWORD = "ruộng lúa xanh mướt 2026"
@@ -304,3 +306,25 @@ def test_killing_a_replica_mid_load_loses_no_acknowledged_upload_and_stores_none
     path_of = {sub: path for sub, path, _ in photos}
     assert all(store.original(path_of[sub]) == farmers.sent[key] for key, sub in stored.items())  # bytes as sent
     assert left_over == []
+
+
+def test_the_launcher_refuses_more_than_one_replica_without_postgresql(tmp_path):
+    """Replicas share the database: on SQLite (or no URL) each would have its own. deploy/run-local.sh refuses
+    before it starts anything, and names the URL's scheme, never its password."""
+    if reason := missing_tools():
+        pytest.skip(reason)
+
+    def launch(database_url: str | None, photo_store: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("PESTID_DATABASE_URL", "PESTID_PHOTO_STORE")}
+        env |= {k: v for k, v in (("PESTID_DATABASE_URL", database_url), ("PESTID_PHOTO_STORE", photo_store)) if v}
+        return subprocess.run(["bash", str(LAUNCHER), "--model", "model.onnx", "--replicas", "2", "--run",
+                               str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    for url in (f"sqlite:///{tmp_path / 'pestid.db'}", "sqlite://", "mysql+pymysql://pestid:s3cret@db/pestid", None):
+        refused = launch(url, "s3://photos/national")
+        assert refused.returncode == 2 and "PostgreSQL" in refused.stderr, refused.stderr
+        assert "s3cret" not in refused.stderr
+    on_postgresql = launch("postgresql+psycopg://pestid:s3cret@db.internal/pestid", None)  # the next check: the bucket
+    assert on_postgresql.returncode == 2 and "PostgreSQL" not in on_postgresql.stderr
+    assert "PESTID_PHOTO_STORE=s3://" in on_postgresql.stderr and "s3cret" not in on_postgresql.stderr
+    assert not (tmp_path / "run").exists()  # nothing was started
