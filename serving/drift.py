@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from pestid.contract import ModelContract
+from pestid.serving.audits import OPEN
 from pestid.serving.db import Submission
 from pestid.serving.estimates import chi_square, chi_square_sf, proportion_z, total_variation, two_sided_p
 from pestid.serving.outbreaks import iso_week, monday_of
@@ -87,10 +88,14 @@ class Tally:
 def tallies(
     session: Session, *, since: date, scope: ColumnElement[bool] | None = None
 ) -> dict[tuple[str | None, date], Tally]:
-    """Answers per (district, Monday of the week they were given) since ``since``, repeated photos once."""
+    """Answers per (district, Monday of the week they were given) since ``since``, repeated photos once. An audit
+    item still open is counted once decided, not before: a district's figures polled before and after it arrived
+    would otherwise tell an officer the class and confidence the blind check hides."""
+    since_start = datetime.combine(since, datetime.min.time(), UTC)
+    decided_or_no_audit = or_(Submission.audit_rate.is_(None), Submission.status.not_in(OPEN))
     query = select(Submission.district, Submission.created_at, Submission.decision, Submission.answer,
-                   Submission.confidence).where(Submission.created_at >= datetime.combine(since, datetime.min.time(), UTC),
-                                                Submission.duplicate_of.is_(None))  # fmt: skip
+                   Submission.confidence).where(Submission.created_at >= since_start, Submission.duplicate_of.is_(None),
+                                                decided_or_no_audit)  # fmt: skip
     if scope is not None:
         query = query.where(scope)
     out: dict[tuple[str | None, date], Tally] = {}

@@ -136,3 +136,24 @@ def test_drift_without_a_contract_figure_uses_the_districts_weeks_before():
     assert now["not_sure_source"] == "baseline" and now["not_sure_reference"] == 0.2 and now["not_sure_moved"]
     alone = judge_week(Tally(answers=100, not_sure=50, classes=Counter(brown_planthopper=50)), Tally(), Reference())
     assert alone["not_sure_source"] is None and not alone["flagged"]
+
+
+def test_drift_counts_an_open_audit_item_only_once_it_is_decided(drift_app):
+    """Polled before and after a blind item arrived, the district's figures told its confidence (and its class)."""
+    client, tokens = drift_app
+    app = client.app
+    _answers(app, "Châu Đốc", TODAY, _mix(5, brown_planthopper=5))
+    with app.state.sessions() as session, session.begin():
+        session.add(Submission(id="blind-1", created_at=datetime.combine(TODAY, time(10), UTC), decision="identified",
+                               answer="golden_apple_snail", predicted_label="golden_apple_snail", confidence=0.7731,
+                               model_version="v", response={}, district="Châu Đốc", lang="vi", audit_rate=0.05))  # fmt: skip
+
+    def week():
+        field_truth.refresh(app)
+        rows = client.get("/v1/drift?weeks=1", headers=tokens["an"]).json()["rows"]
+        return next(r for r in rows if r["district"] == "Châu Đốc")
+
+    assert week()["answers"] == 10  # the open audit item is not in the figures
+    with app.state.sessions() as session, session.begin():
+        session.get(Submission, "blind-1").status = "approved"
+    assert week()["answers"] == 11  # decided: counted
