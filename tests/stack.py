@@ -55,6 +55,8 @@ class Stack:
 
 def missing_tools() -> str | None:
     """Why the launcher cannot run here, or None."""
+    if not LAUNCHER.exists():
+        return "deploy/ is not beside these tests (the serve-only wheel check copies the tests alone)"
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         return "Debian's nginx is not installed (scripts/setup-services.sh installs it)"
     if shutil.which("envsubst") is None:

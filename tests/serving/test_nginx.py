@@ -24,7 +24,7 @@ from pestid.serving.inputs import MAX_BODY_BYTES
 from pestid.serving.problems import problem_body
 from tests.conftest import REPO, jpeg_bytes, photo
 from tests.onnx_models import linear_model
-from tests.stack import Stack, local_stack
+from tests.stack import Stack, local_stack, missing_tools
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ENV_EXAMPLE = REPO / "deploy" / "pestid.env.example"
@@ -38,6 +38,8 @@ def shipped_upload_limits() -> dict[str, str]:
 
 @contextmanager
 def one_replica(folder: Path) -> Iterator[Stack]:
+    if reason := missing_tools():
+        pytest.skip(reason)
     model = linear_model(folder / "model.onnx")
     try:
         with local_stack(str(model), folder / "run", env={**shipped_upload_limits(), "PESTID_LOG_JSON": "false"},
