@@ -28,7 +28,9 @@ async function loadField() {
 
 function renderField() { renderPrecision(); renderDrift(); }
 
-const percent = (x) => (x == null ? "—" : `${Math.round(x * 1000) / 10} %`);
+// "10,8 %" in Vietnamese, "10.8 %" in English; a no-break space keeps the number and its sign on one line.
+const percent = (x) => (x == null ? "—"
+  : `${(Math.round(x * 1000) / 10).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB")}\u00a0%`);
 
 function renderPrecision() {
   const t = TEXT[lang];
