@@ -9,6 +9,7 @@ its estimate and interval and the promise, repeated at most every ``ALERT_REPEAT
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -67,8 +68,13 @@ def publish_drift(rows: list[dict[str, Any]], today: date) -> None:
     for district, weeks in by_district.items():
         obs.DRIFT_FLAGGED.labels(district).set(1 if any(w["flagged"] for w in weeks) else 0)
         latest = sorted(weeks, key=lambda w: (w["week"] == this_week and w["answers"] >= MIN_ANSWERS, w["week"]))[-1]
-        obs.DRIFT_NOT_SURE.labels(district).set(latest["not_sure_share"] or 0.0)
-        obs.DRIFT_DISTANCE.labels(district).set(latest["class_distance"] or 0.0)
+        # NaN where the week had too few answers to compare: "not measured", never "no shift" (0)
+        obs.DRIFT_NOT_SURE.labels(district).set(_or_nan(latest["not_sure_share"]))
+        obs.DRIFT_DISTANCE.labels(district).set(_or_nan(latest["class_distance"]))
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def refresh(app: FastAPI, *, today: date | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:

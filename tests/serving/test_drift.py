@@ -72,6 +72,8 @@ def test_drift_flags_the_district_whose_not_sure_share_rose_against_the_test_spl
     assert 'pestid_drift_flagged{district="Phú Tân"} 1.0' in text
     assert 'pestid_drift_flagged{district="Châu Đốc"} 0.0' in text
     assert 'pestid_drift_not_sure_share{district="Phú Tân"} 0.45' in text
+    # no class history before this week: the distance is not measured (NaN), never "no shift" (0)
+    assert 'pestid_drift_class_distance{district="Phú Tân"} NaN' in text
 
 
 def test_drift_flags_the_classes_that_moved_against_the_districts_weeks_before(drift_app):
