@@ -97,7 +97,8 @@ OPEN = (ReviewStatus.pending_review, ReviewStatus.disputed)
 
 def blind_to(session: Session, reader: User, subs: list[Submission]) -> set[str]:
     """Of these submissions, the ids whose model answer ``reader`` must not be shown: audit items still open
-    (waiting or disputed) on which the reader has never given a verdict (one undone counts: its reply showed the
+    (waiting or disputed) and never decided (an undo or a late dispute reopens one whose answer was already shown
+    to all) on which the reader has never given a verdict (one undone counts: its reply showed the
     answer), and every submission of the same photo as such an item (``duplicate_of``: a resent photo carries the
     same answer). Two queries for a page of the queue."""
     groups = {s.duplicate_of or s.id for s in subs}
@@ -105,7 +106,8 @@ def blind_to(session: Session, reader: User, subs: list[Submission]) -> set[str]
         return set()
     audits: dict[str, str | None] = dict(session.execute(select(Submission.id, Submission.duplicate_of)
                                   .where(or_(Submission.id.in_(sorted(groups)), Submission.duplicate_of.in_(sorted(groups))),
-                                         Submission.audit_rate.is_not(None), Submission.status.in_(OPEN))).all())  # fmt: skip
+                                         Submission.audit_rate.is_not(None), Submission.status.in_(OPEN),
+                                         Submission.first_decided_at.is_(None))).all())  # fmt: skip
     if not audits:
         return set()
     judged = set(session.scalars(select(Review.submission_id).where(Review.submission_id.in_(list(audits)),

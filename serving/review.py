@@ -58,6 +58,7 @@ def _reviews(session: Session, submission_id: str) -> list[tuple[Review, User]]:
 def _apply(session: Session, sub: Submission, required: int) -> None:
     sub.status, sub.final_label = resolve(_reviews(session, sub.id), required)
     sub.reviewed_at = datetime.now(UTC) if sub.status in (ReviewStatus.approved, ReviewStatus.rejected) else None
+    sub.first_decided_at = sub.first_decided_at or sub.reviewed_at
 
 
 def record_verdict(

@@ -429,3 +429,20 @@ def test_audit_sample_rejections_that_disagree_on_the_answer_are_a_dispute(audit
         client.post(f"/v1/review/{both['submission_id']}", json={"action": "reject", "reason": "not_rice"},
                     headers=tokens[who])  # fmt: skip
     assert _precision_of(client, tokens["chi"], both["species"]["id"])[0] == 1
+
+
+def test_audit_sample_item_reopened_after_its_decision_is_blind_to_no_one(audit_app):
+    """Once decided, an audit's answer was on show (/v1/precision named its class): a senior who then undid the
+    officer's verdict was blind again by the queue's rule, and their answer settled the audit right."""
+    client, tokens = audit_app()
+    answer = _identify(client)
+    sid, species = answer["submission_id"], answer["species"]["id"]
+    wrong = "rice_bug" if species != "rice_bug" else "brown_planthopper"
+    judged = client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": wrong}, headers=tokens["an"]).json()
+    assert judged["status"] == "approved" and _precision_of(client, tokens["chi"], species) == (1, 0)
+    client.post(f"/v1/review/undo/{judged['audit_id']}", headers=tokens["chi"])  # a senior may undo another's
+    item = next(i for i in client.get("/v1/review/queue", headers=tokens["chi"]).json() if i["id"] == sid)
+    assert item["audit"]["blind"] is False and item["predicted_label"] == species
+    late = client.post(f"/v1/review/{sid}", json={"action": "relabel", "label": species}, headers=tokens["chi"])
+    assert late.json()["audit"]["counted"] is False
+    assert _precision_of(client, tokens["chi"], species) == (1, 0)
