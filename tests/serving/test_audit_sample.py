@@ -294,6 +294,41 @@ def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
     ]
 
 
+def test_audit_sample_migration_marks_blind_only_first_answers_given_while_the_item_was_open(tmp_path):
+    """Migration 0010 on reviews stored by the old rules: an officer's first review counts as blind only where the
+    audit log shows the item open just before it (a first review of an item already decided saw its answer)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from pestid.serving.db import MIGRATIONS, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    at = "'2026-11-02 09:00:00'"
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0009")
+        connection.execute(text(f"insert into submissions (id, created_at, status, decision, predicted_label, "
+                                f"confidence, model_version, response, lang, answer, audit_rate, reviewed_at) values "
+                                f"('s', {at}, 'approved', 'identified', 'rice_bug', 0.9, 'v', '{{}}', 'vi', "
+                                f"'rice_bug', 0.05, {at})"))  # fmt: skip
+        for uid, name in ((1, "an"), (2, "chi")):
+            connection.execute(text(f"insert into users values ({uid}, '{name}', 'x', 'officer', null, 1, {at})"))
+        for rid, uid, before in ((1, 1, "pending_review"), (2, 2, "approved")):  # an blind, then chi after it
+            connection.execute(text(f"insert into reviews (id, submission_id, user_id, verdict, label, created_at) "
+                                    f"values ({rid}, 's', {uid}, 'label', 'rice_bug', {at})"))  # fmt: skip
+            connection.execute(text(f"insert into audit_log (at, user_id, action, submission_id, review_id, before) "
+                                    f"values ({at}, {uid}, 'relabel', 's', {rid}, '{{\"status\": \"{before}\"}}')"))  # fmt: skip
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        blind = connection.execute(text("select id, blind from reviews order by id")).all()
+        decided = connection.execute(text("select first_decided_at from submissions")).scalar()
+    assert [tuple(r) for r in blind] == [(1, True), (2, False)] and decided is not None
+
+
 @pytest.mark.server
 def test_audit_sample_blind_review_precision_and_drift_on_postgresql(promising_model, tmp_path, postgres_url):
     """The same path on PostgreSQL: migration 0009, an audit drawn at identify, blind in the queue, revealed after
