@@ -125,13 +125,16 @@ def queue(
         where.append(scope)
     if district:
         where.append(Submission.district == district)
+    # an audit item and every submission of the same photo (its resent copies, the earlier one it repeats): their
+    # answer is hidden, so neither a filter nor the order may depend on it
+    audited_ids = select(Submission.id).where(Submission.audit_rate.is_not(None)).scalar_subquery()
+    repeated = select(Submission.duplicate_of).where(Submission.audit_rate.is_not(None),
+                                                     Submission.duplicate_of.is_not(None)).scalar_subquery()  # fmt: skip
+    audited = or_(Submission.audit_rate.is_not(None),  # never NULL: ~audited must keep rows with no duplicate
+                  and_(Submission.duplicate_of.is_not(None), Submission.duplicate_of.in_(audited_ids)),
+                  Submission.id.in_(repeated))  # fmt: skip
     if species is not None:
-        audited_ids = select(Submission.id).where(Submission.audit_rate.is_not(None)).scalar_subquery()
-        repeated = select(Submission.duplicate_of).where(Submission.audit_rate.is_not(None),
-                                                         Submission.duplicate_of.is_not(None)).scalar_subquery()  # fmt: skip
-        where.extend([Submission.predicted_label.in_(species), Submission.audit_rate.is_(None),
-                      or_(Submission.duplicate_of.is_(None), Submission.duplicate_of.not_in(audited_ids)),
-                      Submission.id.not_in(repeated)])  # fmt: skip
+        where.extend([Submission.predicted_label.in_(species), ~audited])
     if audit is not None:
         where.append(Submission.audit_rate.is_not(None) if audit else Submission.audit_rate.is_(None))
     if decision:
@@ -144,10 +147,9 @@ def queue(
     approved = (select(Submission.final_label.label("label"), func.count().label("n"))
                 .where(Submission.status == ReviewStatus.approved).group_by(Submission.final_label).subquery())  # fmt: skip
     unlocated = and_(Submission.district.is_(None), Submission.latitude.is_(None))
-    audited = Submission.audit_rate.is_not(None)
     query = (select(Submission).outerjoin(approved, approved.c.label == Submission.predicted_label).where(*where)
              .order_by(case((unlocated, 1), else_=0),
-                       case((and_(Submission.decision == Decision.identified, Submission.audit_rate.is_(None)), 1), else_=0),
+                       case((and_(Submission.decision == Decision.identified, ~audited), 1), else_=0),
                        case((audited, 0), else_=func.coalesce(approved.c.n, 0)), Submission.created_at, Submission.id)
              .offset(offset).limit(limit))  # fmt: skip
     return list(session.scalars(query)), total

@@ -425,6 +425,14 @@ def test_audit_sample_resent_photo_does_not_reveal_the_blind_answer(audit_app):
         assert leak not in listed.text, leak
     by_species = client.get("/v1/review/queue", params={"species": species}, headers=tokens["an"])
     assert by_species.json() == [] and by_species.headers["X-Total-Count"] == "0"
+    # nor does the order tell it: it ranked by how many approved reports its hidden class had
+    other = "rice_blast" if species != "rice_blast" else "brown_spot"
+    _reports(client, "plain", other, "pending_review", 1)  # an identified answer, not audited
+    _reports(client, "other", other, "approved", 3)
+    for approvals in (0, 5):
+        _reports(client, f"hidden{approvals}", species, "approved", approvals)
+        order = [i["id"] for i in client.get("/v1/review/queue", headers=tokens["an"]).json()]
+        assert order.index(repeat_id) < order.index("plain0"), approvals
     refused = client.post(f"/v1/review/{repeat_id}", json={"action": "confirm"}, headers=tokens["an"])
     assert refused.status_code == 422
     client.post(f"/v1/review/{audit_id}", json={"action": "relabel", "label": species}, headers=tokens["an"])
@@ -432,6 +440,16 @@ def test_audit_sample_resent_photo_does_not_reveal_the_blind_answer(audit_app):
     assert audit_log[0]["action"] == "relabel"  # what the officer did, not "confirm" (which would tell the answer)
     shown = client.get("/v1/review/queue", headers=tokens["an"]).json()
     assert next(i for i in shown if i["id"] == repeat_id)["predicted_label"] == species
+
+
+def _reports(client, prefix: str, label: str, status: str, n: int) -> None:
+    """``n`` identified answers of ``label`` from Phú Tân, stored directly (not audited), with that status."""
+    with client.app.state.sessions() as session, session.begin():
+        for k in range(n):
+            session.add(Submission(id=f"{prefix}{k}", created_at=datetime.now(UTC) - timedelta(days=1),
+                                   decision="identified", answer=label, predicted_label=label, confidence=0.99,
+                                   model_version="v", response={}, district="Phú Tân", lang="vi", status=status,
+                                   final_label=label if status == "approved" else None))  # fmt: skip
 
 
 def test_audit_sample_audit_log_tells_no_prediction_to_a_reader_still_blind(audit_app):
