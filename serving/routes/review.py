@@ -89,9 +89,12 @@ def _summaries(session: Session, subs: list[Submission], reader: User) -> list[d
     return [_summary(s, reader, blind=s.id in blind) for s in subs]
 
 
-def _visible(session: Session, user: User, submission_id: str) -> Submission | None:
-    """The submission, if it is within the user's districts (``district_scope``, the one rule for reads and writes)."""
-    return session.scalars(select(Submission).where(Submission.id == submission_id, district_scope(user))).first()
+def _visible(session: Session, user: User, submission_id: str, *, for_update: bool = False) -> Submission | None:
+    """The submission, if it is within the user's districts (``district_scope``, the one rule for reads and writes);
+    ``for_update`` locks its row until the transaction ends (PostgreSQL; SQLite's writers already take turns), so two
+    verdicts on one submission are judged one after the other, each seeing the other's review."""
+    query = select(Submission).where(Submission.id == submission_id, district_scope(user))
+    return session.scalars(query.with_for_update() if for_update else query).first()
 
 
 @router.post("/auth/login", responses={401: {}, 429: {}})
@@ -171,7 +174,7 @@ def _verdict(body: VerdictIn, sub: Submission, *, blind: bool = False) -> Verdic
 def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Sessions,
            settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with writing(sessions) as session:
-        sub = _visible(session, user, submission_id)
+        sub = _visible(session, user, submission_id, for_update=True)
         if sub is None:  # another district's submission: as if it did not exist
             raise Problem(404, "unknown_submission", "Không có ảnh gửi này.", "No such submission.")
         if sub.status == ReviewStatus.disputed and user.role == Role.officer:
@@ -197,7 +200,8 @@ def undo_action(audit_id: RowId, user: Officer, sessions: Sessions,
                 settings: Annotated[Settings, Depends(settings_dep)]) -> dict[str, Any]:  # fmt: skip
     with writing(sessions) as session:
         entry = session.get(AuditEntry, audit_id)
-        target = _visible(session, user, entry.submission_id) if entry is not None and entry.submission_id else None
+        target = (_visible(session, user, entry.submission_id, for_update=True)
+                  if entry is not None and entry.submission_id else None)  # fmt: skip
         if entry is None or target is None:
             raise Problem(404, "unknown_action", "Không có thao tác này.", "No such action.")
         if entry.user_id != user.id and user.role == Role.officer:

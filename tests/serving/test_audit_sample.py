@@ -6,6 +6,7 @@ import logging
 import random
 import secrets
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -352,6 +353,40 @@ def test_audit_sample_blind_review_precision_and_drift_on_postgresql(promising_m
         assert client.get("/v1/drift", headers=token).json()["rows"][0]["answers"] == 1
         report, _ = field_truth.refresh(client.app)
         assert report["classes"][0]["audits"] == 1
+
+
+@pytest.mark.server
+def test_audit_sample_one_officers_concurrent_verdicts_are_judged_in_turn_on_postgresql(
+    promising_model, tmp_path, postgres_url
+):
+    """Two identical verdicts sent at once by one officer, two approvals required: both stayed active on PostgreSQL
+    (4 times in 6), and once the officer alone approved the item. The submission's row is now locked per verdict."""
+    import httpx
+
+    from pestid.serving.db import Review
+    from tests.serving.conftest import running
+
+    settings = make_settings(promising_model, tmp_path / "data", database_url=new_database(postgres_url),
+                             audit_share=0.0, approvals_required=2)  # fmt: skip
+    app = create_app(settings)
+    with running(app) as url:
+        with app.state.sessions() as session, session.begin():
+            add_user(session, "pg", PASSWORD, "officer", "Chợ Mới")
+        token = {"Authorization": "Bearer " + httpx.post(f"{url}/v1/auth/login", json={
+            "username": "pg", "password": PASSWORD}).json()["token"]}  # fmt: skip
+        for _ in range(4):
+            sid = httpx.post(f"{url}/v1/identify", files=[("photos", ("a.jpg", jpeg(next(SEEDS)), "image/jpeg"))],
+                             data={"district": "Chợ Mới"}).json()["submission_id"]  # fmt: skip
+
+            def relabel(_: int, sid: str = sid) -> int:
+                return httpx.post(f"{url}/v1/review/{sid}", json={"action": "relabel", "label": "rice_bug"},
+                                  headers=token).status_code  # fmt: skip
+
+            with ThreadPoolExecutor(2) as pool:
+                assert set(pool.map(relabel, range(2))) == {200}
+            with app.state.sessions() as session:
+                active = session.query(Review).filter(Review.submission_id == sid, Review.undone_at.is_(None)).count()
+                assert active == 1 and session.get(Submission, sid).status == "pending_review"
 
 
 def _precision_of(client, token, answer: str) -> tuple[int, int]:
