@@ -101,7 +101,7 @@ class Submission(Base):
     answer: Mapped[str | None] = mapped_column(String(64), index=True)
     audit_rate: Mapped[float | None] = mapped_column(Float)
     # when it was first approved or rejected, kept through undos: an audit item once decided has had its answer
-    # shown (replies, /v1/precision, the audit log), so no later verdict on it is blind (migration 0010)
+    # shown (replies, /v1/precision, the audit log), so no later verdict on it is blind (migration 0011)
     first_decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     photos: Mapped[list[Photo]] = relationship(back_populates="submission", cascade="all, delete-orphan",
                                                order_by="Photo.position")  # fmt: skip

@@ -4,8 +4,7 @@ and only those count in the precision estimate (a verdict given after the reveal
 Reviews stored before are marked as the old rules drew them, where the audit log shows it: each officer's first
 review of each audit item, if the item was still open (waiting or disputed) just before it; a first review of an
 item already decided was given with its answer on show. An officer who undid and relabelled after the reveal is
-counted by their first answer. ``submissions.first_decided_at`` (kept through undos: an audit item once decided is
-never blind again) starts as the decision time of items decided now.
+counted by their first answer.
 
 Revision ID: 0010
 Revises: 0009
@@ -23,11 +22,6 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("reviews") as batch:
         batch.add_column(sa.Column("blind", sa.Boolean, nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("submissions") as batch:
-        batch.add_column(sa.Column("first_decided_at", sa.DateTime(timezone=True)))
-    decided = sa.table("submissions", sa.column("first_decided_at", sa.DateTime), sa.column("reviewed_at", sa.DateTime))
-    op.get_bind().execute(decided.update().where(decided.c.reviewed_at.is_not(None))
-                          .values(first_decided_at=decided.c.reviewed_at))  # fmt: skip
     reviews = sa.table("reviews", sa.column("id", sa.Integer), sa.column("submission_id", sa.String),
                        sa.column("user_id", sa.Integer), sa.column("blind", sa.Boolean))  # fmt: skip
     submissions = sa.table("submissions", sa.column("id", sa.String), sa.column("audit_rate", sa.Float))
@@ -48,7 +42,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("submissions") as batch:
-        batch.drop_column("first_decided_at")
     with op.batch_alter_table("reviews") as batch:
         batch.drop_column("blind")
