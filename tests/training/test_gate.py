@@ -92,3 +92,29 @@ def test_new_class_gate_holds_old_classes_and_the_new_class_to_its_floor():
     worse_b = GateFigures(0.9, {"a": (0.9, 10), "b": (0.9, 10)}, f1={"a": 0.9, "b": 0.7})  # b's precision fell
     regressed = judge_grown(worse_b, champion, {"rice_bug": (0.8, 6)}, config)
     assert not regressed.passed and any(r.startswith("F1 of b") and "too large" in r for r in regressed.reasons)
+
+
+def _with_recalls(predicted, labels, groups, names=("a", "b")):
+    """Figures as an evaluation gives them: macro-F1, each class's recall and support, and the test rows."""
+    from pestid.training.metrics import macro_f1
+
+    y, p = np.array(labels), np.array(predicted)
+    recalls = {n: (float((p[y == k] == k).mean()), float((y == k).sum())) for k, n in enumerate(names)}
+    return GateFigures(macro_f1(y, p, len(names)), recalls, Rows(group=groups, label=labels, predicted=predicted))
+
+
+def test_a_class_recall_drop_of_one_or_two_originals_is_noise_a_real_one_refuses():
+    """The learning curve's challengers were all refused on drops of one or two originals of a 10–25-original class,
+    though each passed the macro-F1 check: a drop beyond the tolerance now refuses only beyond the test's noise."""
+    labels = [0] * 20 + [1] * 200
+    groups = [str(i) for i in range(len(labels))]
+    champion = _with_recalls(list(labels), labels, groups)
+    config = GateConfig(recall_tolerance=0.05, macro_f1_tolerance=0.2, min_support=5)  # the recall check alone
+    two_missed = list(labels)
+    two_missed[0] = two_missed[1] = 1  # recall of a: 1.0 → 0.9
+    noise = judge(_with_recalls(two_missed, labels, groups), champion, config)
+    assert noise.passed, noise.reasons
+    assert any("recall of a" in r and "within the test set's noise" in r for r in noise.reasons)
+    half_missed = [1 if i < 10 else y for i, y in enumerate(labels)]  # recall of a: 1.0 → 0.5
+    refused = judge(_with_recalls(half_missed, labels, groups), champion, config)
+    assert not refused.passed and any("recall of a" in r and "too large" in r for r in refused.reasons)
