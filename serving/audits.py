@@ -114,9 +114,3 @@ def blind_to(session: Session, reader: User, subs: list[Submission]) -> set[str]
                                                                     Review.user_id == reader.id)))  # fmt: skip
     blind = {audits[sid] or sid for sid in audits if sid not in judged}
     return {s.id for s in subs if (s.duplicate_of or s.id) in blind}
-
-
-def is_blind_audit(session: Session, reader: User, sub: Submission) -> bool:
-    """Whether a verdict of ``reader`` on ``sub`` now is a blind answer: an audit item whose answer they have not
-    seen (``blind_to``). Only these count in the estimate (``precision.decided_audits``)."""
-    return sub.audit_rate is not None and sub.id in blind_to(session, reader, [sub])

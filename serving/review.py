@@ -66,7 +66,7 @@ def record_verdict(
     action: str | None = None,
 ) -> AuditEntry:  # fmt: skip
     """One officer's verdict; an earlier active verdict of the same officer is replaced. ``blind``: given on an
-    audit item whose answer the officer had not seen (``audits.is_blind_audit``), kept as their blind answer.
+    audit item whose answer the officer had not seen (``audits.blind_to``), kept as their blind answer.
     ``action``: what the officer did (confirm, relabel, reject), logged as it is; without it, a label equal to the
     model's is logged as a confirm, which an audit item must not be (it would tell the model's answer)."""
     if verdict.kind == "label":

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pestid.catalogue import load_catalogue
 from pestid.errors import CatalogueError, ImageDecodeError
 from pestid.serving.accounts import district_scope, login, logout, reserve, settle
-from pestid.serving.audits import blind_to, is_blind_audit
+from pestid.serving.audits import blind_to
 from pestid.serving.db import AuditEntry, Photo, Submission, User, writing
 from pestid.serving.deps import bearer_token, get_photo_store, get_sessions, require, settings_dep
 from pestid.serving.districts import canonical_district
@@ -180,8 +180,9 @@ def review(submission_id: str, body: VerdictIn, user: Officer, sessions: Session
         if sub.status == ReviewStatus.disputed and user.role == Role.officer:
             raise Problem(403, "senior_needed", "Ảnh đang tranh chấp: cần cán bộ cấp trên.",
                           "This submission is disputed: a senior officer must settle it.")  # fmt: skip
-        verdict = _verdict(body, sub, blind=bool(blind_to(session, user, [sub])))
-        blind = is_blind_audit(session, user, sub)  # the officer's blind answer: what the estimate counts
+        hidden = sub.id in blind_to(session, user, [sub])  # the model's answer is hidden from this officer
+        verdict = _verdict(body, sub, blind=hidden)
+        blind = hidden and sub.audit_rate is not None  # the officer's blind answer: what the estimate counts
         try:
             entry = record_verdict(session, sub, user, verdict, required=settings.approvals_required, blind=blind,
                                    action=body.action)  # fmt: skip
