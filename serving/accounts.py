@@ -112,9 +112,12 @@ def reserve(session: Session, username: str, address: str, now: datetime | None 
     """Seconds this attempt must wait (0: it may hash, and it is counted as in flight until ``settle``)."""
     now = now or datetime.now(UTC)
     pair, place = _keys(username, address)
-    refused = _address_wait(session.get(LoginCounter, place), now)  # a plain read first: an address already
-    if refused > timedelta(0):  # refused adds no row for each name it tries (a flood of names grew the table)
-        return refused.total_seconds()
+    counter = session.get(LoginCounter, place)  # a plain read first: an address already refused adds no row for
+    if counter is not None:  # each name it tries (a flood of names grew the table)
+        first_failure = _aware(counter.first_failure_at) if counter.first_failure_at else None
+        refused = _address_lock(counter.failures, first_failure, now)
+        if refused > timedelta(0):
+            return refused.total_seconds()
     in_flight, failures, _, last = _reserve_one(session, pair, now)
     wait = timedelta(0)
     if failures >= PAIR_FAILURES:
@@ -125,20 +128,24 @@ def reserve(session: Session, username: str, address: str, now: datetime | None 
     elif failures + in_flight > PAIR_FAILURES:  # so many at once that they would pass the count together
         wait = LOCK_BASE
     in_flight, failures, first, _ = _reserve_one(session, place, now)
-    in_window = failures if first is not None and first > now - ADDRESS_WINDOW else 0
-    if in_window >= ADDRESS_FAILURES and first is not None:
-        wait = max(wait, first + ADDRESS_WINDOW - now)
-    elif in_window + in_flight > ADDRESS_FAILURES:
+    locked = _address_lock(failures, first, now)
+    if locked > timedelta(0):
+        wait = max(wait, locked)
+    elif _in_window(failures, first, now) + in_flight > ADDRESS_FAILURES:
         wait = max(wait, LOCK_BASE)
     if wait > timedelta(0):
         _release(session, (pair, place))
     return max(0.0, wait.total_seconds())
 
 
-def _address_wait(counter: LoginCounter | None, now: datetime) -> timedelta:
-    """How long an address that has used up its failures must wait, read without counting an attempt."""
-    first = _aware(counter.first_failure_at) if counter is not None and counter.first_failure_at else None
-    if first is None or counter is None or counter.failures < ADDRESS_FAILURES or first <= now - ADDRESS_WINDOW:
+def _in_window(failures: int, first: datetime | None, now: datetime) -> int:
+    """An address's failures that still count: those of a window begun less than ``ADDRESS_WINDOW`` ago."""
+    return failures if first is not None and first > now - ADDRESS_WINDOW else 0
+
+
+def _address_lock(failures: int, first: datetime | None, now: datetime) -> timedelta:
+    """How long an address that has used up its failures in the window must wait (0: it may try)."""
+    if first is None or _in_window(failures, first, now) < ADDRESS_FAILURES:
         return timedelta(0)
     return first + ADDRESS_WINDOW - now
 
