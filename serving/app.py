@@ -57,8 +57,12 @@ def open_storage(settings: Settings, *, orphan_grace_s: float) -> tuple[Engine, 
     sessions = session_factory(engine)
     photos = open_photo_store(settings)
     grace = max(orphan_grace_s, settings.orphan_grace_s) if settings.photo_bucket else orphan_grace_s
-    removed = photos.reconcile(partial(referenced_paths, sessions), min_age_s=grace)
-    return engine, sessions, photos, removed
+    return engine, sessions, photos, remove_leftovers(photos, sessions, grace)
+
+
+def remove_leftovers(photos: PhotoStorage, sessions: sessionmaker, grace_s: float) -> int:
+    """Delete crash leftovers older than ``grace_s`` that no row refers to (``PhotoStorage.reconcile``)."""
+    return photos.reconcile(partial(referenced_paths, sessions), min_age_s=grace_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -80,8 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.batcher = (MicroBatcher(max_wait_s=settings.batch_wait_ms / 1000, max_batch=settings.max_batch)
                              if settings.max_batch > 1 else None)  # fmt: skip
         interval = settings.model_refresh_s if settings.model.startswith("models:/") else 0
-        leftovers = partial(app.state.photos.reconcile, partial(referenced_paths, app.state.sessions),
-                            min_age_s=settings.orphan_grace_s)  # fmt: skip
+        leftovers = partial(remove_leftovers, app.state.photos, app.state.sessions, settings.orphan_grace_s)
         async with (
             watching(app, interval),
             field_truth.watching(app, settings.field_refresh_s),
