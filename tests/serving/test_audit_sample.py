@@ -7,6 +7,7 @@ import random
 import secrets
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -262,21 +263,29 @@ def test_audit_sample_alert_fires_when_audits_contradict_a_class(audit_app):
     assert 'pestid_audit_precision{bound="high",by="class",key="golden_apple_snail"}' in text
 
 
-def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
-    """Migration 0009 reads the answer each stored identified submission was told (a species or a group) from its
-    stored response; not-sure answers have none, and nothing stored before is an audit item."""
+@contextmanager
+def _upgraded(database, revision: str):
+    """A connection to the SQLite file ``database`` in one transaction, its schema first migrated to ``revision``."""
     from alembic import command
     from alembic.config import Config
-    from sqlalchemy import text
 
     from pestid.serving.db import MIGRATIONS, make_engine
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with make_engine(f"sqlite:///{database}").begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0008")
+        command.upgrade(config, revision)
+        yield connection
+
+
+def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
+    """Migration 0009 reads the answer each stored identified submission was told (a species or a group) from its
+    stored response; not-sure answers have none, and nothing stored before is an audit item."""
+    from sqlalchemy import text
+
+    database = tmp_path / "old.db"
+    with _upgraded(database, "0008") as connection:
         for sid, decision, species in (("a", "identified", "planthoppers"), ("b", "uncertain", None),
                                        ("c", "identified", "golden_apple_snail")):  # fmt: skip
             response = '{"species": ' + (f'{{"id": "{species}"}}' if species else "null") + "}"
@@ -284,9 +293,7 @@ def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
                                     "confidence, model_version, response, lang) values (:id, '2026-11-02 09:00:00', "
                                     "'pending_review', :decision, 'brown_planthopper', 0.9, 'v', :response, 'vi')"),
                                {"id": sid, "decision": decision, "response": response})  # fmt: skip
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with _upgraded(database, "head") as connection:
         rows = connection.execute(text("select id, answer, audit_rate from submissions order by id")).all()
     assert [tuple(r) for r in rows] == [
         ("a", "planthoppers", None),
@@ -298,19 +305,11 @@ def test_audit_sample_migration_names_the_answers_already_stored(tmp_path):
 def test_audit_sample_migration_marks_blind_only_first_answers_given_while_the_item_was_open(tmp_path):
     """Migration 0010 on reviews stored by the old rules: an officer's first review counts as blind only where the
     audit log shows the item open just before it (a first review of an item already decided saw its answer)."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from pestid.serving.db import MIGRATIONS, make_engine
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    database = tmp_path / "old.db"
     at = "'2026-11-02 09:00:00'"
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0009")
+    with _upgraded(database, "0009") as connection:
         connection.execute(text(f"insert into submissions (id, created_at, status, decision, predicted_label, "
                                 f"confidence, model_version, response, lang, answer, audit_rate, reviewed_at) values "
                                 f"('s', {at}, 'approved', 'identified', 'rice_bug', 0.9, 'v', '{{}}', 'vi', "
@@ -322,9 +321,7 @@ def test_audit_sample_migration_marks_blind_only_first_answers_given_while_the_i
                                     f"values ({rid}, 's', {uid}, 'label', 'rice_bug', {at})"))  # fmt: skip
             connection.execute(text(f"insert into audit_log (at, user_id, action, submission_id, review_id, before) "
                                     f"values ({at}, {uid}, 'relabel', 's', {rid}, '{{\"status\": \"{before}\"}}')"))  # fmt: skip
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with _upgraded(database, "head") as connection:
         blind = connection.execute(text("select id, blind from reviews order by id")).all()
         decided = connection.execute(text("select first_decided_at from submissions")).scalar()
     assert [tuple(r) for r in blind] == [(1, True), (2, False)] and decided is not None
