@@ -23,6 +23,8 @@ class Callback:
 
     def on_int8(self, *, path: Path, figures: dict[str, float]) -> None: ...
 
+    def on_int8_refused(self, *, error: Exception) -> None: ...
+
     def on_finish(self, *, status: str) -> None: ...
 
 
@@ -51,6 +53,9 @@ class CallbackList(Callback):
 
     def on_int8(self, **kwargs: Any) -> None:
         self._each("on_int8", **kwargs)
+
+    def on_int8_refused(self, **kwargs: Any) -> None:
+        self._each("on_int8_refused", **kwargs)
 
     def on_finish(self, **kwargs: Any) -> None:
         self._each("on_finish", **kwargs)

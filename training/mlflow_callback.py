@@ -96,6 +96,11 @@ class MLflowCallback(Callback):
         mlflow.log_metrics({f"int8_{k}": v for k, v in figures.items()})
         mlflow.log_artifact(str(path), "offline")
 
+    def on_int8_refused(self, *, error: Exception) -> None:
+        """No offline copy rides along: the tag says why, so whoever promotes the version knows the phones keep
+        the copy they have."""
+        mlflow.set_tag("offline_copy", f"not written: {error}")
+
     def on_export(self, *, onnx_path: Path, files: list[Path], contract: Any) -> None:
         import onnx
 

@@ -55,6 +55,13 @@ METHOD = "static int8 QDQ, per-channel 7-bit weights, uint8 activations, min/max
 REFITTED = "; head refitted on the INT8 backbone's features"
 
 
+class Int8Refused(ExportError):
+    """The INT8 copy lost more than its budget and was not written: the FP32 model still stands (and is served);
+    only the farmer's offline copy is not refreshed."""
+
+    code = "int8_refused"
+
+
 @dataclass
 class Int8Result:
     path: Path
@@ -250,7 +257,7 @@ def quantize_int8(
                         int8_report.figures(), kernel_envelope(out, inputs))  # fmt: skip
     if result.drop > tolerance:
         out.unlink()
-        raise ExportError(
+        raise Int8Refused(
             f"Bản INT8 mất {result.drop * 100:.1f} điểm macro-F1 theo ảnh gốc so với FP32 "
             f"(> {tolerance * 100:.1f}); không ghi {out.name}.",
             f"The INT8 copy loses {result.drop * 100:.1f} points of per-original macro-F1 against FP32 "

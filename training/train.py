@@ -40,6 +40,7 @@ class TrainResult:
     onnx_path: Path | None = None
     evaluation: EvaluationReport | None = None
     int8: Any = None  # training.quantize.Int8Result when export.int8 wrote the offline copy
+    int8_refused: Any = None  # training.quantize.Int8Refused when the copy missed its budget (the model stands)
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -191,13 +192,22 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
         write_model_card(exported.onnx_path, exported.contract, exported.parity_max_abs_diff)
         hooks.on_export(onnx_path=exported.onnx_path, files=[exported.card_path], contract=exported.contract)
         if config.export.int8:
-            from pestid.training.quantize import quantize_int8, refit_recipe
+            from pestid.training.quantize import Int8Refused, quantize_int8, refit_recipe
 
-            int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split, fp32_report=report,
-                                 tolerance=config.export.int8_tolerance, photos=config.export.calibration_photos,
-                                 refit=refit_recipe(config), fp32_blocks=config.export.int8_fp32_blocks)  # fmt: skip
-            hooks.on_int8(path=int8.path, figures=int8.summary())
-            result.int8 = int8
+            # A copy that loses too much is not written, but the FP32 model it was made from is exported, evaluated
+            # and registered already: the run finishes (so a retrain still reaches its gate), only without a
+            # refreshed offline copy, and says so.
+            try:
+                int8 = quantize_int8(exported.onnx_path, config.data.manifest, split=config.eval.split,
+                                     fp32_report=report, tolerance=config.export.int8_tolerance,
+                                     photos=config.export.calibration_photos, refit=refit_recipe(config),
+                                     fp32_blocks=config.export.int8_fp32_blocks)  # fmt: skip
+            except Int8Refused as refused:
+                hooks.on_int8_refused(error=refused)
+                result.int8_refused = refused
+            else:
+                hooks.on_int8(path=int8.path, figures=int8.summary())
+                result.int8 = int8
         result.onnx_path, result.evaluation = exported.onnx_path, report
     hooks.on_finish(status="FINISHED")
     return result

@@ -13,6 +13,7 @@ from pestid.progress import console
 if TYPE_CHECKING:
     from pestid.training.quantize import Int8Result
     from pestid.training.report import EvaluationReport
+    from pestid.training.train import TrainResult
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -31,8 +32,18 @@ def train(
     if result.evaluation:
         headline(result.evaluation)
         console.print(f"→ {result.onnx_path}")
+    offline_line(result)
+
+
+def offline_line(result: TrainResult) -> None:
+    """The offline copy's line: written (with its figures), or why it was not."""
     if result.int8:
         int8_line(result.int8)
+    elif result.int8_refused:
+        refused = result.int8_refused
+        console.print(f"[yellow]⚠ {refused.message_vi} Mô hình FP32 vẫn được đăng ký; bản ngoại tuyến trên điện thoại "
+                      f"không được làm mới. / {refused.message_en} The FP32 model is registered all the same; the "
+                      f"phones' offline copy is not refreshed.[/]")  # fmt: skip
 
 
 def headline(report: EvaluationReport) -> None:
@@ -195,6 +206,7 @@ def retrain(
     console.print(f"dataset {out_manifest}: {report}")
     new_classes_line(report, reviews.new_class_originals)
     result = run_retrain(config, out_manifest, overrides=overrides)
+    offline_line(result.train)
     out.print(result.decision.summary())
     if not result.decision.passed:
         raise typer.Exit(1)

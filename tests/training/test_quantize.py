@@ -40,6 +40,34 @@ def test_a_copy_that_loses_too_much_is_refused_and_not_written(trained_tiny_mode
     assert "macro-F1" in refused.value.message_en and not out.exists()
 
 
+def test_a_run_whose_int8_copy_is_refused_still_finishes_registered_and_says_so(sample_split, tmp_path):
+    """A retrain must reach its gate even when the offline copy misses its budget: the FP32 model is exported,
+    evaluated and registered, the run finishes, MLflow records why there is no offline copy, and the CLI says the
+    phones keep theirs."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from pestid.cli import app as pestid_cli
+    from pestid.training.config import save_config
+
+    from .conftest import tiny_config
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = tiny_config(sample_split, tmp_path / "run", "export.int8=true", "export.int8_tolerance=-1.0",
+                         "export.calibration_photos=8", mlflow_uri=uri)  # fmt: skip
+    save_config(config, tmp_path / "config.yaml")
+    result = CliRunner().invoke(pestid_cli, ["train", "--config", str(tmp_path / "config.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "the phones' offline copy is not refreshed" in result.output and "macro-F1" in result.output
+    onnx_path = tmp_path / "run" / "model.onnx"
+    assert onnx_path.is_file() and not int8_path(onnx_path).exists()
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs(client.get_experiment_by_name(config.mlflow.experiment).experiment_id)
+    assert run.info.status == "FINISHED" and run.data.tags["offline_copy"].startswith("not written: ")
+    assert "int8_macro_f1_per_original" not in run.data.metrics
+    assert client.get_model_version_by_alias(config.mlflow.registered_model, "challenger").run_id == run.info.run_id
+
+
 def test_a_linear_probes_copy_learns_its_head_again_on_its_own_int8_features(sample_split, tmp_path):
     from onnx import numpy_helper
 
