@@ -45,8 +45,12 @@ def serving_stores(db: str | None, photos: str | None) -> tuple[str, PhotoStorag
 
 def new_classes_line(report: dict[str, Any], needed: int) -> None:
     """What officers' labels did to the label set: the classes they added, and those still waiting."""
+
+    def approved(n: int) -> str:
+        return f"{n} approved original{'' if n == 1 else 's'}"
+
     for label, originals in report.get("new_classes", {}).items():
-        out.print(f"lớp mới / new class {label}: {originals} approved originals (at least {needed})")
+        out.print(f"lớp mới / new class {label}: {approved(originals)} (at least {needed})")
     for label, originals in report.get("waiting", {}).items():
-        out.print(f"chờ thêm ảnh / waiting {label}: {originals} approved originals of {needed}; its photos are left "
-                  "out until then")  # fmt: skip
+        out.print(f"chờ thêm ảnh / waiting {label}: {approved(originals)} of {needed}; its photos are left out until "
+                  "then")  # fmt: skip

@@ -43,7 +43,8 @@ def users_add(
     role: Annotated[str, typer.Option(help="officer, senior or admin.")] = "officer",
     district: Annotated[str | None, typer.Option(help="The officer's district.")] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the serving database).")] = None,
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+    password: Annotated[str, typer.Option(prompt="Mật khẩu / Password", hide_input=True, show_default=False,
+                                          confirmation_prompt="Nhập lại / Repeat it",
                                           envvar="PESTID_NEW_PASSWORD")] = "",
 ) -> None:  # fmt: skip
     """Thêm tài khoản / add an officer, senior officer or admin."""

@@ -218,6 +218,10 @@ def test_cli_adds_and_disables_users(tmp_path):
     again = runner.invoke(app, ["users", "add", "lan", "--db", url], env={"PESTID_NEW_PASSWORD": PASSWORD})
     assert again.exit_code != 0 and "already exists" in str(again.exception)
     assert runner.invoke(app, ["users", "disable", "lan", "--db", url]).exit_code == 0
+    # typed at the prompt, twice: asked in both languages, and no "[]" default shown
+    typed = runner.invoke(app, ["users", "add", "mai", "--db", url], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert typed.exit_code == 0, typed.output
+    assert typed.output.startswith("Mật khẩu / Password: \nNhập lại / Repeat it: \n") and "[]" not in typed.output
 
 
 def test_outbreaks_flag_a_rise_and_filter_by_group_district_and_weeks():
