@@ -100,6 +100,9 @@ class MLflowCallback(Callback):
         """No offline copy rides along: the tag says why, so whoever promotes the version knows the phones keep
         the copy they have."""
         mlflow.set_tag("offline_copy", f"not written: {error}")
+        if self.model_version is not None:  # on the version too: it is what gets promoted
+            MlflowClient().set_model_version_tag(self.config.registered_model, self.model_version, "offline_copy",
+                                                 "not written")  # fmt: skip
 
     def on_export(self, *, onnx_path: Path, files: list[Path], contract: Any) -> None:
         import onnx

@@ -32,8 +32,8 @@ def compare(challenger: EvaluationReport, champion: EvaluationReport | None, gat
         return judge(GateFigures.of(challenger), None, gate)
     old = list(champion.per_original.per_class)
     new = [n for n in challenger.per_original.per_class if n not in old]
-    if not new:
-        return judge(GateFigures.of(challenger), GateFigures.of(champion), gate)
+    if not new:  # both in the champion's order: one index space for the paired intervals, whatever each's order
+        return judge(GateFigures.of(challenger, classes=old), GateFigures.of(champion, classes=old), gate)
     everything = challenger.per_original.per_class
     decision = judge_grown(GateFigures.of(challenger, classes=old), GateFigures.of(champion, classes=old),
                            {n: (everything[n].f1, everything[n].support) for n in new}, gate)  # fmt: skip

@@ -43,7 +43,9 @@ def offline_line(result: TrainResult) -> None:
         refused = result.int8_refused
         console.print(f"[yellow]⚠ {refused.message_vi} Mô hình FP32 vẫn được đăng ký; bản ngoại tuyến trên điện thoại "
                       f"không được làm mới. / {refused.message_en} The FP32 model is registered all the same; the "
-                      f"phones' offline copy is not refreshed.[/]")  # fmt: skip
+                      f"phones' offline copy is not refreshed. To write it after weighing the loss: pestid export "
+                      f"{result.run_dir} --int8 --tolerance T; to lose less, export.int8_fp32_blocks keeps more "
+                      f"early blocks FP32.[/]")  # fmt: skip
 
 
 def headline(report: EvaluationReport) -> None:

@@ -65,7 +65,9 @@ def test_a_run_whose_int8_copy_is_refused_still_finishes_registered_and_says_so(
     (run,) = client.search_runs(client.get_experiment_by_name(config.mlflow.experiment).experiment_id)
     assert run.info.status == "FINISHED" and run.data.tags["offline_copy"].startswith("not written: ")
     assert "int8_macro_f1_per_original" not in run.data.metrics
-    assert client.get_model_version_by_alias(config.mlflow.registered_model, "challenger").run_id == run.info.run_id
+    version = client.get_model_version_by_alias(config.mlflow.registered_model, "challenger")
+    assert version.run_id == run.info.run_id and version.tags["offline_copy"] == "not written"
+    assert f"pestid export {tmp_path / 'run'} --int8 --tolerance" in result.output  # what to do about it
 
 
 def test_a_linear_probes_copy_learns_its_head_again_on_its_own_int8_features(sample_split, tmp_path):
