@@ -54,5 +54,21 @@ def download_onnx(name: str, version: str) -> Path:
     return onnx
 
 
+def download_offline(name: str, version: str) -> Path | None:
+    """The INT8 offline copy that NAME/VERSION's training run logged (``offline/``), downloaded; None when the run
+    logged none (its copy missed the INT8 budget, or export.int8 was off) or the registry cannot say."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    try:
+        run_id = MlflowClient().get_model_version(name, version).run_id
+        if not run_id or not MlflowClient().list_artifacts(run_id, "offline"):
+            return None
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="offline"))
+    except Exception:  # noqa: BLE001 - MlflowException and connection errors: the page then works online only
+        return None
+    return next(iter(sorted(local.rglob("*.int8.onnx"))), None)
+
+
 def move_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
     client(tracking_uri).set_registered_model_alias(name, alias, version)

@@ -12,7 +12,7 @@ from pathlib import Path
 from pestid.contract import ModelContract, int8_path
 from pestid.hashing import sha256_bytes
 from pestid.predictor import ModelError, Predictor
-from pestid.registry import download_onnx, resolve_alias
+from pestid.registry import download_offline, download_onnx, resolve_alias
 from pestid.serving.settings import Settings
 
 
@@ -25,6 +25,7 @@ class LoadedModel:
     path: Path  # the model as trained (FP32)
     sha256: str  # of that file: its version when it is one, and what its INT8 copy must have been made from
     precision: str = "fp32"  # "int8" when the INT8 copy answers
+    offline_path: Path | None = None  # its INT8 copy: beside the file, or the one its registry version's run logged
 
 
 def current_version(reference: str, *, tracking_uri: str) -> str:
@@ -42,17 +43,20 @@ def load_model(reference: str, *, tracking_uri: str, threads: int, int8_toleranc
     if reference.startswith("models:/"):
         name, number = resolve_alias(reference, tracking_uri)
         path, version = download_onnx(name, number), f"{name}/{number}"
+        copy_path = download_offline(name, number)  # the registry keeps the model's bytes: the digest check holds
     else:
         path, version = Path(reference), ""
+        copy_path = int8_path(path)
     predictor = Predictor(path, threads=threads)
     digest = sha256_bytes(path.read_bytes())  # once: the file's version, and what its INT8 copy must come from
     if not version:
         name = predictor.contract.model_name
         version = f"{name}@sha256:{digest[:12]}"
-    copy = passed_int8(path, digest, predictor, int8_tolerance, threads) if int8_tolerance is not None else None
-    if copy is not None:
-        return LoadedModel(copy, name, version, reference, path, digest, precision="int8")
-    return LoadedModel(predictor, name, version, reference, path, digest)
+    copy = None
+    if int8_tolerance is not None and copy_path is not None:
+        copy = passed_int8(copy_path, digest, predictor, int8_tolerance, threads)
+    precision = "int8" if copy is not None else "fp32"
+    return LoadedModel(copy or predictor, name, version, reference, path, digest, precision, copy_path)
 
 
 def load_served(settings: Settings) -> LoadedModel:
@@ -61,11 +65,11 @@ def load_served(settings: Settings) -> LoadedModel:
                       int8_tolerance=settings.served_int8_tolerance)  # fmt: skip
 
 
-def passed_int8(path: Path, fp32_sha256: str, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:
-    """The INT8 copy beside ``path`` when it was made from this very file (the digest its contract records), answers
-    with the same labels and lost at most ``tolerance`` of per-original macro-F1 when it was made; else None, and
-    the model itself answers. A copy left beside a model exported again later is stale, and never answers."""
-    copy_path = int8_path(path)
+def passed_int8(copy_path: Path, fp32_sha256: str, fp32: Predictor, tolerance: float, threads: int) -> Predictor | None:
+    """The INT8 copy at ``copy_path`` when it was made from this very model (the digest its contract records),
+    answers with the same labels and lost at most ``tolerance`` of per-original macro-F1 when it was made; else
+    None, and the model itself answers. A copy left beside a model exported again later is stale, and never
+    answers."""
     if not copy_path.is_file():
         return None
     try:
@@ -95,15 +99,16 @@ class OfflineModel:
 
 
 def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | None:
-    """The offline copy: ``reference`` if given, else ``MODEL.int8.onnx`` beside a served ``MODEL.onnx``.
+    """The offline copy: ``reference`` if given, else the served model's own (``MODEL.int8.onnx`` beside a served
+    ``MODEL.onnx``, or the copy its registry version's training run logged).
 
-    None when there is none, when it does not answer with the served model's labels, or, for the copy found
-    beside the model, when it records being a copy of another file (a stale copy beside a model exported again;
-    a registry's copy of the model is re-serialised, so a named ``reference`` is not held to the digest): the
-    page then works online only, rather than answer offline from a different model.
+    None when there is none, when it does not answer with the served model's labels, or when it records being a
+    copy of another model (a stale copy beside a model exported again, an earlier champion's copy named in
+    ``PESTID_OFFLINE_MODEL`` after the alias moved): the page then works online only, rather than answer offline
+    from a different model. Called again whenever the served model changes.
     """
-    path = Path(reference) if reference else int8_path(served.path)
-    if not path.is_file():
+    path = Path(reference) if reference else served.offline_path
+    if path is None or not path.is_file():
         return None
     try:
         contract = Predictor(path, threads=1).contract  # checks it is a model with pestid's contract
@@ -111,7 +116,7 @@ def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | N
         return None
     if contract.labels != served.predictor.labels:
         return None
-    if not reference and contract.metrics.get("fp32_sha256") not in (None, served.sha256):
+    if contract.metrics.get("fp32_sha256") not in (None, served.sha256):
         return None
     data = path.read_bytes()
     return OfflineModel(path, sha256_bytes(data), len(data), contract)

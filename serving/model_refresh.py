@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from pestid.serving.background import repeating
-from pestid.serving.model import current_version, load_served
+from pestid.serving.model import current_version, load_offline, load_served
 from pestid.serving.observability import log
 
 
@@ -24,7 +24,8 @@ async def refresh_model(app: FastAPI) -> str:
     if loaded is not None and loaded.version.endswith(target):
         return str(loaded.version)
     new = await run_in_threadpool(load_served, settings)
-    app.state.model = new
+    offline = await run_in_threadpool(load_offline, settings.offline_model, new)  # the phones' copy moves with it
+    app.state.model, app.state.offline = new, offline
     log.info("model switched", extra={"fields": {"from": getattr(loaded, "version", None), "to": new.version}})
     return new.version
 
