@@ -99,10 +99,15 @@ def evaluate_model(
     found.update(summary(probs, labels, predictor.labels))
     found.update(per_original(probs, labels, rows, predictor, assessment.novelty))
     found["group_top1"] = group_accuracy(probs, labels, [r.group for r in rows])
-    ood_probs = predictor.probabilities(unrelated_images(ood_images, size=predictor.contract.preprocess.size))
-    ood = ood_probs.max(axis=1)
+    unrelated = predictor.assess(unrelated_images(ood_images, size=predictor.contract.preprocess.size))
+    ood = unrelated.probabilities.max(axis=1)
     found["ood_auroc"] = auroc(probs.max(axis=1), ood)
-    found["ood_rejected"] = float((ood < predictor.contract.thresholds()[ood_probs.argmax(axis=1)]).mean())
+    contract = predictor.contract  # rejected: no answer at any level, by the rule the service answers with
+    levels, _ = answer_levels(unrelated.probabilities, unrelated.probabilities.argmax(axis=1), predictor.labels,
+                              threshold=contract.threshold, class_thresholds=contract.class_thresholds,
+                              group_thresholds=contract.group_thresholds, novelty=unrelated.novelty,
+                              novelty_threshold=contract.novelty_threshold)  # fmt: skip
+    found["ood_rejected"] = float((levels == 0).mean())
     found["reliability"] = reliability(probs, labels)
     # What a paired comparison of two models on this split needs (training.gate.paired_difference).
     found["rows"] = {"group": [r.group or r.path for r in rows], "label": labels.tolist(),

@@ -119,3 +119,19 @@ def test_a_run_without_the_score_exports_logits_alone(trained_tiny_model):
     assert predictor.contract.novelty_threshold is None
     assessment = predictor.assess([Image.new("RGB", (64, 64), (90, 140, 60))])
     assert assessment.novelty is None
+
+
+def test_the_evaluations_unrelated_photos_are_rejected_by_the_rule_the_service_answers_with(open_set_run, sample_split):
+    """``ood_rejected`` had read the species thresholds alone: a group answer counted as rejected and the novelty
+    score was ignored. It is now the share of unrelated photos ``decide`` gives no answer at any level."""
+    from pestid.sample import unrelated_images
+    from pestid.training.evaluate import evaluate_model
+
+    _, result = open_set_run
+    predictor = Predictor(result.onnx_path)
+    report, _ = evaluate_model(result.onnx_path, sample_split, ood_images=12)
+    photos = predictor.assess(unrelated_images(12, size=predictor.contract.preprocess.size))
+    catalogue = load_catalogue()
+    outcomes = [decide_by(predictor.contract, p, catalogue=catalogue, novelty=float(n))
+                for p, n in zip(photos.probabilities, photos.novelty, strict=True)]  # fmt: skip
+    assert report.ood_rejected == pytest.approx(np.mean([o.answer is None for o in outcomes]))
