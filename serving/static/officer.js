@@ -1,4 +1,4 @@
-// The officer's review page: sign in, filter the queue, review by keyboard, watch outbreaks.
+// The officer's review page: sign in, filter the queue, review by keyboard or by touch, watch outbreaks.
 // One language per view: Vietnamese unless ?lang=en or the officer chose English; every text comes from TEXT.
 "use strict";
 const TEXT = {
@@ -7,7 +7,8 @@ const TEXT = {
     sign_out: "Đăng xuất", username: "Tên đăng nhập", password: "Mật khẩu", sign_in: "Đăng nhập",
     status_label: "trạng thái", district: "huyện", predicted: "loài dự đoán",
     decision_label: "kết quả mô hình", any_decision: "mọi kết quả", since: "từ ngày", until: "đến ngày", filter: "Lọc",
-    queue_label: "ảnh chờ duyệt", more: "Tải thêm", keys_label: "phím tắt", key_move: "mục sau / trước",
+    queue_label: "ảnh chờ duyệt", more: "Tải thêm", keys_label: "thao tác duyệt (nút và phím tắt)",
+    key_next: "mục sau", key_previous: "mục trước",
     key_confirm: "xác nhận", key_relabel: "đổi nhãn", key_reject: "loại ảnh", key_undo: "hoàn tác", key_photo: "ảnh khác",
     search_hint: "Tìm loài (tên Việt, Anh, khoa học)", search_label: "tìm loài", results_label: "kết quả tìm loài",
     map_caption: "Sơ đồ huyện (vị trí gần đúng)", outbreaks: "Ổ dịch theo tuần", group: "nhóm loài",
@@ -27,14 +28,15 @@ const TEXT = {
     duplicate_of: "Cùng ảnh với lần gửi {id}", sent_at: "Gửi lúc {time}", nowhere: "không rõ nơi", location: "Vị trí: {place}",
     note: "Ghi chú của nông dân: ", searching: "Đang tìm “{q}”…", enter_waits: "Đang tìm “{q}”… Enter sẽ lưu kết quả đầu tiên.",
     none_found: "Không tìm thấy loài nào cho “{q}”.", type_to_search: "Gõ tên loài cần lưu.", will_save: "Sẽ lưu",
-    save_hint: "Enter: lưu · ↑ ↓: chọn loài khác · Esc: đóng", natural_enemy: "🐞 thiên địch", group_kind: "nhóm loài",
-    reject_prompt: "Lý do loại (bấm số):", reject_cancel: "phím khác: hủy", saved: "Đã lưu: {status}",
-    saved_as: "Đã lưu: {status} → {name}", undone: "Đã hoàn tác: {status}", rising: "⚠ tăng vọt",
+    save: "Lưu", save_hint: "Lưu: bấm nút Lưu hoặc Enter · chọn loài khác: chạm vào loài hoặc ↑ ↓ · Esc: đóng",
+    natural_enemy: "🐞 thiên địch", group_kind: "nhóm loài",
+    reject_prompt: "Lý do loại (chạm vào lý do hoặc bấm số của nó):", reject_cancel: "hủy (phím khác)",
+    saved: "Đã lưu: {status}", saved_as: "Đã lưu: {status} → {name}", undone: "Đã hoàn tác: {status}", rising: "⚠ tăng vọt",
     week_short: "T{week}", week_long: "tuần {week}, {year}", week_axis: "Tuần ({years})", chart_label: "Số báo cáo mỗi tuần",
     no_outbreaks: "Chưa có báo cáo nào được duyệt.", network: "Không kết nối được máy chủ. Hãy thử lại.",
     server_error: "Máy chủ báo lỗi. Hãy thử lại.", signed_out: "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
-    blind_row: "🔍 kiểm tra mù", blind: "Kiểm tra mù: hãy chọn loài bạn thấy (phím r) hoặc loại ảnh (phím x). Câu trả lời của mô hình sẽ hiện sau khi bạn quyết định.",
-    blind_no_confirm: "Ảnh kiểm tra mù: không có gì để xác nhận. Hãy chọn loài bạn thấy (phím r).",
+    blind_row: "🔍 kiểm tra mù", blind: "Kiểm tra mù: hãy chọn loài bạn thấy (đổi nhãn, phím r) hoặc loại ảnh (phím x). Câu trả lời của mô hình sẽ hiện sau khi bạn quyết định.",
+    blind_no_confirm: "Ảnh kiểm tra mù: không có gì để xác nhận. Hãy chọn loài bạn thấy (đổi nhãn, phím r).",
     revealed: "Ảnh vừa kiểm tra: mô hình đã trả lời nông dân: {name}.", agreed: "Khớp với nhận định của bạn.", disagreed: "Khác với nhận định của bạn.",
     precision_heading: "Độ chính xác thực tế (kiểm tra mù)", drift_heading: "Câu trả lời thay đổi theo huyện và tuần",
     precision_summary: "Mô hình đang dùng: {version} · cam kết độ chính xác {promised} · khoảng tin cậy 95 % (Wilson)",
@@ -55,8 +57,8 @@ const TEXT = {
     sign_in: "Sign in", status_label: "status", district: "district", predicted: "predicted species",
     decision_label: "model decision", any_decision: "any decision",
     since: "since", until: "until", filter: "Filter", queue_label: "photos to review", more: "Load more",
-    keys_label: "keyboard shortcuts", key_move: "next / previous", key_confirm: "confirm", key_relabel: "relabel",
-    key_reject: "reject", key_undo: "undo", key_photo: "other photo",
+    keys_label: "review actions (buttons and keyboard shortcuts)", key_next: "next", key_previous: "previous",
+    key_confirm: "confirm", key_relabel: "relabel", key_reject: "reject", key_undo: "undo", key_photo: "other photo",
     search_hint: "Search species (Vietnamese, English, scientific)", search_label: "search species",
     results_label: "species found", map_caption: "District map (approximate location)", outbreaks: "Outbreaks by week",
     group: "species group", group_hint: "species group (e.g. planthoppers)", district_outbreaks: "district (outbreaks)",
@@ -76,15 +78,16 @@ const TEXT = {
     duplicate_of: "Same photo as submission {id}", sent_at: "Sent {time}", nowhere: "place unknown",
     location: "Location: {place}", note: "Farmer's note: ", searching: "Searching “{q}”…",
     enter_waits: "Searching “{q}”… Enter will save the first result.", none_found: "No species found for “{q}”.",
-    type_to_search: "Type the species to save.", will_save: "Will save", save_hint: "Enter: save · ↑ ↓: choose another · Esc: close",
-    natural_enemy: "🐞 natural enemy", group_kind: "species group", reject_prompt: "Reason to reject (press a number):",
-    reject_cancel: "any other key: cancel", saved: "Saved: {status}", saved_as: "Saved: {status} → {name}",
+    type_to_search: "Type the species to save.", will_save: "Will save", save: "Save",
+    save_hint: "Save: the Save button or Enter · another species: tap it or ↑ ↓ · Esc: close",
+    natural_enemy: "🐞 natural enemy", group_kind: "species group", reject_prompt: "Reason to reject (tap one or press its number):",
+    reject_cancel: "cancel (any other key)", saved: "Saved: {status}", saved_as: "Saved: {status} → {name}",
     undone: "Undone: {status}", rising: "⚠ rising", week_short: "W{week}", week_long: "week {week}, {year}",
     week_axis: "Week ({years})", chart_label: "Reports per week", no_outbreaks: "No approved reports yet.",
     network: "Cannot reach the server. Try again.", server_error: "The server reported an error. Try again.",
     signed_out: "Your sign-in has expired. Sign in again.",
-    blind_row: "🔍 blind check", blind: "Blind check: name the species you see (key r) or reject the photo (key x). The model's answer shows once you have decided.",
-    blind_no_confirm: "A blind check: there is nothing to confirm. Name the species you see (key r).",
+    blind_row: "🔍 blind check", blind: "Blind check: name the species you see (relabel, key r) or reject the photo (key x). The model's answer shows once you have decided.",
+    blind_no_confirm: "A blind check: there is nothing to confirm. Name the species you see (relabel, key r).",
     revealed: "The photo you just checked: the model told the farmer: {name}.", agreed: "It matches your verdict.", disagreed: "It differs from your verdict.",
     precision_heading: "Delivered precision (blind checks)", drift_heading: "Answers shifting by district and week",
     precision_summary: "Served model: {version} · promised precision {promised} · 95 % intervals (Wilson)",
@@ -314,11 +317,14 @@ async function undoLast() {
   } catch (err) { say(err.message); }
 }
 
+// The reasons as buttons that say their number keys: a tap and a key both go through command().
 function startReject() {
   const t = TEXT[lang];
   rejecting = true;
-  $("reject").replaceChildren(`${t.reject_prompt} `, ...Object.entries(REASONS).flatMap(([key, reason]) =>
-    [el("kbd", {}, key), ` ${t.reasons[reason]} · `]), t.reject_cancel);
+  const reasons = Object.entries(REASONS).map(([key, reason]) =>
+    el("button", { type: "button", "data-key": key }, el("kbd", {}, key), ` ${t.reasons[reason]}`));
+  const cancel = el("button", { type: "button", "data-key": "Escape", class: "cancel" }, t.reject_cancel);
+  $("reject").replaceChildren(el("span", {}, t.reject_prompt), ...reasons, cancel);
   $("reject").hidden = false;
 }
 
@@ -381,7 +387,10 @@ function renderResults() {
   else {
     const chosen = search.results[search.pick];
     box.className = chosen.natural_enemy ? "will-save chosen enemy" : "will-save chosen";
-    box.replaceChildren(el("span", { class: "label" }, t.will_save), el("strong", { class: "name" }, nameOf(chosen)),
+    const save = el("button", { type: "button", class: "save" }, t.save);
+    save.addEventListener("mousedown", (event) => event.preventDefault());  // the search box keeps the focus
+    save.addEventListener("click", submitRelabel);  // as Enter does
+    box.replaceChildren(save, el("span", { class: "label" }, t.will_save), el("strong", { class: "name" }, nameOf(chosen)),
                         el("span", { class: "tags" }, ...tags(chosen)), el("span", { class: "hint" }, t.save_hint));
   }
 }
@@ -392,12 +401,17 @@ function saveRelabel() {
   if (chosen) act({ action: "relabel", label: chosen.id });  // the relabel box closes whenever the item changes
 }
 
+// Enter in the search box, or the Save button: save what is shown, or wait for the text's results and take the first.
+function submitRelabel(event) {
+  if (event.repeat || !searchText()) return;
+  if (search.query === searchText()) saveRelabel();
+  else { search.enterWaiting = true; renderResults(); }
+}
+
 function relabelKey(event) {
   if (event.key === "Enter") {
     event.preventDefault();
-    if (event.repeat || !searchText()) return;
-    if (search.query === searchText()) saveRelabel();
-    else { search.enterWaiting = true; renderResults(); }
+    submitRelabel(event);
   } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
     event.preventDefault();
     const n = search.results.length;
@@ -570,23 +584,35 @@ function drawChart(rows) {
   svg.setAttribute("viewBox", `0 0 ${Math.ceil(legendX + 18 + widest + 8)} ${svgHeight}`);
 }
 
+// What a key does, pressed or tapped: the keydown listener and the buttons (data-key) both call this, so a tap
+// meets every guard a key does (the settle time, one action at a time, nothing to confirm on a blind check).
+function command(key, event) {
+  if (rejecting) {  // a reason acts; anything else cancels
+    endReject();
+    if (REASONS[key] && ready(event)) act({ action: "reject", reason: REASONS[key] });
+    return;
+  }
+  // Moving on hides the last check's answer: it is about the photo just decided, never the one shown next.
+  if (key === "j") { current = Math.min(current + 1, items.length - 1); reveal(null); renderQueue(); }
+  else if (key === "k") { current = Math.max(current - 1, 0); reveal(null); renderQueue(); }
+  else if (key === "c") { if (isBlind(items[current])) say(TEXT[lang].blind_no_confirm); else if (ready(event)) act({ action: "confirm" }); }
+  else if (key === "x") { if (items[current]) startReject(); }
+  else if (key === "r") { if (items[current]) { event.preventDefault(); openRelabel(); } }
+  else if (key === "u") undoLast();
+  else if (key === "ArrowRight" || key === "ArrowLeft") showPhoto(photoShown + (key === "ArrowRight" ? 1 : -1));
+}
+
 document.addEventListener("keydown", (event) => {
   if ($("app").hidden) return;
   if (event.target.id === "species-search" && !$("relabel").hidden) { relabelKey(event); return; }
   if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName) || event.ctrlKey || event.metaKey || event.altKey) return;
-  if (rejecting) {
-    endReject();
-    if (REASONS[event.key] && ready(event)) act({ action: "reject", reason: REASONS[event.key] });
-    return;
-  }
-  // Moving on hides the last check's answer: it is about the photo just decided, never the one shown next.
-  if (event.key === "j") { current = Math.min(current + 1, items.length - 1); reveal(null); renderQueue(); }
-  else if (event.key === "k") { current = Math.max(current - 1, 0); reveal(null); renderQueue(); }
-  else if (event.key === "c") { if (isBlind(items[current])) say(TEXT[lang].blind_no_confirm); else if (ready(event)) act({ action: "confirm" }); }
-  else if (event.key === "x") { if (items[current]) startReject(); }
-  else if (event.key === "r") { if (items[current]) { event.preventDefault(); openRelabel(); } }
-  else if (event.key === "u") undoLast();
-  else if (event.key === "ArrowRight" || event.key === "ArrowLeft") showPhoto(photoShown + (event.key === "ArrowRight" ? 1 : -1));
+  if (event.target.tagName === "BUTTON" && (event.key === "Enter" || event.key === " ")) return;  // it clicks the button
+  command(event.key, event);
+});
+
+$("detail").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-key]");
+  if (button) command(button.dataset.key, event);
 });
 
 $("species-search").addEventListener("input", searchSpecies);
