@@ -111,12 +111,23 @@ def main() -> None:
                 return softmax(classifier(torch.from_numpy(feats)).numpy(), cal["temperature"])  # noqa: B023
 
         train_feats = features("train", known["train"], ["plain"])
-        scorers = {
+        scorers: dict[str, Mahalanobis | KNearest] = {
             "mahalanobis": Mahalanobis.fit(train_feats, y["train"], len(names)),
             "knn": KNearest.fit(train_feats),
         }
         val_feats, test_feats = features("val", known["val"]), features("test", known["test"])
         unknown = np.concatenate([features(s, ~known[s]) for s in rows])
+        # The score as the exported model gives it (``partial.novelty_of``): on each view's features, then
+        # averaged over the views (the probabilities above use the views' pooled features, as top_logits does).
+        per_view = {
+            "val": [features("val", known["val"], [v]) for v in eval_views],
+            "test": [features("test", known["test"], [v]) for v in eval_views],
+            "unknown": [np.concatenate([features(s, ~known[s], [v]) for s in rows]) for v in eval_views],
+        }
+
+        def scored(gate: Mahalanobis | KNearest, part: str) -> np.ndarray:
+            return np.mean([gate.score(f) for f in per_view[part]], axis=0)  # noqa: B023
+
         unknown_groups = [r.group for s in rows for r in rows[s] if r.label == left]
         within = {gr.id for gr in catalogue.groups_of(left)}
         in_scope = np.array(catalogue.in_scope(names))
@@ -145,9 +156,9 @@ def main() -> None:
                 u_ok, t_ok = np.ones(len(unknown), dtype=bool), np.ones(len(test_feats), dtype=bool)
                 auroc = float("nan")
             else:
-                tau = threshold_at(gate.score(val_feats[val_scope]), args.keep,
+                tau = threshold_at(scored(gate, "val")[val_scope], args.keep,
                                    group_weights([gr for gr, s in zip(g["val"], val_scope, strict=True) if s]))  # fmt: skip
-                u_scores, t_scores = gate.score(unknown), gate.score(test_feats)
+                u_scores, t_scores = scored(gate, "unknown"), scored(gate, "test")
                 u_ok, t_ok = u_scores <= tau, t_scores <= tau
                 auroc = auc(u_scores, t_scores[t_scope])
             answered_t = (t_level > 0) & t_ok
