@@ -229,4 +229,4 @@ def test_a_copy_left_beside_a_model_exported_again_never_answers(model_with_copy
     from pestid.serving.model import load_offline
 
     assert load_offline(None, loaded) is None  # nor is it offered to the phones
-    assert load_offline(str(copy), loaded) is not None  # unless an operator names it
+    assert load_offline(str(copy), loaded) is None  # not even named by an operator: it is another model's copy
