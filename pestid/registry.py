@@ -55,19 +55,19 @@ def download_onnx(name: str, version: str) -> Path:
 
 
 def download_offline(name: str, version: str) -> Path | None:
-    """The INT8 offline copy that NAME/VERSION's training run logged (``offline/``), downloaded; None when the run
-    logged none (its copy missed the INT8 budget, or export.int8 was off) or the registry cannot say."""
+    """The INT8 offline copy that NAME/VERSION's training run logged (``offline/model.int8.onnx``, what
+    ``training.mlflow_callback`` logs), downloaded; None when the run logged none (its copy missed the INT8 budget,
+    or export.int8 was off). Raises when the registry cannot say (a connection error): not the same as none."""
     import mlflow
     from mlflow import MlflowClient
 
-    try:
-        run_id = MlflowClient().get_model_version(name, version).run_id
-        if not run_id or not MlflowClient().list_artifacts(run_id, "offline"):
-            return None
-        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="offline"))
-    except Exception:  # noqa: BLE001 - MlflowException and connection errors: the page then works online only
+    run_id = MlflowClient().get_model_version(name, version).run_id
+    if not run_id:
         return None
-    return next(iter(sorted(local.rglob("*.int8.onnx"))), None)
+    logged = {Path(f.path).name for f in MlflowClient().list_artifacts(run_id, "offline")}
+    if "model.int8.onnx" not in logged:  # another file there is not a copy this project made of this version
+        return None
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="offline/model.int8.onnx"))
 
 
 def move_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pestid.contract import ModelContract, int8_path
 from pestid.hashing import sha256_bytes
-from pestid.predictor import ModelError, Predictor
+from pestid.predictor import Predictor
 from pestid.registry import download_offline, download_onnx, resolve_alias
+from pestid.serving.observability import log
 from pestid.serving.settings import Settings
 
 
@@ -26,6 +27,7 @@ class LoadedModel:
     sha256: str  # of that file: its version when it is one, and what its INT8 copy must have been made from
     precision: str = "fp32"  # "int8" when the INT8 copy answers
     offline_path: Path | None = None  # its INT8 copy: beside the file, or the one its registry version's run logged
+    offline_unknown: bool = False  # the registry could not say whether its run logged one: ask again (model_refresh)
 
 
 def current_version(reference: str, *, tracking_uri: str) -> str:
@@ -43,10 +45,10 @@ def load_model(reference: str, *, tracking_uri: str, threads: int, int8_toleranc
     if reference.startswith("models:/"):
         name, number = resolve_alias(reference, tracking_uri)
         path, version = download_onnx(name, number), f"{name}/{number}"
-        copy_path = download_offline(name, number)  # the registry keeps the model's bytes: the digest check holds
+        copy_path, unknown = _registry_copy(name, number)
     else:
         path, version = Path(reference), ""
-        copy_path = int8_path(path)
+        copy_path, unknown = int8_path(path), False
     predictor = Predictor(path, threads=threads)
     digest = sha256_bytes(path.read_bytes())  # once: the file's version, and what its INT8 copy must come from
     if not version:
@@ -56,7 +58,27 @@ def load_model(reference: str, *, tracking_uri: str, threads: int, int8_toleranc
     if int8_tolerance is not None and copy_path is not None:
         copy = passed_int8(copy_path, digest, predictor, int8_tolerance, threads)
     precision = "int8" if copy is not None else "fp32"
-    return LoadedModel(copy or predictor, name, version, reference, path, digest, precision, copy_path)
+    return LoadedModel(copy or predictor, name, version, reference, path, digest, precision, copy_path, unknown)
+
+
+def _registry_copy(name: str, number: str) -> tuple[Path | None, bool]:
+    """The INT8 copy NAME/NUMBER's run logged (the registry keeps the model's bytes, so the digest check holds), and
+    whether the registry failed to say (then the model is served without one, and asked again later)."""
+    try:
+        return download_offline(name, number), False
+    except Exception as exc:  # noqa: BLE001 - MlflowException, connection errors: the copy is optional
+        log.warning("offline copy unknown", extra={"fields": {"model": f"{name}/{number}", "error": str(exc)}})
+        return None, True
+
+
+def _readable(path: Path, threads: int) -> Predictor | None:
+    """A copy's predictor, or None for a file that is not a model with pestid's contract (a crafted or broken
+    artifact must never stop the service, which then answers with the model itself)."""
+    try:
+        return Predictor(path, threads=threads)
+    except Exception as exc:  # noqa: BLE001 - ModelError, a contract that does not validate, onnxruntime's errors
+        log.warning("unusable INT8 copy", extra={"fields": {"path": str(path), "error": str(exc)[:300]}})
+        return None
 
 
 def load_served(settings: Settings) -> LoadedModel:
@@ -70,11 +92,7 @@ def passed_int8(copy_path: Path, fp32_sha256: str, fp32: Predictor, tolerance: f
     answers with the same labels and lost at most ``tolerance`` of per-original macro-F1 when it was made; else
     None, and the model itself answers. A copy left beside a model exported again later is stale, and never
     answers."""
-    if not copy_path.is_file():
-        return None
-    try:
-        copy = Predictor(copy_path, threads=threads)
-    except ModelError:
+    if not copy_path.is_file() or (copy := _readable(copy_path, threads)) is None:
         return None
     drop = copy.contract.macro_f1_drop()
     if (
@@ -108,15 +126,14 @@ def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | N
     from a different model. Called again whenever the served model changes.
     """
     path = Path(reference) if reference else served.offline_path
-    if path is None or not path.is_file():
+    if path is None or not path.is_file() or (predictor := _readable(path, 1)) is None:
         return None
-    try:
-        contract = Predictor(path, threads=1).contract  # checks it is a model with pestid's contract
-    except ModelError:
-        return None
+    contract, data = predictor.contract, path.read_bytes()
+    digest = sha256_bytes(data)
     if contract.labels != served.predictor.labels:
         return None
-    if contract.metrics.get("fp32_sha256") not in (None, served.sha256):
+    # made from the very model served, or the served model itself; a copy that does not say what it was made
+    # from (made before the digest was recorded) cannot be told from another model's, and is not offered
+    if served.sha256 not in (contract.metrics.get("fp32_sha256"), digest):
         return None
-    data = path.read_bytes()
-    return OfflineModel(path, sha256_bytes(data), len(data), contract)
+    return OfflineModel(path, digest, len(data), contract)

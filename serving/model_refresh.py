@@ -21,8 +21,8 @@ async def refresh_model(app: FastAPI) -> str:
     settings = app.state.settings
     loaded = app.state.model
     target = await run_in_threadpool(current_version, settings.model, tracking_uri=settings.mlflow_tracking_uri)
-    if loaded is not None and loaded.version.endswith(target):
-        return str(loaded.version)
+    if loaded is not None and loaded.version.endswith(target) and not loaded.offline_unknown:
+        return str(loaded.version)  # (a version whose offline copy the registry could not tell is loaded again)
     new = await run_in_threadpool(load_served, settings)
     offline = await run_in_threadpool(load_offline, settings.offline_model, new)  # the phones' copy moves with it
     app.state.model, app.state.offline = new, offline

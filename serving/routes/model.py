@@ -79,7 +79,12 @@ def offline_manifest(request: Request, offline: Annotated[OfflineModel, Depends(
 
 
 @router.get("/offline/model.onnx", response_class=FileResponse, responses=problems(404))
-def offline_model_file(offline: Annotated[OfflineModel, Depends(get_offline)]) -> FileResponse:
-    """The INT8 model file; its address carries its digest, so a cached copy is never stale."""
+def offline_model_file(offline: Annotated[OfflineModel, Depends(get_offline)], v: str | None = None) -> FileResponse:
+    """The INT8 model file; its address carries its digest (``v``), so a cached copy is never stale. An address
+    naming another copy (the manifest a phone read before the served model changed) is 404, never this copy's
+    bytes under that copy's address."""
+    if v is not None and not offline.sha256.startswith(v):
+        raise Problem(404, "offline_model_changed", "Mô hình ngoại tuyến đã đổi; hãy tải lại trang.",
+                      "The offline model has changed since this address was given: load the page again.")  # fmt: skip
     return FileResponse(offline.path, media_type="application/octet-stream",
                         headers={"ETag": f'"{offline.sha256}"'})  # fmt: skip

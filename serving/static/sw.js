@@ -41,11 +41,19 @@ async function cacheFirst(request) {
   return response;
 }
 
+// The server no longer offers an offline model (the model it serves now has no copy made from it): the phone drops
+// the one it kept, so it never answers offline from a model the server has stopped serving.
+async function forgetOffline(cache) {
+  await cache.delete("/v1/offline/manifest");
+  for (const old of await cache.keys()) if (new URL(old.url).pathname === "/v1/offline/model.onnx") await cache.delete(old);
+}
+
 async function networkFirst(request) {
   const cache = await caches.open(CACHE);
   try {
     const response = await fetch(request);
     if (response.ok) await cache.put(request, response.clone());
+    else if (response.status === 404 && new URL(request.url).pathname === "/v1/offline/manifest") await forgetOffline(cache);
     return response;
   } catch (err) {
     const hit = await cache.match(request, { ignoreSearch: true });
