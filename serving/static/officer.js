@@ -305,7 +305,8 @@ async function act(body) {
 }
 
 async function undoLast() {
-  if (!lastAudit) return;
+  if (!lastAudit || busy) return;  // an undo while a verdict is sending would take back the one before it
+  busy = true;
   try {
     const result = await api(`/v1/review/undo/${lastAudit}`, { method: "POST" });
     lastAudit = null;
@@ -314,7 +315,7 @@ async function undoLast() {
     await loadQueue();
     await loadOutbreaks();
     await loadField();
-  } catch (err) { say(err.message); }
+  } catch (err) { say(err.message); } finally { busy = false; }
 }
 
 // The reasons as buttons that say their number keys: a tap and a key both go through command().
@@ -606,7 +607,10 @@ document.addEventListener("keydown", (event) => {
   if ($("app").hidden) return;
   if (event.target.id === "species-search" && !$("relabel").hidden) { relabelKey(event); return; }
   if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName) || event.ctrlKey || event.metaKey || event.altKey) return;
-  if (event.target.tagName === "BUTTON" && (event.key === "Enter" || event.key === " ")) return;  // it clicks the button
+  if (event.target.tagName === "BUTTON" && (event.key === "Enter" || event.key === " ")) {
+    if (event.repeat) event.preventDefault();  // a held Enter clicks once, not once per item it moves on to
+    return;  // it clicks the button
+  }
   command(event.key, event);
 });
 

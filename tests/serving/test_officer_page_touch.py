@@ -143,3 +143,47 @@ def test_officer_reviews_by_touch_on_a_phone_without_a_key(live_server, browser)
         assert [subs[sid].status for sid in (confirmed, rejected, relabelled, blind)] == [
             "approved", "rejected", "pending_review", "pending_review"
         ]  # fmt: skip
+
+
+def test_a_held_enter_on_a_button_acts_once_and_undo_waits_for_a_verdict_on_its_way(live_server, browser):
+    """An attacker's cases: holding Enter on the focused Confirm button confirmed one item after another (a click
+    carries no ``repeat``); Undo tapped while a confirm was still sending took back the verdict before it."""
+    from playwright.sync_api import expect
+
+    url, app = live_server
+    officer(app)
+    ids = [send(url, 130 + k) for k in range(4)]
+    page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+    page.goto(f"{url}/officer")
+    page.fill("#username", "lan")
+    page.fill("#password", PASSWORD)
+    page.click("#login button")
+    expect(page.locator("#queue li")).to_have_count(4)
+    settled(page)
+    button(page, "c").focus()
+    page.keyboard.down("Enter")  # one press: one confirm
+    for _ in range(6):  # the key held: the browser repeats it, each past the 400 ms settle time
+        page.wait_for_timeout(450)
+        page.keyboard.down("Enter")
+    page.keyboard.up("Enter")
+    expect(page.locator("#queue li")).to_have_count(3)
+    page.wait_for_timeout(500)
+    expect(page.locator("#queue li")).to_have_count(3)
+    settled(page)
+
+    release = []
+    page.route(
+        "**/v1/review/*", lambda route: release.append(route) if route.request.method == "POST" else route.continue_()
+    )
+    button(page, "c").click()  # a confirm on its way …
+    until(page, "() => busy")
+    button(page, "u").click()  # … and undo tapped before its answer
+    page.wait_for_timeout(300)
+    for route in release:
+        route.continue_()
+    expect(page.locator("#queue li")).to_have_count(2)
+    with app.state.sessions() as session:
+        statuses = {sid: session.get(Submission, sid).status for sid in ids}
+        undone = session.scalars(select(AuditEntry).where(AuditEntry.action == "undo")).all()
+    assert sorted(statuses.values()) == ["approved", "approved", "pending_review", "pending_review"], statuses
+    assert undone == []  # the first verdict stands
