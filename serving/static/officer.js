@@ -283,6 +283,7 @@ function showPhoto(n) {
 // One action per item shown: keys pressed while an action is on its way, held down, or in the first moments
 // after the next item appears are ignored, so a burst of presses never acts on photos nobody looked at.
 let busy = false;
+let sending = false;  // a verdict's POST is on its way (busy also covers the reloads after it)
 let shownAt = 0;
 const SETTLE_MS = 400;
 
@@ -291,9 +292,10 @@ function ready(event) { return !busy && !event.repeat && performance.now() - sho
 async function act(body) {
   const item = items[current];
   if (!item || busy) return;
-  busy = true;
+  busy = sending = true;
   try {
-    const result = await api(`/v1/review/${item.id}`, { method: "POST", body: JSON.stringify(body) });
+    let result;
+    try { result = await api(`/v1/review/${item.id}`, { method: "POST", body: JSON.stringify(body) }); } finally { sending = false; }
     lastAudit = result.audit_id;
     const status = TEXT[lang].status[result.status] || result.status;
     say(result.final ? fill(TEXT[lang].saved_as, { status, name: nameOf(result.final) }) : fill(TEXT[lang].saved, { status }));
@@ -305,17 +307,19 @@ async function act(body) {
 }
 
 async function undoLast() {
-  if (!lastAudit || busy) return;  // an undo while a verdict is sending would take back the one before it
-  busy = true;
+  // An undo while a verdict is on its way would take back the one before it; once its answer is in, the undo
+  // is for that verdict (the reloads after it may still run). One undo per verdict: taken before it is sent.
+  const audit = lastAudit;
+  if (!audit || sending) return;
+  lastAudit = null;
   try {
-    const result = await api(`/v1/review/undo/${lastAudit}`, { method: "POST" });
-    lastAudit = null;
+    const result = await api(`/v1/review/undo/${audit}`, { method: "POST" });
     say(fill(TEXT[lang].undone, { status: TEXT[lang].status[result.status] || result.status }));
     reveal(null);
     await loadQueue();
     await loadOutbreaks();
     await loadField();
-  } catch (err) { say(err.message); } finally { busy = false; }
+  } catch (err) { if (lastAudit === null) lastAudit = audit; say(err.message); }
 }
 
 // The reasons as buttons that say their number keys: a tap and a key both go through command().

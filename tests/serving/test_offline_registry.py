@@ -10,6 +10,9 @@ import hashlib
 import pytest
 from fastapi.testclient import TestClient
 
+pytest.importorskip("torch", reason="training the registry's models needs the [train] extra")
+pytest.importorskip("mlflow", reason="the registry needs the [registry] or [train] extra")
+
 from pestid.registry import CHAMPION, move_alias
 from pestid.serving.app import create_app
 from pestid.serving.model_refresh import refresh_model
