@@ -10,6 +10,7 @@ from typing import Any
 from pestid.predictor import ModelError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+OFFLINE = "offline"  # where a training run logs its INT8 offline copy (training.mlflow_callback), read back here
 
 
 def client(tracking_uri: str) -> Any:
@@ -64,10 +65,10 @@ def download_offline(name: str, version: str) -> Path | None:
     run_id = MlflowClient().get_model_version(name, version).run_id
     if not run_id:
         return None
-    logged = {Path(f.path).name for f in MlflowClient().list_artifacts(run_id, "offline")}
+    logged = {Path(f.path).name for f in MlflowClient().list_artifacts(run_id, OFFLINE)}
     if "model.int8.onnx" not in logged:  # another file there is not a copy this project made of this version
         return None
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="offline/model.int8.onnx"))
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{OFFLINE}/model.int8.onnx"))
 
 
 def move_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:

@@ -126,7 +126,11 @@ def load_offline(reference: str | None, served: LoadedModel) -> OfflineModel | N
     from a different model. Called again whenever the served model changes.
     """
     path = Path(reference) if reference else served.offline_path
-    if path is None or not path.is_file() or (predictor := _readable(path, 1)) is None:
+    if path is None or not path.is_file():
+        return None
+    # the copy that already answers on the server is not loaded a second time to read its contract
+    answering = served.precision == "int8" and path == served.offline_path
+    if (predictor := served.predictor if answering else _readable(path, 1)) is None:
         return None
     contract, data = predictor.contract, path.read_bytes()
     digest = sha256_bytes(data)

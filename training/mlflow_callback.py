@@ -15,7 +15,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
-from pestid.registry import CHALLENGER
+from pestid.registry import CHALLENGER, OFFLINE
 from pestid.training.callbacks import Callback
 from pestid.training.config import MlflowConfig, TrainConfig
 from pestid.training.report import EvaluationReport
@@ -94,7 +94,7 @@ class MLflowCallback(Callback):
     def on_int8(self, *, path: Path, figures: dict[str, float]) -> None:
         """The offline (INT8) copy rides along as an artifact of the run; it is not a registered version."""
         mlflow.log_metrics({f"int8_{k}": v for k, v in figures.items()})
-        mlflow.log_artifact(str(path), "offline")
+        mlflow.log_artifact(str(path), OFFLINE)
 
     def on_int8_refused(self, *, error: Exception) -> None:
         """No offline copy rides along: the tag says why, so whoever promotes the version knows the phones keep

@@ -27,15 +27,18 @@ self.addEventListener("activate", (event) => {
     .then(() => self.clients.claim()));
 });
 
+// Every offline model the phone kept (each under its own digest's address).
+async function dropModels(cache) {
+  for (const old of await cache.keys()) if (new URL(old.url).pathname === "/v1/offline/model.onnx") await cache.delete(old);
+}
+
 async function cacheFirst(request) {
   const cache = await caches.open(CACHE);
   const hit = await cache.match(request);
   if (hit) return hit;
   const response = await fetch(request);
   if (response.ok) {
-    if (new URL(request.url).pathname === "/v1/offline/model.onnx") {  // one model kept: drop the older ones
-      for (const old of await cache.keys()) if (new URL(old.url).pathname === "/v1/offline/model.onnx") await cache.delete(old);
-    }
+    if (new URL(request.url).pathname === "/v1/offline/model.onnx") await dropModels(cache);  // one model kept
     await cache.put(request, response.clone());
   }
   return response;
@@ -45,7 +48,7 @@ async function cacheFirst(request) {
 // the one it kept, so it never answers offline from a model the server has stopped serving.
 async function forgetOffline(cache) {
   await cache.delete("/v1/offline/manifest");
-  for (const old of await cache.keys()) if (new URL(old.url).pathname === "/v1/offline/model.onnx") await cache.delete(old);
+  await dropModels(cache);
 }
 
 async function networkFirst(request) {
