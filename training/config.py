@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pestid.errors import PestidError
 
@@ -46,8 +46,9 @@ class DataConfig(_Section):
     batch_size: int = 32
     workers: int = 2
     # groups: each original counts once and each class weighs the same (a sampler when fine-tuning,
-    # sample weights for a linear probe); sampler / loss_weights balance classes by image count only
-    balance: Literal["none", "sampler", "loss_weights", "groups"] = "loss_weights"
+    # sample weights for a linear probe); sources (partial fine-tunes): groups, and within a class each source
+    # weighs the same; sampler / loss_weights balance classes by image count only
+    balance: Literal["none", "sampler", "loss_weights", "groups", "sources"] = "loss_weights"
     augment: Literal["field", "light", "none"] = "field"
     augment_views: int = 0  # linear probe: augmented views of each training image, besides the plain one
     feature_cache: str = "data/features"  # linear probe: backbone features, keyed by model and dataset version
@@ -149,6 +150,12 @@ class TrainConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
+
+    @model_validator(mode="after")
+    def _sources_balance_needs_partial(self) -> TrainConfig:
+        if self.data.balance == "sources" and self.method != "partial_finetune":
+            raise ValueError(f"data.balance=sources is built for method=partial_finetune only, not {self.method}")
+        return self
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -66,15 +66,24 @@ def class_weights(targets: Sequence[int], num_classes: int) -> torch.Tensor:
     return weights * (num_classes / weights.sum()) if weights.sum() > 0 else weights
 
 
-def sample_weights(targets: Sequence[int], groups: Sequence[str], num_classes: int, balance: str) -> np.ndarray:
+def sample_weights(
+    targets: Sequence[int], groups: Sequence[str], num_classes: int, balance: str, sources: Sequence[str] | None = None
+) -> np.ndarray:  # fmt: skip
     """Per-image weights, mean 1. ``groups``: each original counts once and each class weighs the same;
-    ``sampler``/``loss_weights``: each class weighs the same by image count; otherwise all equal."""
-    if balance == "groups":
+    ``sources``: the same, and within a class each source weighs the same (``sources`` given per image), so one
+    source's many photos of a class do not drown another's few; ``sampler``/``loss_weights``: each class weighs
+    the same by image count; otherwise all equal."""
+    if balance in ("groups", "sources"):
+        if balance == "sources" and (sources is None or len(sources) != len(targets)):
+            raise ValueError("balance='sources' needs each image's source")
         sizes = Counter(groups)
         per_image = np.array([1.0 / sizes[g] for g in groups])
-        per_class = np.zeros(num_classes)
-        np.add.at(per_class, np.asarray(targets), per_image)
-        weights = per_image / per_class[np.asarray(targets)]
+        cells = [(t, s if balance == "sources" else "") for t, s in zip(targets, sources or [""] * len(targets), strict=True)]
+        per_cell: Counter[tuple[int, str]] = Counter()
+        for cell, w in zip(cells, per_image, strict=True):
+            per_cell[cell] += w
+        shares = Counter(t for t, _ in per_cell)  # how many sources hold each class
+        weights = np.array([w / per_cell[c] / shares[c[0]] for c, w in zip(cells, per_image, strict=True)])
     elif balance in ("sampler", "loss_weights"):
         weights = class_weights(targets, num_classes).numpy()[np.asarray(targets)].astype(np.float64)
     else:

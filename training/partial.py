@@ -113,13 +113,15 @@ def fit_top(
     model: nn.Module, maps: list[np.ndarray], y: np.ndarray, groups: list[str], config: TrainConfig,
     device: torch.device, *, val: tuple[list[np.ndarray], np.ndarray, np.ndarray] | None = None,
     callbacks: Callback | None = None, stop: int | None = None, desc: str = "partial fine-tune",
+    sources: list[str] | None = None,
 ) -> tuple[FitState, np.ndarray]:  # fmt: skip
     """Train ``model``'s top (``Top``) on trunk ``maps`` (one array per view) with ``config``'s recipe, for
     ``stop`` of its epochs (all by default). With ``val`` (its maps per test-time view, labels and weights), keep the
-    best epoch on val macro-F1 and return its val logits; the model ends holding the weights kept."""
+    best epoch on val macro-F1 and return its val logits; the model ends holding the weights kept. ``sources``
+    (each row's) are what ``data.balance: sources`` balances."""
     seed_everything(config.seed)
     classes = int(model.get_classifier().out_features)  # type: ignore[operator]
-    weights = torch.from_numpy(sample_weights(y.tolist(), groups, classes, config.data.balance))
+    weights = torch.from_numpy(sample_weights(y.tolist(), groups, classes, config.data.balance, sources))
     for p in model.parameters():
         p.requires_grad_(False)
     top = Top(model, config.model.frozen_blocks).to(device).to(memory_format=torch.channels_last)
@@ -160,7 +162,7 @@ def fit_top(
 
 def out_of_fold_logits(
     initial: dict[str, torch.Tensor], maps: list[np.ndarray], eval_maps: list[np.ndarray], y: np.ndarray,
-    groups: list[str], config: TrainConfig, device: torch.device, *, folds: int, stop: int,
+    groups: list[str], config: TrainConfig, device: torch.device, *, folds: int, stop: int, sources: list[str],
 ) -> np.ndarray:  # fmt: skip
     """Logits of every row from a top that never saw its original (group k-fold), each fold's top trained from the
     ``initial`` weights with the shipped model's recipe for ``stop`` epochs, averaged over the test-time views."""
@@ -174,7 +176,7 @@ def out_of_fold_logits(
         model = create_model(config.model, classes)
         model.load_state_dict(initial)
         fit_top(model, [m[train] for m in maps], y[train], [groups[i] for i in train], config, device, stop=stop,
-                desc=f"calibration fold {k + 1}/{folds}")  # fmt: skip
+                desc=f"calibration fold {k + 1}/{folds}", sources=[sources[i] for i in train])  # fmt: skip
         logits[held] = top_logits(
             Top(model, config.model.frozen_blocks).to(device), [m[held] for m in eval_maps], device
         )
@@ -255,7 +257,7 @@ def train_partial(
     start = time.perf_counter()
     state, logits = fit_top(model, list(train_maps.values()), y_train, [r.group for r in train_rows], config, device,
                             val=(list(val_maps.values()), y_val, group_weights([r.group for r in val_rows])),
-                            callbacks=callbacks)  # fmt: skip
+                            callbacks=callbacks, sources=[r.source for r in train_rows])  # fmt: skip
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
     fit_novelty(model, manifest, config, run_dir, (train_maps["plain"], y_train), (list(val_maps.values()), y_val),
@@ -269,5 +271,6 @@ def train_partial(
     both, rows = train_then_val(cache, train_rows, val_rows, train_maps, val_maps, train_views)
     logits = out_of_fold_logits(initial, [both[v] for v in train_views], [both[v] for v in eval_views],
                                 np.concatenate([y_train, y_val]), [r.group for r in rows], config, device,
-                                folds=config.eval.calibration_folds, stop=max(state.best_epoch, 1))  # fmt: skip
+                                folds=config.eval.calibration_folds, stop=max(state.best_epoch, 1),
+                                sources=[r.source for r in rows])  # fmt: skip
     return state, logits, rows

@@ -111,7 +111,7 @@ def test_out_of_fold_calibration_scores_train_and_val_with_tops_that_never_saw_t
 
     config = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=3", "epochs=2",
                          "optim.lr=0.01", "eval.calibration=out_of_fold", "eval.calibration_folds=2",
-                         f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+                         "data.balance=sources", f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
     manifest = read_manifest(sample_split)
     seed_everything(config.seed)
     model = create_model(config.model, len(manifest.labels))
@@ -155,3 +155,27 @@ def test_the_linear_probe_also_calibrates_out_of_fold_with_the_folds_asked(sampl
     manifest = read_manifest(sample_split)
     assert calibration["calibrated_on"] == "out_of_fold"
     assert calibration["calibration_groups"] == len({r.group for s in ("train", "val") for r in manifest.split(s)})
+
+
+def test_sources_balance_weighs_each_source_of_a_class_the_same():
+    from pestid.training.data import sample_weights
+
+    # brown planthopper (0): one source's three originals (one of them in two copies) and another's single one;
+    # leaf folder (1): one original
+    targets, groups = [0, 0, 0, 0, 0, 1], ["a", "a", "b", "c", "d", "e"]
+    sources = ["ip102", "ip102", "ip102", "ip102", "field", "ip102"]
+    w = sample_weights(targets, groups, 2, "sources", sources)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[:4].sum() == pytest.approx(w[4]) == pytest.approx(w[5] / 2)  # each source half its class, classes equal
+    assert w[0] + w[1] == pytest.approx(w[2]) == pytest.approx(w[3])  # each original once within its source
+    by_groups = sample_weights(targets, groups, 2, "groups")
+    assert by_groups[4] == pytest.approx(by_groups[2])  # without it, the lone field photo weighs one original of four
+    with pytest.raises(ValueError, match="source"):
+        sample_weights(targets, groups, 2, "sources")
+
+
+def test_sources_balance_is_refused_for_methods_that_do_not_pass_sources():
+    from pestid.training.config import resolve_config
+
+    with pytest.raises(ConfigError, match="partial_finetune"):
+        resolve_config(None, ["method=linear_probe", "data.balance=sources"])
