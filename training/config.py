@@ -81,6 +81,12 @@ class EvalConfig(_Section):
     # novelty, and a photo above the threshold that keeps this share of val's answered photos is "not one I
     # know". 0 leaves it out.
     novelty_keep: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Where a species answer must keep the promise. val: on the training sources' own val. held_out_sources
+    # (partial fine-tunes): also on a source the model never saw. The top is trained again without each source
+    # that shares classes with another and answers that source's photos; a class whose species answers there
+    # fall short of the target, where its group's answers do better, is answered at its group's level only
+    # ("a hopper", never "brown planthopper"). About one more training per such source.
+    species_level: Literal["val", "held_out_sources"] = "val"
 
 
 class ExportConfig(_Section):
@@ -155,6 +161,9 @@ class TrainConfig(_Section):
     def _sources_balance_needs_partial(self) -> TrainConfig:
         if self.data.balance == "sources" and self.method != "partial_finetune":
             raise ValueError(f"data.balance=sources is built for method=partial_finetune only, not {self.method}")
+        if self.eval.species_level == "held_out_sources" and self.method != "partial_finetune":
+            raise ValueError(f"eval.species_level=held_out_sources is built for method=partial_finetune only, "
+                             f"not {self.method}")  # fmt: skip
         return self
 
 

@@ -236,6 +236,51 @@ def choose_group_thresholds(
     return out
 
 
+def travel(
+    held_out: Sequence[Mapping[str, Any]], names: Sequence[str], target_precision: float, *, min_answers: float = 5.0,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Whether each class's species answers hold on a source the model never saw (``training.partial``'s
+    ``held_out.npz``: per left-out source, a model trained without it, its val logits and its logits on that
+    source's photos). Each such model is calibrated as it would ship (temperature and per-class thresholds on its
+    val); its species answers on the left-out photos are pooled over sources, each original once. A class named
+    there on at least ``min_answers`` originals whose answers fall short of the target, where answering its
+    nearest group instead would be right more often, gets ``level: group``: it is answered as that group only.
+    Few answers suffice: naming the group instead of the species is the safe direction (a planthopper called a
+    small brown planthopper is still a hopper), and a left-out source names the classes it lacks rarely."""
+    from pestid.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    identifiable = np.array(catalogue.in_scope(list(names)))
+    above = [catalogue.ancestors(n) for n in names]
+    group_of = [a[0].id if a else None for a in above]
+    within = [{m for m in names if group_of[c] is not None and group_of[c] in {g.id for g in catalogue.groups_of(m)}}
+              for c in range(len(names))]  # fmt: skip
+    answers, species, group = (np.zeros(len(names)) for _ in range(3))
+    for h in held_out:
+        temperature = fit_temperature(h["val_logits"], h["val_labels"])
+        val = softmax(h["val_logits"], temperature)
+        thresholds = choose_class_thresholds(val, h["val_labels"], target_precision, identifiable=identifiable,
+                                             weights=group_weights(list(h["val_groups"])))  # fmt: skip
+        probs, labels = softmax(h["held_logits"], temperature), h["held_labels"]
+        weights = group_weights(list(h["held_groups"]))
+        predicted = probs.argmax(axis=1)
+        sure = identified(probs, thresholds, identifiable)
+        for i in np.flatnonzero(sure):
+            c = predicted[i]
+            answers[c] += weights[i]
+            species[c] += weights[i] * (labels[i] == c)
+            group[c] += weights[i] * (names[labels[i]] in within[c])
+    out: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(names):
+        if answers[c] == 0:
+            continue
+        sp, gp = species[c] / answers[c], group[c] / answers[c]
+        demote = answers[c] >= min_answers and sp < target_precision and group_of[c] is not None and gp > sp
+        out[name] = {"answers": float(answers[c]), "species_precision": float(sp), "group": group_of[c],
+                     "group_precision": float(gp), "level": "group" if demote else "species"}  # fmt: skip
+    return out
+
+
 def selective(
     probs: np.ndarray, labels: np.ndarray, threshold: Thresholds, *, weights: np.ndarray | None = None,
     identifiable: np.ndarray | None = None, known: np.ndarray | None = None,
@@ -340,10 +385,13 @@ def summary(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict
 
 def calibrate(
     logits: np.ndarray, labels: np.ndarray, groups: list[str], names: list[str], target_precision: float, *,
-    per_class: bool = True,
+    per_class: bool = True, held_out: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:  # fmt: skip
     """Temperature scaling and the rejection thresholds, fitted on originals the model never trained on (val,
-    or out-of-fold), each original counted once, only in-scope answers counted as "identified"."""
+    or out-of-fold), each original counted once, only in-scope answers counted as "identified". With
+    ``held_out`` (``travel``'s evidence), a class whose species answers do not hold on a new source is never
+    answered as a species (threshold above 1): its photos are answered at its group's level, whose threshold is
+    chosen on val with those photos among what species answers leave."""
     from pestid.catalogue import load_catalogue
 
     temperature = fit_temperature(logits, labels)
@@ -357,9 +405,18 @@ def calibrate(
     if per_class:
         thresholds = choose_class_thresholds(probs, labels, target_precision, weights=weights,
                                              identifiable=identifiable)  # fmt: skip
-        out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, thresholds, identifiable, strict=True) if ok}
+    if held_out:
+        out["species_travel"] = travel(held_out, names, target_precision)
+        demoted = [n for n, t in out["species_travel"].items() if t["level"] == "group"]
+        thresholds = np.where(np.isin(names, demoted), 1.01, thresholds)
+    if per_class or held_out:
+        each = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(names),))
+        out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, each, identifiable, strict=True) if ok}
     out["group_thresholds"] = choose_group_thresholds(probs, labels, names, target_precision, weights=weights,
                                                       species_answered=identified(probs, thresholds, identifiable))  # fmt: skip
+    for name in out.get("species_travel", {}):  # a demoted label that is itself a group (stem_borers) is not
+        if out["species_travel"][name]["level"] == "group" and name in out["group_thresholds"]:  # named as one
+            out["group_thresholds"][name] = 1.01
     levels, right = answer_levels(probs, labels, names, threshold=threshold,
                                   class_thresholds=out.get("class_thresholds", {}),
                                   group_thresholds=out["group_thresholds"])  # fmt: skip

@@ -214,6 +214,79 @@ def fit_novelty(
           f"'not one I know' (keeps {keep:.0%} of val's in-scope photos)")  # fmt: skip
 
 
+def shared_sources(rows: list[Row]) -> dict[str, set[str]]:
+    """Each source that holds a class another source also holds, with those classes: the sources a model can be
+    judged on as a new place (trained without it, shown its photos of classes the others taught)."""
+    by_source: dict[str, set[str]] = {}
+    for r in rows:
+        by_source.setdefault(r.source, set()).add(r.label)
+    out = {}
+    for source, labels in sorted(by_source.items()):
+        others = set().union(*(v for k, v in by_source.items() if k != source))
+        if labels & others:
+            out[source] = labels & others
+    return out
+
+
+def fit_held_out_sources(
+    initial: dict[str, torch.Tensor], manifest: Manifest, config: TrainConfig, run_dir: Path,
+    maps: dict[str, dict[str, np.ndarray]], rows: dict[str, list[Row]], device: torch.device,
+) -> None:  # fmt: skip
+    """Evidence for ``eval.species_level: held_out_sources`` (``training.metrics.travel``): for each source that
+    shares classes with another, the top trained again without its photos (the shipped recipe, best epoch on the
+    other sources' val), then its val logits (what that model would be calibrated on) and its logits on the
+    left-out source's train and val photos of the shared classes (never test). Written to ``held_out.npz``.
+
+    A model answers photos from a place it never saw less well than its val promises: the left-out source is
+    that place, measured."""
+    from pestid.training.models import create_model
+
+    path = run_dir / "held_out.npz"
+    path.unlink(missing_ok=True)  # evidence from an earlier run in this folder must not outlive it
+    if config.eval.species_level != "held_out_sources":
+        return
+    train_views, eval_views = views_of(config)
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    arrays: dict[str, np.ndarray] = {}
+    shared = shared_sources([*rows["train"], *rows["val"]])
+    for k, (source, classes) in enumerate(shared.items()):
+        keep = {s: np.array([r.source != source for r in rows[s]]) for s in ("train", "val")}
+        if not keep["val"].any() or not keep["train"].any():
+            continue
+        model = create_model(config.model, len(manifest.labels))
+        model.load_state_dict(initial)
+        train_rows = [r for r, ok in zip(rows["train"], keep["train"], strict=True) if ok]
+        val_rows = [r for r, ok in zip(rows["val"], keep["val"], strict=True) if ok]
+        y_val = np.array([index[r.label] for r in val_rows])
+        _, val_logits = fit_top(model, [maps["train"][v][keep["train"]] for v in train_views],
+                                np.array([index[r.label] for r in train_rows]), [r.group for r in train_rows], config,
+                                device, val=([maps["val"][v][keep["val"]] for v in eval_views], y_val,
+                                             group_weights([r.group for r in val_rows])),
+                                sources=[r.source for r in train_rows], desc=f"without {source}")  # fmt: skip
+        top = Top(model, config.model.frozen_blocks).to(device)
+        held = {s: np.array([r.source == source and r.label in classes for r in rows[s]]) for s in ("train", "val")}
+        held_rows = [r for s in ("train", "val") for r, h in zip(rows[s], held[s], strict=True) if h]
+        held_logits = top_logits(top, [np.concatenate([maps[s][v][held[s]] for s in ("train", "val")])
+                                       for v in eval_views], device)  # fmt: skip
+        arrays |= {f"{k}_source": np.array(source), f"{k}_val_logits": val_logits, f"{k}_val_labels": y_val,
+                   f"{k}_val_groups": np.array([r.group for r in val_rows]), f"{k}_held_logits": held_logits,
+                   f"{k}_held_labels": np.array([index[r.label] for r in held_rows]),
+                   f"{k}_held_groups": np.array([r.group for r in held_rows])}  # fmt: skip
+        print(f"held-out source {source}: {len({r.group for r in held_rows})} originals of {len(classes)} shared "
+              f"classes answered by a top trained without them")  # fmt: skip
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle's bool
+
+
+def load_held_out(path: Path) -> list[dict[str, Any]]:
+    """``held_out.npz`` as one dict per left-out source (``source``, ``val_logits``, …, ``held_groups``)."""
+    if not path.is_file():
+        return []
+    with np.load(path) as found:
+        keys = list(found.keys())
+        count = len({key.split("_", 1)[0] for key in keys})
+        return [{key.split("_", 1)[1]: found[key] for key in keys if key.startswith(f"{k}_")} for k in range(count)]
+
+
 def _check(model: nn.Module, manifest: Manifest, config: TrainConfig) -> None:
     """Refuse, before any work, a model this method cannot split and a calibration the data cannot fill."""
     blocks, frozen = getattr(model, "blocks", None), config.model.frozen_blocks
@@ -262,6 +335,8 @@ def train_partial(
     torch.save(model.state_dict(), run_dir / "checkpoints" / "best.pt")
     fit_novelty(model, manifest, config, run_dir, (train_maps["plain"], y_train), (list(val_maps.values()), y_val),
                 [r.group for r in val_rows], device)  # fmt: skip
+    fit_held_out_sources(initial, manifest, config, run_dir, {"train": train_maps, "val": val_maps},
+                         {"train": train_rows, "val": val_rows}, device)  # fmt: skip
     print(f"partial fine-tune: blocks[{config.model.frozen_blocks}:] and the head, {state.epoch} epochs on {len(y_train)} photos in "
           f"{len(train_views)} views, {time.perf_counter() - start:.1f} s; best val macro-F1 (per original) "
           f"{state.best_macro_f1:.4f} at epoch {state.best_epoch}")  # fmt: skip

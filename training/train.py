@@ -166,8 +166,11 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
             run_dir: Path, state: FitState, hooks: CallbackList, export: bool) -> TrainResult:  # fmt: skip
     """Calibrate on ``rows`` (originals the scoring model never trained on), export, evaluate."""
     labels = np.array(targets_of(manifest, rows))
+    from pestid.training.partial import load_held_out  # written by the partial fine-tune for eval.species_level
+
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
-                            config.eval.target_precision, per_class=config.eval.per_class_threshold)  # fmt: skip
+                            config.eval.target_precision, per_class=config.eval.per_class_threshold,
+                            held_out=load_held_out(run_dir / "held_out.npz"))  # fmt: skip
     calibration["calibrated_on"] = config.eval.calibration if config.method != "finetune" else "val"
     if (run_dir / "novelty.npz").is_file():  # written by the partial fine-tune for eval.novelty_keep
         from pestid.training.novelty import Mahalanobis

@@ -185,3 +185,56 @@ def test_group_thresholds_hold_the_promise_on_what_species_answers_leave():
     figures = level_figures(levels, right, np.ones(len(labels)), np.ones(len(labels), dtype=bool))
     assert figures["group_precision"] == 1.0 and figures["useful_coverage"] == pytest.approx(200 / 260)
     assert np.isnan(figures["species_precision"])  # no species answer was given
+
+
+def _sure(
+    rows: list[tuple[int, int]], classes: int, noise: float = 0.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits sure of each row's answer (predicted, true): 8 on the answer, up to ``noise`` elsewhere."""
+    rng = np.random.default_rng(seed)
+    logits = rng.uniform(0, noise, (len(rows), classes)) if noise else np.zeros((len(rows), classes))
+    for i, (answered, _) in enumerate(rows):
+        logits[i, answered] = 8.0 + rng.uniform(0, 0.5)
+    return logits.astype(np.float32), np.array([truth for _, truth in rows])
+
+
+def test_a_species_whose_answers_fail_on_a_new_source_is_answered_as_its_group():
+    from pestid.training.metrics import answer_levels, calibrate, travel
+
+    names = ["brown_planthopper", "whitebacked_planthopper", "rice_leaffolder", "stem_borers", "not_rice"]
+    bph, wbph, folder, borers = range(4)
+    # val: every class answered surely and rightly (its own sources: the promise holds)
+    val_logits, val_labels = _sure([(c, c) for c in range(5) for _ in range(30)], 5, noise=2.0)
+    val_groups = [f"v{i}" for i in range(len(val_labels))]
+    # a source the model never saw: "brown planthopper" is half the time a whitebacked one (the group holds),
+    # "stem borer" is always a leaf folder (so are the caterpillars), the leaf folder's own answers hold
+    held = [(bph, bph)] * 6 + [(bph, wbph)] * 6 + [(borers, folder)] * 8 + [(folder, folder)] * 10
+    held_logits, held_labels = _sure(held, 5, seed=1)
+    evidence = [{"source": np.array("elsewhere"), "val_logits": val_logits, "val_labels": val_labels,
+                 "val_groups": np.array(val_groups), "held_logits": held_logits, "held_labels": held_labels,
+                 "held_groups": np.array([f"h{i}" for i in range(len(held))])}]  # fmt: skip
+    found = travel(evidence, names, 0.95)
+    assert found["brown_planthopper"] == pytest.approx({"answers": 12, "species_precision": 0.5, "group": "planthoppers",
+                                                        "group_precision": 1.0, "level": "group"})  # fmt: skip
+    assert found["stem_borers"]["level"] == "group" and found["stem_borers"]["group"] == "caterpillars"
+    assert (
+        found["rice_leaffolder"]["level"] == "species" and "whitebacked_planthopper" not in found
+    )  # never named there
+    # a class named on fewer originals is not judged, whatever its figures
+    assert travel(evidence, names, 0.95, min_answers=13)["brown_planthopper"]["level"] == "species"
+
+    as_val = calibrate(val_logits, val_labels, val_groups, names, 0.95)
+    cal = calibrate(val_logits, val_labels, val_groups, names, 0.95, held_out=evidence)
+    assert as_val["class_thresholds"]["brown_planthopper"] <= 1.0  # without the evidence: named as a species
+    assert cal["class_thresholds"]["brown_planthopper"] > 1.0 and cal["class_thresholds"]["stem_borers"] > 1.0
+    assert cal["class_thresholds"]["rice_leaffolder"] == as_val["class_thresholds"]["rice_leaffolder"]
+    assert cal["group_thresholds"]["stem_borers"] > 1.0  # a demoted label that is a group is not named as one
+    from pestid.predictor import softmax
+
+    levels, right = answer_levels(softmax(val_logits, cal["temperature"]), val_labels, names,
+                                  threshold=cal["threshold"], class_thresholds=cal["class_thresholds"],
+                                  group_thresholds=cal["group_thresholds"])  # fmt: skip
+    # on val, the demoted species' photos are now answered, rightly, as a hopper and a caterpillar
+    assert (levels[val_labels == bph] == 2).all() and (levels[val_labels == borers] == 2).all()
+    assert (levels[val_labels == folder] == 1).all() and right[val_labels != 4].all()
+    assert cal["useful_coverage"] == pytest.approx(1.0) and cal["group_coverage"] == pytest.approx(0.5)

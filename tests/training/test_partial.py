@@ -179,3 +179,37 @@ def test_sources_balance_is_refused_for_methods_that_do_not_pass_sources():
 
     with pytest.raises(ConfigError, match="partial_finetune"):
         resolve_config(None, ["method=linear_probe", "data.balance=sources"])
+
+
+def test_held_out_sources_answer_each_source_with_a_top_that_never_saw_it(sample_split, tmp_path):
+    from pestid.manifest import write_manifest
+    from pestid.training.partial import load_held_out, train_partial
+
+    manifest = read_manifest(sample_split)
+    # two sources sharing every class: the originals alternate between a "field" set and an "ip102" set
+    originals = sorted({r.group for r in manifest.rows})
+    source = {g: ("field", "ip102")[i % 2] for i, g in enumerate(originals)}
+    two = manifest.with_rows(r.replace(source=source[r.group]) for r in manifest.rows)
+    path = tmp_path / "two.csv"
+    write_manifest(two, path)
+    config = tiny_config(path, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=3", "epochs=2",
+                         "optim.lr=0.01", "eval.calibration=val", "eval.species_level=held_out_sources",
+                         f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+    two = read_manifest(path)
+    seed_everything(config.seed)
+    train_partial(create_model(config.model, len(two.labels)), two, config, tmp_path / "run", CallbackList([]))
+    found = load_held_out(tmp_path / "run" / "held_out.npz")
+    assert [str(h["source"]) for h in found] == ["field", "ip102"]
+    for h in found:
+        held = str(h["source"])
+        mine = [r for s in ("train", "val") for r in two.split(s) if r.source == held]
+        others_val = [r for r in two.split("val") if r.source != held]
+        assert sorted(h["held_groups"].tolist()) == sorted(r.group for r in mine)  # its train and val, never test
+        assert not {r.group for r in two.split("test")} & set(h["held_groups"].tolist())
+        assert sorted(h["val_groups"].tolist()) == sorted(r.group for r in others_val)  # the others' val only
+        assert h["held_logits"].shape == (len(mine), len(two.labels)) and np.isfinite(h["held_logits"]).all()
+    # one source alone shares nothing: no evidence is written, and nothing is kept from an earlier run
+    alone = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=3",
+                        "eval.species_level=held_out_sources", f"data.feature_cache={tmp_path / 'features-1'}")  # fmt: skip
+    train_partial(create_model(alone.model, len(manifest.labels)), manifest, alone, tmp_path / "run", CallbackList([]))
+    assert load_held_out(tmp_path / "run" / "held_out.npz") == []
