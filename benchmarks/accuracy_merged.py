@@ -167,9 +167,13 @@ def leave_one_source_out(manifest: Manifest, cache: FeatureCache, config: TrainC
 def leave_one_source_out_partial(
     manifest: Manifest, config: TrainConfig, keep: float = 0.95, only: str | None = None
 ) -> list[dict[str, object]]:
-    """The same for the partial fine-tune (``config``, calibrated as it ships: on the training sources' val), one
-    training per held-out source (about 8 minutes each on 2 cores); each also with the open-set score as it ships
-    (``eval.novelty_keep`` = ``keep``: fitted on the training sources, its threshold from their val)."""
+    """The same for the partial fine-tune (``config``, calibrated on the training sources' val), one training per
+    held-out source (about 8 minutes each on 2 cores); each also with the open-set score as it ships
+    (``eval.novelty_keep`` = ``keep``: fitted on the training sources, its threshold from their val), and with
+    ``eval.species_level: held_out_sources`` decided honestly: which species are answered as their group is
+    learnt from the *other* held-out sources' answers only (``training.metrics.travel``), never from the source
+    being judged. (Trained without one source, the rest share no class here, so the shipped rule would find no
+    evidence of its own.)"""
     import tempfile
     from pathlib import Path
 
@@ -182,9 +186,10 @@ def leave_one_source_out_partial(
     from pestid.training.partial import Top, novelty_of, rows_logits, train_partial
 
     config = config.model_copy(update={"eval": config.eval.model_copy(update={"calibration": "val",
-                                                                              "novelty_keep": keep})})  # fmt: skip
+                                                                              "novelty_keep": keep,
+                                                                              "species_level": "val"})})  # fmt: skip
     rows: list[Row] = [r for s in ("train", "val", "test") for r in manifest.split(s)]
-    names, results = list(manifest.labels), []
+    names, results, evidence = list(manifest.labels), [], {}
     for held in sorted({r.source for r in rows}):
         shared = {r.label for r in rows if r.source == held} & {r.label for r in rows if r.source != held}
         if not shared or (only is not None and held != only):
@@ -200,6 +205,10 @@ def leave_one_source_out_partial(
         test = [r for r in rows if r.source == held and r.label in shared]
         logits = rows_logits(model, manifest, test, config)
         labels, groups = np.array([names.index(r.label) for r in test]), [r.group for r in test]
+        evidence[held] = {"source": np.array(held), "val_logits": val_logits,
+                          "val_labels": np.array([names.index(r.label) for r in val_rows]),
+                          "val_groups": np.array([r.group for r in val_rows]), "held_logits": logits,
+                          "held_labels": labels, "held_groups": np.array(groups), "shared": shared}  # fmt: skip
         results.append({"held_out": held, "shared_classes": sorted(shared),
                         **judged(logits, labels, groups, names, cal, config.eval.target_precision)})  # fmt: skip
         cache, (_, eval_views) = trunk_cache(config, manifest, model), views_of(config)
@@ -209,6 +218,17 @@ def leave_one_source_out_partial(
         results.append({"held_out": f"{held}, with the open-set score (keeps {keep:.0%} of val)",
                         "shared_classes": sorted(shared),
                         **judged(logits, labels, groups, names, cal, config.eval.target_precision, known)})  # fmt: skip
+    for held, mine in evidence.items():
+        others = [e for source, e in evidence.items() if source != held]
+        if not others:
+            continue
+        cal = calibrate(mine["val_logits"], mine["val_labels"], list(mine["val_groups"]), names,
+                        config.eval.target_precision, held_out=others)  # fmt: skip
+        demoted = sorted(n for n, t in cal["species_travel"].items() if t["level"] == "group")
+        results.append({"held_out": f"{held}, species level from the other sources (as groups: "
+                                    f"{', '.join(demoted) or 'none'})", "shared_classes": sorted(mine["shared"]),
+                        **judged(mine["held_logits"], mine["held_labels"], list(mine["held_groups"]), names, cal,
+                                 config.eval.target_precision)})  # fmt: skip
     return results
 
 
