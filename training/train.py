@@ -172,6 +172,11 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
                             config.eval.target_precision, per_class=config.eval.per_class_threshold,
                             held_out=load_held_out(run_dir / "held_out.npz"))  # fmt: skip
     calibration["calibrated_on"] = config.eval.calibration if config.method != "finetune" else "val"
+    for name, seen in calibration.get("species_travel", {}).items():
+        if seen["level"] == "group":
+            print(f"{name}: answered as {seen['group']} only; on sources the model never saw its answers were "
+                  f"right {seen['species_precision']:.0%} of {seen['answers']:.0f} originals, the group's "
+                  f"{seen['group_precision']:.0%}")  # fmt: skip
     if (run_dir / "novelty.npz").is_file():  # written by the partial fine-tune for eval.novelty_keep
         from pestid.training.novelty import Mahalanobis
 
