@@ -18,7 +18,7 @@ $PESTID data stats "$DATA/manifests/sample.csv"
 echo "== 3. train the smoke config (tracked in the local MLflow store: sqlite:///mlflow.db, mlruns/)"
 $PESTID train --config training/configs/smoke.yaml --data "$DATA/manifests/sample.csv" --out runs/smoke resume=false
 if [ -f ../shared/datasets/ricepest6/manifest.csv ]; then
-  echo "== 3b. the default model on the real photos in ../shared: merge the four sources, partial fine-tune (~10 min)"
+  echo "== 3b. the default model on the real photos in ../shared: merge the four sources, partial fine-tune and two held-out-source trainings (~20 min)"
   bash scripts/merge_shared.sh
   $PESTID train --config training/configs/default.yaml --data "$DATA/manifests/merged.csv" --out runs/default
 fi

@@ -237,7 +237,7 @@ def choose_group_thresholds(
 
 
 def travel(
-    held_out: Sequence[Mapping[str, Any]], names: Sequence[str], target_precision: float, *, min_answers: float = 5.0,
+    held_out: Sequence[Mapping[str, Any]], names: Sequence[str], target_precision: float, *, min_answers: float = 2.0,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Whether each class's species answers hold on a source the model never saw (``training.partial``'s
     ``held_out.npz``: per left-out source, a model trained without it, its val logits and its logits on that
@@ -405,6 +405,7 @@ def calibrate(
     if per_class:
         thresholds = choose_class_thresholds(probs, labels, target_precision, weights=weights,
                                              identifiable=identifiable)  # fmt: skip
+    named = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(names),))  # before any demotion
     if held_out:
         out["species_travel"] = travel(held_out, names, target_precision)
         demoted = [n for n, t in out["species_travel"].items() if t["level"] == "group"]
@@ -414,9 +415,18 @@ def calibrate(
         out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, each, identifiable, strict=True) if ok}
     out["group_thresholds"] = choose_group_thresholds(probs, labels, names, target_precision, weights=weights,
                                                       species_answered=identified(probs, thresholds, identifiable))  # fmt: skip
-    for name in out.get("species_travel", {}):  # a demoted label that is itself a group (stem_borers) is not
-        if out["species_travel"][name]["level"] == "group" and name in out["group_thresholds"]:  # named as one
+    for name, seen in out.get("species_travel", {}).items():
+        if seen["level"] != "group":
+            continue
+        if name in out["group_thresholds"]:  # a demoted label that is itself a group (stem_borers) is not named
             out["group_thresholds"][name] = 1.01
+        # Its group answers at least where the species itself was named (the species' own threshold, met on val
+        # at the target precision; the group is right wherever the species is): a demoted brown planthopper is
+        # "a hopper", never a "not sure" at 99 %. The group's highest such threshold, when several are demoted.
+        group, own = seen["group"], float(named[list(names).index(name)])
+        peers = [float(named[list(names).index(n)]) for n, t in out["species_travel"].items()
+                 if t["level"] == "group" and t["group"] == group]  # fmt: skip
+        out["group_thresholds"][group] = min(out["group_thresholds"].get(group, 1.01), max(own, *peers))
     levels, right = answer_levels(probs, labels, names, threshold=threshold,
                                   class_thresholds=out.get("class_thresholds", {}),
                                   group_thresholds=out["group_thresholds"])  # fmt: skip

@@ -174,9 +174,11 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
     calibration["calibrated_on"] = config.eval.calibration if config.method != "finetune" else "val"
     for name, seen in calibration.get("species_travel", {}).items():
         if seen["level"] == "group":
-            print(f"{name}: answered as {seen['group']} only; on sources the model never saw its answers were "
-                  f"right {seen['species_precision']:.0%} of {seen['answers']:.0f} originals, the group's "
-                  f"{seen['group_precision']:.0%}")  # fmt: skip
+            group_at = calibration["group_thresholds"].get(seen["group"], 1.01)
+            said = f"answered as {seen['group']} from {group_at:.3f}" if group_at <= 1 else "never named, nor its group"
+            print(f"{name}: {said}; on sources the model never saw, the answers naming it were right "
+                  f"{seen['species_precision']:.0%} of {seen['answers']:.1f} originals (weighted), as "
+                  f"{seen['group']} {seen['group_precision']:.0%}")  # fmt: skip
     if (run_dir / "novelty.npz").is_file():  # written by the partial fine-tune for eval.novelty_keep
         from pestid.training.novelty import Mahalanobis
 

@@ -321,9 +321,11 @@ function answerParts(answer) {
     description: main ? [describe(main), `${t.confidence} ${percent(main.probability)}`].filter(Boolean).join(" · ") : "",
     adviceTitle: main ? t.advice : t.what_now,
     advice: main ? main.advice : answer.decision === "uncertain" ? t.uncertain_todo : t.not_recognised_todo,
-    // beside a species, other species it could be; beside a group or a guess, candidates (which species, unsure)
+    // beside a species, other species it could be, with their chances; beside a group or a guess, candidates
+    // (which species, unsure) by name only: "leaf folder 99 %" under "one of the caterpillars" would undo the
+    // answer, and a species is answered as its group where its sure answers were wrong on photos from new places
     alternativesTitle: main && answer.level !== "group" ? t.alternatives : t.candidates,
-    alternatives: alternatives.map((s) => `${s.name} (${percent(s.probability)})`),
+    alternatives: alternatives.map((s) => main && answer.level !== "group" ? `${s.name} (${percent(s.probability)})` : s.name),
   };
 }
 

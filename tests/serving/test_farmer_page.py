@@ -358,4 +358,6 @@ def test_each_outcome_is_worded_at_its_level_and_a_guess_carries_no_advice(
             assert page.locator("#alternatives-block").is_hidden()  # no pest offered as a "maybe"
         else:
             assert page.locator("#alternatives-block").is_hidden() or _text(page, "#alternatives-title") == candidates
+            if candidates != "Có thể là":  # candidates of a group or a guess are named without a chance
+                assert "%" not in _text(page, "#alternatives")
         page.screenshot(path=str(ARTIFACTS / f"farmer-outcome-{decision}-{name or 'none'}.png"), full_page=True)

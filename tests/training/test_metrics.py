@@ -222,6 +222,7 @@ def test_a_species_whose_answers_fail_on_a_new_source_is_answered_as_its_group()
     )  # never named there
     # a class named on fewer originals is not judged, whatever its figures
     assert travel(evidence, names, 0.95, min_answers=13)["brown_planthopper"]["level"] == "species"
+    assert travel(evidence[:1] * 0, names, 0.95) == {}  # no evidence, no verdict
 
     as_val = calibrate(val_logits, val_labels, val_groups, names, 0.95)
     cal = calibrate(val_logits, val_labels, val_groups, names, 0.95, held_out=evidence)
@@ -229,6 +230,9 @@ def test_a_species_whose_answers_fail_on_a_new_source_is_answered_as_its_group()
     assert cal["class_thresholds"]["brown_planthopper"] > 1.0 and cal["class_thresholds"]["stem_borers"] > 1.0
     assert cal["class_thresholds"]["rice_leaffolder"] == as_val["class_thresholds"]["rice_leaffolder"]
     assert cal["group_thresholds"]["stem_borers"] > 1.0  # a demoted label that is a group is not named as one
+    # each demoted species' group answers at least where the species itself was named
+    assert cal["group_thresholds"]["planthoppers"] <= as_val["class_thresholds"]["brown_planthopper"]
+    assert cal["group_thresholds"]["caterpillars"] <= as_val["class_thresholds"]["stem_borers"]
     from pestid.predictor import softmax
 
     levels, right = answer_levels(softmax(val_logits, cal["temperature"]), val_labels, names,
