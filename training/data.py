@@ -79,7 +79,8 @@ def sample_weights(
         sizes = Counter(groups)
         per_image = np.array([1.0 / sizes[g] for g in groups])
         cells = [
-            (t, s if balance == "sources" else "") for t, s in zip(targets, sources or [""] * len(targets), strict=True)
+            (t, s if balance == "sources" else "")
+            for t, s in zip(targets, [""] * len(targets) if sources is None else sources, strict=True)
         ]
         per_cell: Counter[tuple[int, str]] = Counter()
         for cell, w in zip(cells, per_image, strict=True):

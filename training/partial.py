@@ -247,11 +247,12 @@ def fit_held_out_sources(
         return
     train_views, eval_views = views_of(config)
     index = {label: i for i, label in enumerate(manifest.labels)}
-    arrays: dict[str, np.ndarray] = {}
-    shared = shared_sources([*rows["train"], *rows["val"]])
-    for k, (source, classes) in enumerate(shared.items()):
+    arrays: dict[str, np.ndarray] = {"labels": np.array(manifest.labels)}  # what the indices below mean
+    k = 0  # entries written: a source skipped leaves no gap
+    for source, classes in shared_sources([*rows["train"], *rows["val"]]).items():
         keep = {s: np.array([r.source != source for r in rows[s]]) for s in ("train", "val")}
         if not keep["val"].any() or not keep["train"].any():
+            print(f"held-out source {source}: skipped (without it, no photo is left to train or to calibrate on)")
             continue
         model = create_model(config.model, len(manifest.labels))
         model.load_state_dict(initial)
@@ -274,15 +275,19 @@ def fit_held_out_sources(
                    f"{k}_held_groups": np.array([r.group for r in held_rows])}  # fmt: skip
         print(f"held-out source {source}: {len({r.group for r in held_rows})} originals of {len(classes)} shared "
               f"classes answered by a top trained without them")  # fmt: skip
+        k += 1
     np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle's bool
 
 
-def load_held_out(path: Path) -> list[dict[str, Any]]:
-    """``held_out.npz`` as one dict per left-out source (``source``, ``val_logits``, …, ``held_groups``)."""
+def load_held_out(path: Path, labels: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+    """``held_out.npz`` as one dict per left-out source (``source``, ``val_logits``, …, ``held_groups``). Evidence
+    written for other labels (another dataset version's) is refused: its class indices would name other classes."""
     if not path.is_file():
         return []
     with np.load(path) as found:
-        keys = list(found.keys())
+        if "labels" not in found or found["labels"].tolist() != list(labels):
+            raise ValueError(f"{path} was written for other labels than this model's; train the run again")
+        keys = [key for key in found if key != "labels"]
         count = len({key.split("_", 1)[0] for key in keys})
         return [{key.split("_", 1)[1]: found[key] for key in keys if key.startswith(f"{k}_")} for k in range(count)]
 

@@ -168,9 +168,12 @@ def _finish(manifest: Manifest, rows: list[Row], logits: np.ndarray, config: Tra
     labels = np.array(targets_of(manifest, rows))
     from pestid.training.partial import load_held_out  # written by the partial fine-tune for eval.species_level
 
+    # Only this run's evidence: another method trained into the same folder must not pick up an older file.
+    asked = config.method == "partial_finetune" and config.eval.species_level == "held_out_sources"
+    held_out = load_held_out(run_dir / "held_out.npz", manifest.labels) if asked else []
     calibration = calibrate(logits, labels, [r.group for r in rows], list(manifest.labels),
                             config.eval.target_precision, per_class=config.eval.per_class_threshold,
-                            held_out=load_held_out(run_dir / "held_out.npz"))  # fmt: skip
+                            held_out=held_out)  # fmt: skip
     calibration["calibrated_on"] = config.eval.calibration if config.method != "finetune" else "val"
     for name, seen in calibration.get("species_travel", {}).items():
         if seen["level"] == "group":

@@ -198,7 +198,7 @@ def test_held_out_sources_answer_each_source_with_a_top_that_never_saw_it(sample
     two = read_manifest(path)
     seed_everything(config.seed)
     train_partial(create_model(config.model, len(two.labels)), two, config, tmp_path / "run", CallbackList([]))
-    found = load_held_out(tmp_path / "run" / "held_out.npz")
+    found = load_held_out(tmp_path / "run" / "held_out.npz", two.labels)
     assert [str(h["source"]) for h in found] == ["field", "ip102"]
     for h in found:
         held = str(h["source"])
@@ -212,4 +212,42 @@ def test_held_out_sources_answer_each_source_with_a_top_that_never_saw_it(sample
     alone = tiny_config(sample_split, tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=3",
                         "eval.species_level=held_out_sources", f"data.feature_cache={tmp_path / 'features-1'}")  # fmt: skip
     train_partial(create_model(alone.model, len(manifest.labels)), manifest, alone, tmp_path / "run", CallbackList([]))
-    assert load_held_out(tmp_path / "run" / "held_out.npz") == []
+    assert load_held_out(tmp_path / "run" / "held_out.npz", manifest.labels) == []
+    with pytest.raises(ValueError, match="other labels"):  # evidence is only read against the labels it names
+        load_held_out(tmp_path / "run" / "held_out.npz", [*manifest.labels, "rice_bug"])
+
+
+def test_a_source_that_cannot_be_left_out_is_skipped_without_a_gap(sample_split, tmp_path):
+    from pestid.manifest import write_manifest
+    from pestid.training.partial import load_held_out, train_partial
+
+    manifest = read_manifest(sample_split)
+    # "field" holds every val photo: without it nothing is left to calibrate on, so only "ip102" is judged
+    train_groups = sorted({r.group for r in manifest.split("train")})
+    source = {g: "ip102" for g in train_groups[::2]}
+    two = manifest.with_rows(r.replace(source=source.get(r.group, "field")) for r in manifest.rows)
+    write_manifest(two, tmp_path / "two.csv")
+    two = read_manifest(tmp_path / "two.csv")
+    config = tiny_config(tmp_path / "two.csv", tmp_path / "run", "method=partial_finetune", "model.frozen_blocks=3",
+                         "eval.species_level=held_out_sources", f"data.feature_cache={tmp_path / 'features'}")  # fmt: skip
+    train_partial(create_model(config.model, len(two.labels)), two, config, tmp_path / "run", CallbackList([]))
+    found = load_held_out(tmp_path / "run" / "held_out.npz", two.labels)
+    assert [str(h["source"]) for h in found] == ["ip102"] and "val_logits" in found[0]
+
+
+def test_another_method_trained_into_the_same_folder_ignores_older_evidence(sample_split, tmp_path):
+    import json
+
+    from pestid.training.train import train
+
+    manifest = read_manifest(sample_split)
+    labels, run = list(manifest.labels), tmp_path / "run"
+    run.mkdir()
+    sure = np.eye(len(labels), dtype=np.float32)[[0] * 12] * 8  # a class named 12 times elsewhere, always wrongly
+    np.savez(run / "held_out.npz", labels=np.array(labels), **{"0_source": np.array("elsewhere"),
+             "0_val_logits": sure, "0_val_labels": np.zeros(12, int), "0_val_groups": np.arange(12).astype(str),
+             "0_held_logits": sure, "0_held_labels": np.ones(12, int),
+             "0_held_groups": np.arange(12).astype(str)})  # fmt: skip
+    config = tiny_config(sample_split, run, "method=linear_probe", f"data.feature_cache={tmp_path / 'features'}")
+    train(config, export=False)
+    assert "species_travel" not in json.loads((run / "calibration.json").read_text())
