@@ -171,9 +171,10 @@ def leave_one_source_out_partial(
     held-out source (about 8 minutes each on 2 cores); each also with the open-set score as it ships
     (``eval.novelty_keep`` = ``keep``: fitted on the training sources, its threshold from their val), and with
     ``eval.species_level: held_out_sources`` decided honestly: which species are answered as their group is
-    learnt from the *other* held-out sources' answers only (``training.metrics.travel``), never from the source
-    being judged. (Trained without one source, the rest share no class here, so the shipped rule would find no
-    evidence of its own.)"""
+    learnt from the *other* held-out sources' answers only (``training.metrics.travel``). Those answers come from a
+    model trained without the other source, so with the judged source's train photos and its val: the figures
+    flatter the rule, which a third source sharing the classes would judge cleanly. (Trained without one source,
+    the rest share no class here, so the shipped rule would find no evidence of its own.)"""
     import tempfile
     from pathlib import Path
 
