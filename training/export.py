@@ -175,8 +175,11 @@ def parity(model: torch.nn.Module, onnx_path: Path, images: list[Image.Image]) -
 def _thresholds(contract: ModelContract) -> str:
     if not contract.class_thresholds:
         return f"confidence {contract.threshold:.3f}"
-    per = ", ".join(f"{label} {t:.3f}" for label, t in contract.class_thresholds.items())
-    return f"each class's own confidence ({per}; {contract.threshold:.3f} for any other)"
+    per = ", ".join(f"{label} {t:.3f}" if t <= 1 else f"{label} never named: answered as its group"
+                    for label, t in contract.class_thresholds.items())  # fmt: skip
+    groups = ", ".join(f"{g} {t:.3f}" for g, t in contract.group_thresholds.items() if t <= 1)
+    said = f"each class's own confidence ({per}; {contract.threshold:.3f} for any other)"
+    return said + (f", else a group's summed probability ({groups})" if groups else "")
 
 
 def write_model_card(onnx_path: Path, contract: ModelContract, parity_diff: float) -> Path:

@@ -77,6 +77,7 @@ class MLflowCallback(Callback):
         calibration = result["calibration"]
         mlflow.log_metrics({f"val_{k}": float(v) for k, v in calibration.items() if isinstance(v, int | float)})
         mlflow.log_metric("best_epoch", result["fit"]["best_epoch"])
+        mlflow.log_dict(calibration, "calibration.json")  # thresholds, and which species answer as their group
         from pestid.training.plots import history_png
 
         if result["fit"]["history"]:

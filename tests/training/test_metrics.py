@@ -242,3 +242,17 @@ def test_a_species_whose_answers_fail_on_a_new_source_is_answered_as_its_group()
     assert (levels[val_labels == bph] == 2).all() and (levels[val_labels == borers] == 2).all()
     assert (levels[val_labels == folder] == 1).all() and right[val_labels != 4].all()
     assert cal["useful_coverage"] == pytest.approx(1.0) and cal["group_coverage"] == pytest.approx(0.5)
+
+
+def test_the_model_card_says_a_species_answered_as_its_group(tmp_path):
+    from pestid.contract import ModelContract
+    from pestid.preprocess import PreprocessSpec
+    from pestid.training.export import write_model_card
+
+    contract = ModelContract(model_name="pestid", architecture="efficientnet_lite0", preprocess=PreprocessSpec(),
+                             labels=["brown_planthopper", "rice_leaffolder", "not_rice"], threshold=0.8,
+                             class_thresholds={"brown_planthopper": 1.01, "rice_leaffolder": 0.9},
+                             group_thresholds={"planthoppers": 0.871, "caterpillars": 1.01}, target_precision=0.95)  # fmt: skip
+    card = write_model_card(tmp_path / "model.onnx", contract, 0.0).read_text(encoding="utf-8")
+    assert "brown_planthopper never named: answered as its group" in card and "rice_leaffolder 0.900" in card
+    assert "planthoppers 0.871" in card and "caterpillars" not in card.split("Parity")[0]  # a group never answered
