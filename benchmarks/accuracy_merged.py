@@ -25,6 +25,7 @@ from pestid.training.config import TrainConfig, resolve_config
 from pestid.training.data import sample_weights
 from pestid.training.features import FeatureCache
 from pestid.training.metrics import bootstrap_interval, group_weights, macro_f1
+from pestid.training.partial import shared_sources
 from pestid.training.probe import _logits, fit_linear, views_of
 
 BASELINE = ["data.balance=none", "optim.label_smoothing=0.0", "optim.mixup=0.0", "eval.tta=[]", "data.augment_views=0"]
@@ -141,13 +142,9 @@ def leave_one_source_out(manifest: Manifest, cache: FeatureCache, config: TrainC
     index = {label: i for i, label in enumerate(manifest.labels)}
     names = list(manifest.labels)
     y = np.array([index[r.label] for r in rows])
-    sources = sorted({r.source for r in rows})
     results = []
-    for held in sources:
+    for held, shared in shared_sources(rows).items():
         mine = np.array([r.source == held for r in rows])
-        shared = {r.label for r in rows if r.source == held} & {r.label for r in rows if r.source != held}
-        if not shared:
-            continue
         train = ~mine
         groups = [r.group for r in rows]
         train_groups = [groups[i] for i in np.flatnonzero(train)]
@@ -191,9 +188,8 @@ def leave_one_source_out_partial(
                                                                               "species_level": "val"})})  # fmt: skip
     rows: list[Row] = [r for s in ("train", "val", "test") for r in manifest.split(s)]
     names, results, evidence = list(manifest.labels), [], {}
-    for held in sorted({r.source for r in rows}):
-        shared = {r.label for r in rows if r.source == held} & {r.label for r in rows if r.source != held}
-        if not shared or (only is not None and held != only):
+    for held, shared in shared_sources(rows).items():
+        if only is not None and held != only:
             continue
         others = manifest.with_rows(r for r in rows if r.source != held)
         seed_everything(config.seed)

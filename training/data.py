@@ -78,10 +78,8 @@ def sample_weights(
             raise ValueError("balance='sources' needs each image's source")
         sizes = Counter(groups)
         per_image = np.array([1.0 / sizes[g] for g in groups])
-        cells = [
-            (t, s if balance == "sources" else "")
-            for t, s in zip(targets, [""] * len(targets) if sources is None else sources, strict=True)
-        ]
+        within = sources if balance == "sources" and sources is not None else [""] * len(targets)
+        cells = list(zip(targets, within, strict=True))
         per_cell: Counter[tuple[int, str]] = Counter()
         for cell, w in zip(cells, per_image, strict=True):
             per_cell[cell] += w

@@ -391,7 +391,7 @@ def calibrate(
     or out-of-fold), each original counted once, only in-scope answers counted as "identified". With
     ``held_out`` (``travel``'s evidence), a class whose species answers do not hold on a new source is never
     answered as a species (threshold above 1): its photos are answered at its group's level, whose threshold is
-    chosen on val with those photos among what species answers leave."""
+    chosen on val with those photos among what species answers leave, and never above the species' own."""
     from pestid.catalogue import load_catalogue
 
     temperature = fit_temperature(logits, labels)
@@ -415,18 +415,18 @@ def calibrate(
         out["class_thresholds"] = {n: float(t) for n, t, ok in zip(names, each, identifiable, strict=True) if ok}
     out["group_thresholds"] = choose_group_thresholds(probs, labels, names, target_precision, weights=weights,
                                                       species_answered=identified(probs, thresholds, identifiable))  # fmt: skip
-    for name, seen in out.get("species_travel", {}).items():
-        if seen["level"] != "group":
-            continue
-        if name in out["group_thresholds"]:  # a demoted label that is itself a group (stem_borers) is not named
-            out["group_thresholds"][name] = 1.01
-        # Its group answers at least where the species itself was named (the species' own threshold, met on val
-        # at the target precision; the group is right wherever the species is): a demoted brown planthopper is
-        # "a hopper", never a "not sure" at 99 %. The group's highest such threshold, when several are demoted.
-        group, own = seen["group"], float(named[list(names).index(name)])
-        peers = [float(named[list(names).index(n)]) for n, t in out["species_travel"].items()
-                 if t["level"] == "group" and t["group"] == group]  # fmt: skip
-        out["group_thresholds"][group] = min(out["group_thresholds"].get(group, 1.01), max(own, *peers))
+    # A demoted species' group answers at least where the species itself was named (its own threshold, met on val
+    # at the target precision; the group is right wherever the species is): a demoted brown planthopper is "a
+    # hopper", never a "not sure" at 99 %. The group's highest such threshold, when several are demoted.
+    named_at: dict[str, float] = {}
+    for c, name in enumerate(names):
+        seen = out.get("species_travel", {}).get(name)
+        if seen is not None and seen["level"] == "group":
+            named_at[seen["group"]] = max(named_at.get(seen["group"], 0.0), float(named[c]))
+            if name in out["group_thresholds"]:  # a demoted label that is itself a group (stem_borers) is not named
+                out["group_thresholds"][name] = 1.01
+    for group, at in named_at.items():
+        out["group_thresholds"][group] = min(out["group_thresholds"].get(group, 1.01), at)
     levels, right = answer_levels(probs, labels, names, threshold=threshold,
                                   class_thresholds=out.get("class_thresholds", {}),
                                   group_thresholds=out["group_thresholds"])  # fmt: skip
